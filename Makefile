@@ -1,0 +1,42 @@
+# Two commands: `make run` (set up + serve the demo) and `make test` (set up + all tests).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+FLASK   := $(BIN)/flask --app run
+STAMP   := $(VENV)/.installed
+PASSWORD ?= demo123
+SCALE   ?= 200
+export CRM_DEMO_MODE ?= true
+
+.PHONY: run test venv translations init seed clean bench
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+translations: $(STAMP)
+	$(BIN)/pybabel compile -f -d translations -D messages >/dev/null
+
+i18n: $(STAMP)
+	$(BIN)/python tools/i18n.py
+
+init: venv translations
+	$(FLASK) crm init
+
+run: init
+	$(FLASK) crm seed-demo --scale $(SCALE) --password $(PASSWORD)
+	@echo "服务地址 / URL: http://127.0.0.1:5000  (Ctrl+C 停止)"
+	CRM_SCHEDULER_ENABLED=true $(FLASK) run --host 127.0.0.1 --port 5000
+
+test: venv translations
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: init
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf instance/*.db instance/documents

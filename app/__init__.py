@@ -1,0 +1,122 @@
+"""Application factory."""
+import logging
+import os
+import secrets
+
+from flask import Flask
+from flask_appbuilder import AppBuilder
+from flask_appbuilder.menu import Menu
+
+from .extensions import csrf, db, mail, migrate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+log = logging.getLogger(__name__)
+
+# Menu categories, in the order the menu shows them (DESIGN.md §6).
+MENU_CATEGORIES = [
+    ("Marketing", "营销管理", "fa-bullhorn"),
+    ("Customers", "客户管理", "fa-building"),
+    ("Service", "服务管理", "fa-life-ring"),
+    ("Reports", "统计报表", "fa-bar-chart"),
+    ("BaseData", "基础数据", "fa-database"),
+    ("Mail", "邮件", "fa-envelope"),
+    ("Documents", "文档", "fa-folder-open"),
+]
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _load_config(app, overrides):
+    app.config.from_object("config")
+    app.config.from_prefixed_env("CRM")
+    if overrides:
+        app.config.update(overrides)
+    cfg = app.config
+    cfg.setdefault("SQLALCHEMY_BINDS", {})
+    cfg["SQLALCHEMY_BINDS"] = dict(cfg["SQLALCHEMY_BINDS"], sales=cfg["SALES_DATABASE_URI"])
+    cfg["BABEL_TRANSLATION_DIRECTORIES"] = os.path.join(ROOT, "translations")
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not cfg.get("SECRET_KEY"):
+        if cfg.get("DEMO_MODE") or cfg.get("DEBUG") or cfg.get("TESTING"):
+            key_file = os.path.join(app.instance_path, "secret_key")
+            if not os.path.exists(key_file):
+                with open(key_file, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+            with open(key_file) as fh:
+                cfg["SECRET_KEY"] = fh.read().strip()
+        else:
+            raise ConfigError(
+                "SECRET_KEY 未设置：生产环境请设置环境变量 CRM_SECRET_KEY "
+                "（例如 export CRM_SECRET_KEY=$(python -c 'import secrets;print(secrets.token_hex(32))')），"
+                "或在演示模式下设置 CRM_DEMO_MODE=true。"
+                " / SECRET_KEY is not set: export CRM_SECRET_KEY, or CRM_DEMO_MODE=true for a demo."
+            )
+    cfg.setdefault("JWT_SECRET_KEY", cfg["SECRET_KEY"])
+
+
+def _enable_sqlite_pragmas():
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+        if type(dbapi_conn).__module__.startswith("sqlite3"):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=15000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+
+_enable_sqlite_pragmas()
+
+
+def create_app(config=None):
+    """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars."""
+    from config import INSTANCE_DIR
+
+    instance = (config or {}).get("INSTANCE_DIR") or os.environ.get("CRM_INSTANCE_DIR") or INSTANCE_DIR
+    app = Flask(__name__, instance_path=os.path.abspath(instance))
+    _load_config(app, config)
+
+    from . import models  # noqa: F401  (register tables)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"))
+    mail.init_app(app)
+    csrf.init_app(app)
+
+    from .security import CrmSecurityManager
+    from .views import register_views
+    from .views.index import CrmIndexView
+
+    with app.app_context():
+        menu = Menu()
+        for name, label, icon in MENU_CATEGORIES:
+            menu.add_category(name, icon=icon, label=label)
+        appbuilder = AppBuilder(security_manager_class=CrmSecurityManager, menu=menu,
+                                indexview=CrmIndexView, base_template="crm_base.html")
+        appbuilder.init_app(app, db.session)
+        register_views(appbuilder)
+        # REST APIs authenticate with JWT, not cookies: exempt them from CSRF.
+        from flask_appbuilder.api import BaseApi
+
+        for view in appbuilder.baseviews:
+            if isinstance(view, BaseApi) and getattr(view, "blueprint", None):
+                csrf.exempt(view.blueprint)
+
+    from .cli import crm_cli
+    app.cli.add_command(crm_cli)
+
+    from .views.errors import register_error_handlers
+    register_error_handlers(app)
+
+    if app.config.get("SCHEDULER_ENABLED"):
+        from .scheduler import start_scheduler
+        start_scheduler(app)
+    return app

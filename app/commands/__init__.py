@@ -1,0 +1,1 @@
+"""More ``crm`` commands; each module decorates functions with ``crm_cli.command``."""

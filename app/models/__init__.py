@@ -1,0 +1,10 @@
+"""All models; importing this package registers every table."""
+from .base import Model, SalesBase, sales_metadata  # noqa: F401
+from .dictionary import DictItem, NumberSequence, RoleGrant  # noqa: F401
+from .customer import Activity, ChurnMeasure, ChurnWarning, Contact, Customer  # noqa: F401
+from .marketing import Opportunity, PlanItem  # noqa: F401
+from .service import ServiceTicket  # noqa: F401
+from .audit import WorkflowEvent  # noqa: F401
+from .document import Document, DocumentBlob, DocumentFolder  # noqa: F401
+from .mail import MailAttachment, MailMessage  # noqa: F401
+from .sales import Order, OrderLine, Product, Stock  # noqa: F401

@@ -1,0 +1,63 @@
+"""营销管理: sales opportunities and their development plans."""
+from sqlalchemy import (
+    CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+)
+from sqlalchemy.orm import relationship
+
+from .base import AuditMixin, Model
+
+OPPORTUNITY_STATUSES = ("unassigned", "assigned", "succeeded", "failed")
+
+
+class Opportunity(AuditMixin, Model):
+    """销售机会. 创建人/创建时间 are AuditMixin's created_by/created_on."""
+
+    __tablename__ = "crm_opportunity"
+    __table_args__ = (
+        CheckConstraint("success_rate BETWEEN 0 AND 100", name="ck_opportunity_rate"),
+        CheckConstraint("status IN ('unassigned','assigned','succeeded','failed')",
+                        name="ck_opportunity_status"),
+        Index("ix_opportunity_status", "status"),
+        Index("ix_opportunity_assignee_status", "assignee_id", "status"),
+        Index("ix_opportunity_creator", "created_by_fk"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id = Column(Integer, primary_key=True)
+    number = Column(String(32), nullable=False, unique=True)
+    source = Column(String(128))
+    customer_name = Column(String(128), nullable=False, index=True)
+    success_rate = Column(Integer, nullable=False)
+    summary = Column(String(255), nullable=False)
+    contact = Column(String(64))
+    contact_phone = Column(String(32))
+    description = Column(Text, nullable=False)
+    assignee_id = Column(Integer, ForeignKey("ab_user.id"))
+    assignee = relationship("User", foreign_keys=[assignee_id])
+    assigned_on = Column(DateTime)
+    status = Column(String(16), nullable=False, default="unassigned",
+                    server_default="unassigned")
+    # the customer created when development succeeded
+    customer_id = Column(Integer, ForeignKey("crm_customer.id"))
+    customer = relationship("Customer")
+
+    plan_items = relationship("PlanItem", back_populates="opportunity",
+                              order_by="PlanItem.date, PlanItem.id",
+                              cascade="all, delete-orphan")
+
+    def __str__(self):
+        return f"{self.number} {self.customer_name}"
+
+
+class PlanItem(AuditMixin, Model):
+    """开发计划项: 日期 fixed after creation, 计划内容, 执行效果."""
+
+    __tablename__ = "crm_plan_item"
+
+    id = Column(Integer, primary_key=True)
+    opportunity_id = Column(Integer, ForeignKey("crm_opportunity.id"), nullable=False,
+                            index=True)
+    opportunity = relationship("Opportunity", back_populates="plan_items")
+    date = Column(Date, nullable=False)
+    content = Column(Text, nullable=False)
+    result = Column(Text)

@@ -1,0 +1,48 @@
+"""服务管理: service tickets."""
+from sqlalchemy import (
+    CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, SmallInteger,
+    String, Text,
+)
+from sqlalchemy.orm import relationship
+
+from .base import AuditMixin, Model
+
+SERVICE_STATUSES = ("created", "assigned", "handled", "archived")
+
+
+class ServiceTicket(AuditMixin, Model):
+    """客户服务. 创建人/创建时间 are AuditMixin's created_by/created_on."""
+
+    __tablename__ = "crm_service"
+    __table_args__ = (
+        CheckConstraint("status IN ('created','assigned','handled','archived')",
+                        name="ck_service_status"),
+        CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5",
+                        name="ck_service_satisfaction"),
+        Index("ix_service_status_created", "status", "created_on"),
+        Index("ix_service_assignee_status", "assignee_id", "status"),
+        Index("ix_service_customer", "customer_id"),
+        Index("ix_service_type", "service_type_id"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    number = Column(String(32), nullable=False, unique=True)
+    service_type_id = Column(Integer, ForeignKey("crm_dict_item.id"), nullable=False)
+    service_type = relationship("DictItem")
+    summary = Column(String(255), nullable=False)
+    customer_id = Column(Integer, ForeignKey("crm_customer.id"), nullable=False)
+    customer = relationship("Customer")
+    request = Column(Text, nullable=False)
+    assignee_id = Column(Integer, ForeignKey("ab_user.id"))
+    assignee = relationship("User", foreign_keys=[assignee_id])
+    assigned_on = Column(DateTime)
+    handling = Column(Text)
+    handler_id = Column(Integer, ForeignKey("ab_user.id"))
+    handler = relationship("User", foreign_keys=[handler_id])
+    handled_on = Column(DateTime)
+    result = Column(Text)
+    satisfaction = Column(SmallInteger)
+    status = Column(String(16), nullable=False, default="created", server_default="created")
+
+    def __str__(self):
+        return self.number or ""

@@ -1,0 +1,132 @@
+"""基础数据 › 数据字典: screens and the ``dict_item`` REST resource."""
+from flask import flash, redirect, request
+from flask_appbuilder import action, expose
+from flask_appbuilder.api import protect, safe
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+
+from ..extensions import db
+from ..models import DictItem
+from ..workflows import dictionary as wf
+from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows.errors import DomainError
+from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor
+
+ORDER = 50
+READ = "can_list|can_show|can_get|can_info|menu_access"
+RIGHTS = {
+    EXECUTIVE: [("DictItemView|DictItemApi|BaseData", READ)],
+    SUPERVISOR: [("DictItemView|DictItemApi|BaseData", READ)],
+    MANAGER: [("DictItemView|DictItemApi|BaseData", READ)],
+}
+
+LABELS = {
+    "id": _l("编号"), "type": _l("类别"), "item": _l("条目"), "value": _l("值"),
+    "editable": _l("是否可编辑"),
+}
+
+
+class DictItemView(GuardedModelView):
+    datamodel = SQLAInterface(DictItem)
+    route_base = "/dictitem"
+    list_title = _l("数据字典")
+    show_title = _l("查看数据字典条目")
+    add_title = _l("新建数据字典条目")
+    edit_title = _l("编辑数据字典条目")
+    label_columns = LABELS
+    list_columns = ["id", "type", "item", "value", "editable"]
+    show_columns = list_columns
+    add_columns = ["type", "item", "value", "editable"]
+    edit_columns = ["type", "item", "value"]
+    search_columns = ["type", "item", "value", "editable"]
+    order_columns = ["id", "type", "item", "value"]
+    base_order = ("type", "asc")
+    page_size = 50
+    add_row_message = _l("保存成功")
+    edit_row_message = _l("保存成功")
+    delete_row_message = _l("删除成功")
+    formatters_columns = {"editable": lambda v: _l("是") if v else _l("否")}
+
+    def check_row(self, item, action):
+        if action in ("edit", "delete"):
+            wf._check_editable(item)
+
+    def _validate(self, item, action):
+        wf.clean({"type": item.type, "item": item.item, "value": item.value})
+
+    def pre_delete(self, item):
+        wf._check_editable(item)
+
+    @action("lock", _l("设为不可编辑"), _l("设为不可编辑后只能查看，不能再修改或删除。确定吗？"),
+            "fa-lock", single=True)
+    def lock(self, items):
+        items = items if isinstance(items, list) else [items]
+        actor = current_actor()
+        done = 0
+        for item in items:
+            try:
+                wf.lock(db.session, item.id, actor.id)
+                db.session.commit()
+                done += 1
+            except DomainError as e:
+                db.session.rollback()
+                flash(f"{item.type}/{item.item}: {e.message}", "danger")
+        if done:
+            flash(_l("已设为不可编辑：%(n)d 条", n=done), "success")
+        return redirect(request.referrer or self.get_redirect())
+
+
+class DictItemApi(CrmModelRestApi):
+    resource_name = "dict_item"
+    datamodel = SQLAInterface(DictItem)
+    list_columns = ["id", "type", "item", "value", "editable"]
+    show_columns = list_columns
+    add_columns = ["type", "item", "value", "editable"]
+    edit_columns = ["type", "item", "value", "editable"]
+    search_columns = ["type", "item", "value", "editable"]
+    order_columns = ["id", "type", "item", "value"]
+    label_columns = LABELS
+
+    @expose("/", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def post(self):
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
+        item = wf.create(db.session, data, current_actor().id)
+        db.session.commit()
+        return self.response(201, id=item.id, result=self._dump(item))
+
+    @expose("/<int:pk>", methods=["PUT"])
+    @protect()
+    @safe
+    @api_errors
+    def put(self, pk):
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
+        item = wf.update(db.session, pk, data, current_actor().id)
+        db.session.commit()
+        return self.response(200, result=self._dump(item))
+
+    @expose("/<int:pk>", methods=["DELETE"])
+    @protect()
+    @safe
+    @api_errors
+    def delete(self, pk):
+        wf.delete(db.session, pk)
+        db.session.commit()
+        return self.response(200, message=str(_l("删除成功")))
+
+    @staticmethod
+    def _dump(item):
+        return {"id": item.id, "type": item.type, "item": item.item, "value": item.value,
+                "editable": item.editable}
+
+
+def register(appbuilder):
+    appbuilder.add_view(DictItemView, "DictItems", label=_l("数据字典"), icon="fa-book",
+                        category="BaseData")
+    appbuilder.add_api(DictItemApi)

@@ -1,0 +1,83 @@
+"""Read-only ``user`` REST resource (id, username, name, roles, active) for
+picking assignees. Never exposes password hashes or e-mail internals."""
+from flask import request
+from flask_appbuilder import expose
+from flask_appbuilder.api import BaseApi, protect, safe
+from flask_appbuilder.security.sqla.models import Role, User
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+
+ORDER = 90
+RIGHTS = {role: [("UserDirectoryApi", "can_get")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+
+
+def user_name(u):
+    return f"{u.first_name or ''}{u.last_name or ''}" or u.username
+
+
+def user_json(u):
+    return {"id": u.id, "username": u.username, "name": user_name(u),
+            "roles": [r.name for r in u.roles], "active": bool(u.active),
+            "email": u.email}
+
+
+class UserDirectoryApi(BaseApi):
+    resource_name = "user"
+    allow_browser_login = True
+    openapi_spec_tag = "user"
+
+    @expose("/", methods=["GET"])
+    @protect()
+    @safe
+    def get_list(self):
+        """List users, optionally ``?role=客户经理&active=true``, paged.
+        ---
+        get:
+          parameters:
+          - {in: query, name: role, schema: {type: string}}
+          - {in: query, name: active, schema: {type: boolean}}
+          - {in: query, name: page, schema: {type: integer}}
+          - {in: query, name: page_size, schema: {type: integer}}
+          responses:
+            200: {description: users}
+            401: {$ref: '#/components/responses/401'}
+        """
+        q = select(User)
+        role = request.args.get("role")
+        if role:
+            q = q.where(User.roles.any(Role.name == role))
+        active = request.args.get("active")
+        if active is not None:
+            q = q.where(User.active.is_(active.lower() in ("1", "true", "yes")))
+        try:
+            page = max(int(request.args.get("page", 0)), 0)
+            size = min(max(int(request.args.get("page_size", 100)), 1), 100)
+        except ValueError:
+            return self.response_400(message="page/page_size 必须是整数。")
+        count = db.session.scalar(select(func.count()).select_from(q.subquery()))
+        users = db.session.scalars(q.order_by(User.id).limit(size).offset(page * size)).all()
+        return self.response(200, count=count, result=[user_json(u) for u in users])
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect()
+    @safe
+    def get(self, pk):
+        """One user.
+        ---
+        get:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200: {description: user}
+            404: {$ref: '#/components/responses/404'}
+        """
+        u = db.session.get(User, pk)
+        if u is None:
+            return self.response_404()
+        return self.response(200, result=user_json(u))
+
+
+def register(appbuilder):
+    appbuilder.add_api(UserDirectoryApi)

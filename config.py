@@ -1,0 +1,75 @@
+"""Default configuration.
+
+Every key can be overridden by an environment variable ``CRM_<KEY>`` (Flask's
+``from_prefixed_env``: values are parsed as JSON when they look like JSON, so
+``CRM_MAIL_PORT=25`` is an int and ``CRM_MAIL_USE_TLS=true`` a bool).
+"""
+import os
+
+BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+INSTANCE_DIR = os.environ.get("CRM_INSTANCE_DIR", os.path.join(BASE_DIR, "instance"))
+
+# --- mode -----------------------------------------------------------------
+# DEMO_MODE allows a generated SECRET_KEY persisted under instance/ (make run).
+DEMO_MODE = False
+SECRET_KEY = None  # required from the environment outside debug/demo mode
+
+# --- databases --------------------------------------------------------------
+SQLALCHEMY_DATABASE_URI = "sqlite:///" + os.path.join(INSTANCE_DIR, "crm.db")
+# The company's sales system (products, stock, orders); read-only for the CRM.
+SALES_DATABASE_URI = "sqlite:///" + os.path.join(INSTANCE_DIR, "sales.db")
+SQLALCHEMY_TRACK_MODIFICATIONS = False
+SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+# --- Flask-AppBuilder -------------------------------------------------------
+APP_NAME = "客户关系管理系统"
+APP_THEME = ""
+FAB_CREATE_DB = False        # the schema belongs to Alembic migrations
+FAB_UPDATE_PERMS = False     # permissions are written by `flask crm init`
+FAB_API_SWAGGER_UI = True
+FAB_API_MAX_PAGE_SIZE = 100
+AUTH_TYPE = 1                # AUTH_DB
+AUTH_ROLE_ADMIN = "系统管理员"
+AUTH_ROLE_PUBLIC = "Public"
+AUTH_USER_REGISTRATION = False
+FAB_ADD_SECURITY_VIEWS = True
+FAB_PASSWORD_HASH_METHOD = "scrypt"
+PAGE_SIZE_MAX = 100
+
+# --- language -------------------------------------------------------------
+BABEL_DEFAULT_LOCALE = "zh"
+BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+LANGUAGES = {
+    "zh": {"flag": "cn", "name": "中文"},
+    "en": {"flag": "gb", "name": "English"},
+}
+# set in create_app: FAB's own catalogue first, ours (translations/) last
+
+# --- forms / security ---------------------------------------------------------
+WTF_CSRF_ENABLED = True
+WTF_CSRF_TIME_LIMIT = None
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- documents ----------------------------------------------------------------
+DOCUMENT_DIR = os.path.join(INSTANCE_DIR, "documents")
+DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
+
+# --- mail (Flask-Mail) ----------------------------------------------------------
+MAIL_SERVER = "127.0.0.1"
+MAIL_PORT = 25
+MAIL_USE_TLS = False
+MAIL_USE_SSL = False
+MAIL_USERNAME = None
+MAIL_PASSWORD = None
+MAIL_DEFAULT_SENDER = "crm@example.com"
+IMAP_HOST = "127.0.0.1"
+IMAP_PORT = 143
+IMAP_USER = None
+IMAP_PASSWORD = None
+IMAP_SSL = False
+IMAP_MAILBOX = "INBOX"
+
+# --- jobs -------------------------------------------------------------------------
+SCHEDULER_ENABLED = False   # `make run` turns it on (one process)
+CHURN_MONTHS = 6
