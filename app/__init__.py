@@ -116,6 +116,11 @@ def create_app(config=None):
     from .views.errors import register_error_handlers
     register_error_handlers(app)
 
+    @app.context_processor
+    def _appbuilder_context():
+        # FAB passes these to its own templates; our error pages need them too
+        return {"appbuilder": app.appbuilder, "base_template": app.appbuilder.base_template}
+
     if app.config.get("SCHEDULER_ENABLED"):
         from .scheduler import start_scheduler
         start_scheduler(app)

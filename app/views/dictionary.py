@@ -15,9 +15,9 @@ from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor
 ORDER = 50
 READ = "can_list|can_show|can_get|can_info|menu_access"
 RIGHTS = {
-    EXECUTIVE: [("DictItemView|DictItemApi|BaseData", READ)],
-    SUPERVISOR: [("DictItemView|DictItemApi|BaseData", READ)],
-    MANAGER: [("DictItemView|DictItemApi|BaseData", READ)],
+    EXECUTIVE: [("DictItemView|DictItemApi|DictItems|BaseData", READ)],
+    SUPERVISOR: [("DictItemView|DictItemApi|DictItems|BaseData", READ)],
+    MANAGER: [("DictItemView|DictItemApi|DictItems|BaseData", READ)],
 }
 
 LABELS = {

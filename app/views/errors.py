@@ -1,5 +1,5 @@
 """Chinese error pages (HTML) and JSON errors (API) for 400/403/404/409/500/503."""
-from flask import jsonify, render_template, request
+from flask import g, jsonify, render_template, request
 from flask_babel import gettext as _
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -23,6 +23,10 @@ def error_response(code, message=None):
     message = str(message) if message else title
     if wants_json():
         return jsonify(message=message), code
+    if "user" not in g:
+        # errors raised before FAB's before_request (e.g. CSRF) still render the menu
+        from flask_login import current_user
+        g.user = current_user
     return render_template("error.html", code=code, title=title, message=message), code
 
 

@@ -10,7 +10,7 @@ from ..extensions import db
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 
 ORDER = 90
-RIGHTS = {role: [("UserDirectoryApi", "can_get")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+RIGHTS = {role: [("UserDirectoryApi", "can_get|can_get_list")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 
 def user_name(u):
