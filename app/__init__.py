@@ -116,6 +116,11 @@ def create_app(config=None):
     from .views.errors import register_error_handlers
     register_error_handlers(app)
 
+    @app.route("/favicon.ico")
+    def favicon():
+        from flask import send_from_directory
+        return send_from_directory(app.static_folder, "favicon.svg", mimetype="image/svg+xml")
+
     @app.context_processor
     def _appbuilder_context():
         # FAB passes these to its own templates; our error pages need them too
