@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 FLASK   := $(BIN)/flask --app run
 STAMP   := $(VENV)/.installed
-PASSWORD ?= demo123
+PASSWORD ?= demo1234
 SCALE   ?= 200
 export CRM_DEMO_MODE ?= true
 

@@ -73,3 +73,29 @@ IMAP_MAILBOX = "INBOX"
 # --- jobs -------------------------------------------------------------------------
 SCHEDULER_ENABLED = False   # `make run` turns it on (one process)
 CHURN_MONTHS = 6
+
+# --- login defences -----------------------------------------------------------------
+RATELIMIT_ENABLED = True
+RATELIMIT_STORAGE_URI = "memory://"     # production: redis://127.0.0.1:6379/0
+AUTH_RATE_LIMITED = True                # form login (FAB) and API login (ours)
+AUTH_RATE_LIMIT = "10 per 20 second"
+LOCKOUT_ATTEMPTS = 5                    # failed logins in a row before the account locks
+LOCKOUT_MINUTES = 15
+FAB_PASSWORD_COMPLEXITY_ENABLED = True
+FAB_PASSWORD_COMPLEXITY_VALIDATOR = "app.security.password_complexity"  # resolved in create_app
+
+# --- web defences -------------------------------------------------------------------
+FORCE_HTTPS = False                     # behind TLS: CRM_FORCE_HTTPS=true
+SESSION_COOKIE_SECURE = False           # set true when served over HTTPS
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
+    "font-src": "'self' data:",
+    "connect-src": "'self'",
+    "frame-ancestors": "'none'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+}

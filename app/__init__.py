@@ -56,6 +56,10 @@ def _load_config(app, overrides):
                 " / SECRET_KEY is not set: export CRM_SECRET_KEY, or CRM_DEMO_MODE=true for a demo."
             )
     cfg.setdefault("JWT_SECRET_KEY", cfg["SECRET_KEY"])
+    if isinstance(cfg.get("FAB_PASSWORD_COMPLEXITY_VALIDATOR"), str):
+        from werkzeug.utils import import_string
+        cfg["FAB_PASSWORD_COMPLEXITY_VALIDATOR"] = import_string(
+            cfg["FAB_PASSWORD_COMPLEXITY_VALIDATOR"])
 
 
 def _enable_sqlite_pragmas():
@@ -74,6 +78,25 @@ def _enable_sqlite_pragmas():
 
 
 _enable_sqlite_pragmas()
+
+
+def _security_headers(app):
+    """CSP allowing only our own scripts (FAB's templates carry the nonce), frame
+    denial, nosniff, HSTS/secure cookies only when served over HTTPS."""
+    from flask_talisman import Talisman
+
+    https = bool(app.config.get("FORCE_HTTPS"))
+    Talisman(
+        app,
+        force_https=https,
+        strict_transport_security=https,
+        session_cookie_secure=bool(app.config.get("SESSION_COOKIE_SECURE")) or https,
+        session_cookie_http_only=True,
+        content_security_policy=app.config.get("CONTENT_SECURITY_POLICY"),
+        content_security_policy_nonce_in=["script-src"],
+        frame_options="DENY",
+        referrer_policy="same-origin",
+    )
 
 
 def create_app(config=None):
@@ -109,6 +132,13 @@ def create_app(config=None):
         for view in appbuilder.baseviews:
             if isinstance(view, BaseApi) and getattr(view, "blueprint", None):
                 csrf.exempt(view.blueprint)
+            # FAB rate-limits only the form login; limit the API login the same way
+            if (type(view).__name__ == "SecurityApi" and app.config.get("AUTH_RATE_LIMITED")
+                    and app.config.get("RATELIMIT_ENABLED")):
+                appbuilder.sm.limiter.limit(app.config["AUTH_RATE_LIMIT"],
+                                            methods=["POST"])(view.blueprint)
+
+    _security_headers(app)
 
     from .cli import crm_cli
     app.cli.add_command(crm_cli)

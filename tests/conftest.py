@@ -66,6 +66,7 @@ def build_app(tmp, backend, **overrides):
         "INSTANCE_DIR": str(tmp),
         "DOCUMENT_DIR": str(tmp / "documents"),
         "WTF_CSRF_ENABLED": True,
+        "AUTH_RATE_LIMITED": False,  # tests log in often; test_security builds a limited app
         "SCHEDULER_ENABLED": False,
     }
     config.update(overrides)
