@@ -126,6 +126,8 @@ def create_app(config=None):
                                 indexview=CrmIndexView, base_template="crm_base.html")
         appbuilder.init_app(app, db.session)
         register_views(appbuilder)
+        from .security import install_permission_labels
+        install_permission_labels(appbuilder)
         # REST APIs authenticate with JWT, not cookies: exempt them from CSRF.
         from flask_appbuilder.api import BaseApi
 

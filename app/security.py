@@ -32,6 +32,7 @@ def password_complexity(password):
 class CrmUserDBModelView(UserDBModelView):
     """FAB's user list plus the failed-login counter and an 解锁账号 action."""
 
+    class_permission_name = "UserDBModelView"   # keep FAB's permission names
     list_columns = ["first_name", "last_name", "username", "email", "active", "roles",
                     "fail_login_count"]
     label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"))
@@ -126,3 +127,59 @@ def init_roles(appbuilder, session):
         result[role_name] = count
     session.commit()
     return result
+
+
+# ---- a Chinese security UI ----------------------------------------------------------
+# FAB shows a permission as "can list on DictItemView". In zh the role screens show
+# "列表 · 数据字典 (DictItemView)" instead; English keeps FAB's text.
+
+PERMISSION_LABELS = {
+    "can_list": "列表", "can_show": "查看", "can_add": "新增", "can_edit": "编辑",
+    "can_delete": "删除", "can_download": "下载", "menu_access": "菜单",
+    "can_get": "接口读取", "can_get_list": "接口列表", "can_post": "接口新增",
+    "can_put": "接口修改", "can_info": "接口元数据", "can_this_form_get": "表单",
+    "can_this_form_post": "提交表单", "can_userinfo": "个人信息", "can_read": "读取",
+    "can_write": "写入", "resetmypassword": "重置自己的密码", "resetpasswords": "重置密码",
+    "userinfoedit": "编辑个人信息", "copyrole": "复制角色", "can_chart": "图表",
+    "unlock": "解锁账号", "lock": "设为不可编辑",
+}
+_VIEW_LABELS = {}
+
+
+def _view_labels(appbuilder):
+    if _VIEW_LABELS:
+        return _VIEW_LABELS
+    for view in appbuilder.baseviews:
+        if getattr(view, "resource_name", None):
+            label = f"接口 {view.resource_name}"
+        else:
+            label = getattr(view, "list_title", None)
+        if label:
+            _VIEW_LABELS[view.class_permission_name] = label
+
+    def walk(items):
+        for item in items:
+            if item.name and item.label:
+                _VIEW_LABELS.setdefault(item.name, item.label)
+            walk(item.childs or [])
+    walk(appbuilder.menu.menu)
+    return _VIEW_LABELS
+
+
+def install_permission_labels(appbuilder):
+    from flask import current_app, has_request_context
+    from flask_appbuilder.security.sqla.models import PermissionView
+    from flask_babel import get_locale
+    from flask_babel import gettext as _
+
+    def label(pv):
+        perm = str(pv.permission)
+        view = str(pv.view_menu)
+        if not has_request_context() or str(get_locale()) != "zh":
+            return perm.replace("_", " ") + f" on {view}"
+        labels = _view_labels(current_app.appbuilder)
+        perm_zh = PERMISSION_LABELS.get(perm) or _(perm.replace("can_", "").replace("_", " "))
+        view_zh = labels.get(view)
+        return f"{perm_zh} · {_(str(view_zh)) if view_zh else view} ({view})"
+
+    PermissionView.__str__ = label
