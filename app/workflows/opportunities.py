@@ -1,0 +1,432 @@
+"""营销管理 rules: sales opportunities, assignment and customer development plans.
+
+DESIGN.md §5.1–5.2. Plain functions over a SQLAlchemy session and an ``Actor``;
+the HTML views and the REST API both call them and commit afterwards. Every
+status change is a compare-and-set (``events.compare_and_set``) plus a
+WorkflowEvent in the same transaction; a failing step raises a DomainError and
+the caller rolls back, so nothing is half-written.
+
+Status: ``unassigned`` 未指派 → ``assigned`` 已指派（开发中） → ``succeeded`` 开发成功 |
+``failed`` 开发失败.
+"""
+import re
+from datetime import date, datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..models import Contact, Customer, Opportunity, PlanItem
+from . import events, numbering
+from .actors import MANAGER
+from .errors import Conflict, Forbidden, NotFound, ValidationError
+
+ENTITY = "opportunity"
+
+UNASSIGNED, ASSIGNED, SUCCEEDED, FAILED = "unassigned", "assigned", "succeeded", "failed"
+STATUS_LABELS = {
+    UNASSIGNED: _l("未指派"),
+    ASSIGNED: _l("已指派（开发中）"),
+    SUCCEEDED: _l("开发成功"),
+    FAILED: _l("开发失败"),
+}
+
+LABELS = {
+    "id": _l("序号"), "number": _l("编号"), "source": _l("机会来源"),
+    "customer_name": _l("客户名称"), "success_rate": _l("成功机率"), "summary": _l("概要"),
+    "contact": _l("联系人"), "contact_phone": _l("联系人电话"), "description": _l("机会描述"),
+    "status": _l("状态"), "creator_id": _l("创建人"), "created_on": _l("创建时间"),
+    "assignee_id": _l("指派给"), "assigned_on": _l("指派时间"),
+    "date": _l("日期"), "content": _l("计划内容"), "result": _l("执行效果"),
+}
+
+# the fields a user fills in (create) and may change while ``unassigned`` (edit)
+EDITABLE = ("source", "customer_name", "success_rate", "summary", "contact",
+            "contact_phone", "description")
+REQUIRED = ("customer_name", "success_rate", "summary", "description")
+MAX_LEN = {"source": 128, "customer_name": 128, "summary": 255, "contact": 64,
+           "contact_phone": 32, "description": 4000}
+PLAN_MAX_LEN = 4000
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MOBILE_RE = re.compile(r"^(\+?86[- ]?)?1[3-9]\d{9}$")
+
+# FAB's user/role models, reached through our mapping (workflows import no FAB modules)
+User = Opportunity.assignee.property.mapper.class_
+Role = User.roles.property.mapper.class_
+
+
+def status_label(status):
+    return STATUS_LABELS.get(status, status or "")
+
+
+# ---- who may do what (also used by templates to decide which buttons to show) ----------
+
+def can_create(actor):
+    return actor.is_admin or actor.is_supervisor or actor.is_manager
+
+
+def can_edit(actor, opp):
+    """Creator, 销售主管 or admin; only while ``unassigned``."""
+    return opp.status == UNASSIGNED and (
+        actor.is_admin or actor.is_supervisor or opp.created_by_fk == actor.id)
+
+
+def can_delete(actor, opp):
+    return opp.status == UNASSIGNED and opp.created_by_fk == actor.id
+
+
+def can_assign(actor, opp=None):
+    return (actor.is_supervisor or actor.is_admin) and (opp is None or opp.status == UNASSIGNED)
+
+
+def can_develop(actor, opp):
+    """The assignee plans, executes and closes an ``assigned`` opportunity."""
+    return opp.status == ASSIGNED and opp.assignee_id == actor.id
+
+
+# ---- input ------------------------------------------------------------------------
+
+def _text(data, field):
+    v = data.get(field)
+    if v is None:
+        return ""
+    if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+        raise ValidationError(_l("%(field)s格式不正确。", field=LABELS[field]), field=field)
+    return str(v).strip()
+
+
+def parse_rate(value):
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,4}\s*", value):
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValidationError(_l("成功机率必须是 0 到 100 之间的整数。"), field="success_rate")
+    return value
+
+
+def parse_date(value, field="date"):
+    """A date written YYYY-MM-DD (e.g. 2007-12-13)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise ValidationError(_l("%(field)s不能为空。", field=LABELS[field]), field=field)
+    try:
+        if not DATE_RE.match(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            _l("%(field)s格式不正确，应为 YYYY-MM-DD，例如 2007-12-13。", field=LABELS[field]),
+            field=field)
+
+
+def clean(data, partial=False):
+    """Validate the user-editable fields of ``data``; return {field: value}.
+
+    ``partial``: only the fields present are checked (API PUT); otherwise every
+    required field must be given. Unknown or system fields are refused (400).
+    """
+    if not isinstance(data, dict):
+        raise ValidationError(_l("请求体必须是 JSON 对象。"))
+    for key in data:
+        if key not in EDITABLE:
+            raise ValidationError(
+                _l("字段“%(field)s”不能由用户填写或修改，可修改的字段：%(fields)s。",
+                   field=LABELS.get(key, key), fields="、".join(str(LABELS[f]) for f in EDITABLE)),
+                field=key)
+    out = {}
+    for f in EDITABLE:
+        if f not in data:
+            if not partial and f in REQUIRED:
+                raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+            continue
+        if f == "success_rate":
+            if data[f] is None or (isinstance(data[f], str) and not data[f].strip()):
+                raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+            out[f] = parse_rate(data[f])
+            continue
+        v = _text(data, f)
+        if f in REQUIRED and not v:
+            raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+        if len(v) > MAX_LEN[f]:
+            raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[f],
+                                     n=MAX_LEN[f]), field=f)
+        out[f] = v or None
+    return out
+
+
+# ---- opportunities ------------------------------------------------------------------
+
+def get(session, opp_id):
+    opp = session.get(Opportunity, opp_id) if opp_id is not None else None
+    if opp is None:
+        raise NotFound(_l("销售机会不存在。"))
+    return opp
+
+
+def _audit_values(actor):
+    return {"changed_by_fk": actor.id, "changed_on": datetime.now()}
+
+
+def create(session, actor, data):
+    """A new ``unassigned`` opportunity; 编号/创建人/创建时间 are set by the system."""
+    if not can_create(actor):
+        raise Forbidden(_l("只有客户经理和销售主管可以创建销售机会。"))
+    values = clean(data)
+    opp = Opportunity(**values, number=numbering.next_number(session, numbering.PREFIX_OPPORTUNITY),
+                      status=UNASSIGNED, created_by_fk=actor.id, changed_by_fk=actor.id)
+    session.add(opp)
+    session.flush()
+    events.record_event(session, ENTITY, opp.id, "create", None, UNASSIGNED, actor_id=actor.id)
+    return opp
+
+
+def _refuse_if_not_unassigned(opp, what):
+    if opp.status != UNASSIGNED:
+        raise Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有未指派的销售机会才能%(what)s。",
+                          number=opp.number, status=status_label(opp.status), what=what))
+
+
+def update_opportunity(session, actor, opp_id, data):
+    """Edit the listed fields of an ``unassigned`` opportunity (creator, 销售主管, admin)."""
+    opp = get(session, opp_id)
+    if not (actor.is_admin or actor.is_supervisor or opp.created_by_fk == actor.id):
+        raise Forbidden(_l("只有创建人、销售主管或系统管理员可以编辑销售机会。"))
+    _refuse_if_not_unassigned(opp, _l("编辑"))
+    values = clean(data, partial=True)
+    # compare-and-set on the status: an assign racing with this edit wins or loses as a whole
+    events.compare_and_set(session, Opportunity, opp.id, UNASSIGNED,
+                           dict(values, **_audit_values(actor)),
+                           _l("销售机会已被指派，不能再编辑。"))
+    session.refresh(opp)
+    return opp
+
+
+def delete_opportunity(session, actor, opp_id):
+    """Delete an ``unassigned`` opportunity; only its creator may."""
+    opp = get(session, opp_id)
+    if opp.created_by_fk != actor.id:
+        raise Forbidden(_l("只有销售机会的创建人可以删除它。"))
+    _refuse_if_not_unassigned(opp, _l("删除"))
+    number = opp.number
+    try:
+        with session.begin_nested():
+            result = session.execute(
+                sql_delete(Opportunity)
+                .where(Opportunity.id == opp.id, Opportunity.status == UNASSIGNED)
+                .execution_options(synchronize_session=False))
+    except IntegrityError:
+        raise Conflict(_l("销售机会 %(number)s 还有关联的文档等记录，不能删除。", number=number))
+    if result.rowcount != 1:
+        raise Conflict(_l("销售机会已被指派，不能再删除。"))
+    session.expunge(opp)
+    events.record_event(session, ENTITY, opp_id, "delete", UNASSIGNED, None,
+                        note=number, actor_id=actor.id)
+    return number
+
+
+def assignable_managers(session):
+    """Active users with role 客户经理 (the choices for 指派给)."""
+    return session.scalars(
+        select(User).where(User.active.is_(True), User.roles.any(Role.name == MANAGER))
+        .order_by(User.id)).all()
+
+
+def _check_assignee(session, assignee_id):
+    if assignee_id is None or assignee_id == "":
+        raise ValidationError(_l("请选择要指派的客户经理。"), field="assignee_id")
+    try:
+        assignee_id = int(assignee_id)
+    except (TypeError, ValueError):
+        raise ValidationError(_l("指派给的用户编号必须是整数。"), field="assignee_id")
+    user = session.get(User, assignee_id)
+    if user is None:
+        raise ValidationError(_l("要指派的用户不存在。"), field="assignee_id")
+    if not user.active:
+        raise ValidationError(_l("用户“%(name)s”已停用，不能被指派。", name=user.username),
+                              field="assignee_id")
+    if not any(r.name == MANAGER for r in user.roles):
+        raise ValidationError(_l("只能指派给角色为“客户经理”的用户。"), field="assignee_id")
+    return user
+
+
+def assign(session, actor, opp_id, assignee_id, now=None):
+    """销售主管 assigns an ``unassigned`` opportunity to an active 客户经理 → ``assigned``."""
+    opp = get(session, opp_id)
+    if not (actor.is_supervisor or actor.is_admin):
+        raise Forbidden(_l("只有销售主管可以指派销售机会。"))
+    _refuse_if_not_unassigned(opp, _l("指派"))
+    user = _check_assignee(session, assignee_id)
+    now = now or datetime.now().replace(microsecond=0)
+    events.compare_and_set(
+        session, Opportunity, opp.id, UNASSIGNED,
+        dict(status=ASSIGNED, assignee_id=user.id, assigned_on=now, **_audit_values(actor)),
+        _l("销售机会 %(number)s 已被他人指派或状态已改变，请刷新后查看。", number=opp.number))
+    events.record_event(session, ENTITY, opp.id, "assign", UNASSIGNED, ASSIGNED,
+                        note=f"指派给 {user.username}", actor_id=actor.id)
+    session.refresh(opp)
+    return opp
+
+
+# ---- development plans ---------------------------------------------------------------
+
+def _require_assignee(opp, actor):
+    if opp.assignee_id is not None and opp.assignee_id != actor.id:
+        raise Forbidden(_l("只有被指派的客户经理可以制定和执行该销售机会的开发计划。"))
+    if opp.status != ASSIGNED:
+        raise Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有已指派（开发中）的销售机会才能进行此操作。",
+                          number=opp.number, status=status_label(opp.status)))
+
+
+def _lock_assigned(session, opp, actor):
+    """Compare-and-set without a status change: the opportunity is still ``assigned`` to
+    the actor. Holds the row (PostgreSQL row lock / SQLite write lock) until commit, so a
+    plan change never slips past a concurrent 开发成功/终止开发."""
+    result = session.execute(
+        update(Opportunity)
+        .where(Opportunity.id == opp.id, Opportunity.status == ASSIGNED,
+               Opportunity.assignee_id == actor.id)
+        .values(**_audit_values(actor))
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise Conflict(_l("销售机会的状态已改变，请刷新后再试。"))
+
+
+def for_development(session, actor, opp_id):
+    """The opportunity, when the actor is its assignee and it is ``assigned``."""
+    opp = get(session, opp_id)
+    _require_assignee(opp, actor)
+    return opp
+
+
+def _get_item(session, opp, item_id):
+    item = session.get(PlanItem, item_id) if item_id is not None else None
+    if item is None or item.opportunity_id != opp.id:
+        raise NotFound(_l("开发计划项不存在。"))
+    return item
+
+
+def _plan_text(data, field, required):
+    v = data.get(field)
+    if v is not None and not isinstance(v, str):
+        raise ValidationError(_l("%(field)s格式不正确。", field=LABELS[field]), field=field)
+    v = (v or "").strip()
+    if required and not v:
+        raise ValidationError(_l("%(field)s不能为空。", field=LABELS[field]), field=field)
+    if len(v) > PLAN_MAX_LEN:
+        raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[field],
+                                 n=PLAN_MAX_LEN), field=field)
+    return v or None
+
+
+def add_plan_item(session, actor, opp_id, data):
+    """日期 (YYYY-MM-DD) + 计划内容, both required."""
+    opp = for_development(session, actor, opp_id)
+    if not isinstance(data, dict):
+        raise ValidationError(_l("请求体必须是 JSON 对象。"))
+    for key in data:
+        if key not in ("date", "content"):
+            raise ValidationError(_l("新建计划项只需要日期和计划内容。"), field=key)
+    day = parse_date(data.get("date"))
+    content = _plan_text(data, "content", required=True)
+    _lock_assigned(session, opp, actor)
+    item = PlanItem(opportunity_id=opp.id, date=day, content=content,
+                    created_by_fk=actor.id, changed_by_fk=actor.id)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def update_plan_item(session, actor, opp_id, item_id, data):
+    """Change 计划内容 and/or record 执行效果; the 日期 is fixed after creation."""
+    opp = for_development(session, actor, opp_id)
+    item = _get_item(session, opp, item_id)
+    if not isinstance(data, dict):
+        raise ValidationError(_l("请求体必须是 JSON 对象。"))
+    if "date" in data:
+        raise ValidationError(_l("计划项的日期创建后不能修改；只能修改计划内容和执行效果。"),
+                              field="date")
+    for key in data:
+        if key not in ("content", "result"):
+            raise ValidationError(_l("计划项只能修改计划内容和执行效果。"), field=key)
+    values = {}
+    if "content" in data:
+        values["content"] = _plan_text(data, "content", required=True)
+    if "result" in data:
+        values["result"] = _plan_text(data, "result", required=False)
+    _lock_assigned(session, opp, actor)
+    for k, v in values.items():
+        setattr(item, k, v)
+    item.changed_by_fk = actor.id
+    session.flush()
+    return item
+
+
+def delete_plan_item(session, actor, opp_id, item_id):
+    opp = for_development(session, actor, opp_id)
+    item = _get_item(session, opp, item_id)
+    _lock_assigned(session, opp, actor)
+    session.delete(item)
+    session.flush()
+
+
+# ---- closing: 开发成功 / 终止开发 -------------------------------------------------------
+
+def _contact_phones(phone):
+    if not phone:
+        return None, None
+    return (None, phone) if MOBILE_RE.match(phone.replace(" ", "")) else (phone, None)
+
+
+def succeed(session, actor, opp_id):
+    """开发成功: ``assigned`` → ``succeeded``; creates the Customer (name, manager =
+    assignee, phone) and a Contact when a 联系人 was given, and links it — one transaction.
+    Returns (opportunity, customer)."""
+    opp = get(session, opp_id)
+    _require_assignee(opp, actor)
+    manager_id = opp.assignee_id
+    events.compare_and_set(
+        session, Opportunity, opp.id, ASSIGNED,
+        dict(status=SUCCEEDED, **_audit_values(actor)),
+        _l("销售机会 %(number)s 的状态已改变（已开发成功或已终止），不能重复操作。",
+           number=opp.number))
+    customer = Customer(number=numbering.next_number(session, numbering.PREFIX_CUSTOMER),
+                        name=opp.customer_name, manager_id=manager_id, phone=opp.contact_phone,
+                        status="normal", created_by_fk=actor.id, changed_by_fk=actor.id)
+    session.add(customer)
+    session.flush()
+    if opp.contact:
+        office, mobile = _contact_phones(opp.contact_phone)
+        session.add(Contact(customer_id=customer.id, name=opp.contact, office_phone=office,
+                            mobile=mobile, memo=str(_l("由销售机会 %(number)s 开发成功时创建",
+                                                         number=opp.number)),
+                            created_by_fk=actor.id, changed_by_fk=actor.id))
+    session.execute(update(Opportunity).where(Opportunity.id == opp.id)
+                    .values(customer_id=customer.id, **_audit_values(actor))
+                    .execution_options(synchronize_session=False))
+    events.record_event(session, ENTITY, opp.id, "succeed", ASSIGNED, SUCCEEDED,
+                        note=f"客户 {customer.number}", actor_id=actor.id)
+    session.flush()
+    session.refresh(opp)
+    return opp, customer
+
+
+def fail(session, actor, opp_id, note=None):
+    """终止开发: ``assigned`` → ``failed``."""
+    opp = get(session, opp_id)
+    _require_assignee(opp, actor)
+    events.compare_and_set(
+        session, Opportunity, opp.id, ASSIGNED, dict(status=FAILED, **_audit_values(actor)),
+        _l("销售机会 %(number)s 的状态已改变（已开发成功或已终止），不能重复操作。",
+           number=opp.number))
+    events.record_event(session, ENTITY, opp.id, "fail", ASSIGNED, FAILED, note=note,
+                        actor_id=actor.id)
+    session.refresh(opp)
+    return opp
