@@ -1,0 +1,24 @@
+"""``flask --app run crm mail-fetch``: fetch new mail from the IMAP mailbox (CRM_IMAP_*)."""
+import time
+
+import click
+from flask import current_app
+
+from ..cli import crm_cli, system_user_id
+from ..extensions import db
+
+
+@crm_cli.command("mail-fetch")
+def mail_fetch_cmd():
+    """从 IMAP 收件箱收取新邮件（按 Message-ID 去重，可重复运行），并关联到客户。"""
+    from ..workflows import mail as wf
+
+    started = time.perf_counter()
+    actor = system_user_id()
+    try:
+        result = wf.fetch_mail(db.session, current_app.config, actor)
+    except wf.FetchError as e:
+        db.session.rollback()
+        raise click.ClickException(str(e))
+    click.echo(f"收取邮件：新邮件 {result['new']} 封，已存在跳过 {result['skipped']} 封，"
+               f"邮箱共 {result['total']} 封；用时 {time.perf_counter() - started:.1f}s")

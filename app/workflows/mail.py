@@ -1,0 +1,812 @@
+"""邮件收发: compose/send over SMTP (Flask-Mail), fetch over IMAP, link mail to customers.
+
+Rules (DESIGN.md §5.7):
+
+- Every outgoing message is stored first (status ``draft``, committed), then handed
+  to the SMTP server, then marked ``sent`` (sent_on) or ``failed`` with the SMTP error
+  in Chinese kept on the record. A failed message is retried on the same record.
+  Transitions are compare-and-set and each writes a WorkflowEvent.
+- A message is linked to a customer when a recipient (outgoing) or the sender or a
+  recipient (incoming) matches one of its contacts' e-mail addresses
+  (case-insensitive), or explicitly (sent from the customer page), or through
+  ``In-Reply-To``/``References`` to a message already linked.
+- Incoming mail is stored once per Message-ID (messages without one get a stable
+  id synthesized from a hash of their raw bytes); two fetches never duplicate.
+- Who reads what: the owner reads their mail; mail linked to a customer is read by
+  whoever may read that customer (all staff); unowned, unlinked mail only by admins.
+  Only the owner (or an admin) retries a failed message.
+
+The functions take a SQLAlchemy session, an ``Actor`` (or the acting user id for CLI
+jobs) and the app config (a mapping); they never see a request.
+"""
+import hashlib
+import imaplib
+import os
+import re
+import smtplib
+import socket
+from datetime import datetime
+from email import message_from_bytes, policy as email_policy
+from email.header import decode_header
+from email.utils import getaddresses, make_msgid, parseaddr, parsedate_to_datetime
+
+from flask_appbuilder.security.sqla.models import User
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from ..models import Contact, Customer, Document, MailAttachment, MailMessage
+from . import events
+from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .rights import can_read_customer
+
+ENTITY = "mail"
+STATUS_LABELS = {"draft": _l("待发送"), "sent": _l("已发送"), "failed": _l("发送失败"),
+                 "received": _l("已接收")}
+BOXES = ("inbox", "sent", "failed", "all")
+MAX_RECIPIENTS = 50
+MAX_SUBJECT = 998
+DEFAULT_MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+SYNTH_DOMAIN = "crm.synthesized"
+
+
+# ---- small helpers ---------------------------------------------------------------
+
+def status_label(status):
+    return STATUS_LABELS.get(status, status)
+
+
+def split_addresses(text):
+    """'a@x.cn, b@y.cn; c@z.cn' (or a list of such) → ['a@x.cn', ...] (as typed)."""
+    if text is None:
+        return []
+    items = text if isinstance(text, (list, tuple)) else [text]
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValidationError(_l("收件人地址必须是字符串。"), field="to")
+        out.extend(p.strip() for p in re.split(r"[,;，；\s]+", item) if p.strip())
+    return out
+
+
+_ADDRESS_RE = re.compile(
+    r"^(?!\.)(?!.*\.\.)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}(?<!\.)"
+    r"@(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def normalize_address(addr, field="to"):
+    """A validated address (domain lower-cased) or ValidationError naming the field.
+    Accepts 'name <a@b.cn>' too; internal domains (corp.local) are allowed."""
+    _name, bare = parseaddr(addr or "")
+    bare = (bare or addr or "").strip()
+    if not _ADDRESS_RE.match(bare):
+        raise ValidationError(_l("邮件地址“%(addr)s”格式不正确。", addr=addr), field=field)
+    local, domain = bare.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
+
+
+def _int_list(value, field):
+    if value in (None, ""):
+        return []
+    if isinstance(value, (int, str)):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(_l("%(field)s 必须是编号列表。", field=field), field=field)
+    out = []
+    for v in value:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            raise ValidationError(_l("%(field)s 必须是编号列表。", field=field), field=field)
+    return list(dict.fromkeys(out))
+
+
+def contacts_by_address(session, addresses):
+    """{lower(address): Contact} for contacts whose e-mail matches (one query)."""
+    lowered = sorted({a.lower() for a in addresses if a})
+    if not lowered:
+        return {}
+    rows = session.scalars(
+        select(Contact).where(func.lower(Contact.email).in_(lowered)).order_by(Contact.id)
+    ).all()
+    out = {}
+    for c in rows:
+        out.setdefault(c.email.lower(), c)
+    return out
+
+
+def users_by_address(session, addresses):
+    """{lower(address): user id} for active users whose e-mail matches (one query)."""
+    lowered = sorted({a.lower() for a in addresses if a})
+    if not lowered:
+        return {}
+    rows = session.execute(
+        select(User.id, User.email).where(func.lower(User.email).in_(lowered),
+                                          User.active.is_(True)).order_by(User.id)
+    ).all()
+    out = {}
+    for uid, email in rows:
+        out.setdefault(email.lower(), uid)
+    return out
+
+
+def _default_sender(config):
+    sender = config.get("MAIL_DEFAULT_SENDER") or "crm@localhost"
+    if isinstance(sender, (list, tuple)):
+        sender = f"{sender[0]} <{sender[1]}>"
+    return sender
+
+
+def _sender_for(actor, config):
+    """From: '<actor name> <company sender address>' (replies come back to the CRM mailbox)."""
+    _name, addr = parseaddr(_default_sender(config))
+    name = (actor.name or "").replace('"', "").replace("<", "").replace(">", "").strip()
+    return f"{name} <{addr}>" if name else addr
+
+
+# ---- rights -------------------------------------------------------------------------
+
+def can_read(actor, mail):
+    if actor.is_admin or (mail.owner_id is not None and mail.owner_id == actor.id):
+        return True
+    return mail.customer is not None and can_read_customer(actor, mail.customer)
+
+
+def readable_filter(actor):
+    """A WHERE clause for the mail this actor may read (None = everything)."""
+    if actor.is_admin:
+        return None
+    conds = [MailMessage.owner_id == actor.id]
+    if actor.roles:  # all staff read all customers (DESIGN.md §5.3)
+        conds.append(MailMessage.customer_id.isnot(None))
+    return or_(*conds)
+
+
+def get_mail(session, actor, mail_id):
+    mail = session.get(MailMessage, mail_id)
+    if mail is None:
+        raise NotFound(_l("邮件不存在。"))
+    if not can_read(actor, mail):
+        raise Forbidden(_l("您无权查看这封邮件。"))
+    return mail
+
+
+def search(session, actor, box="all", subject=None, address=None, customer=None,
+           customer_id=None, page=0, page_size=20):
+    """(count, [MailMessage]) newest first. ``box``: inbox | sent | failed | all.
+
+    inbox/sent/failed are the actor's own mailbox (admins' inbox also shows received
+    mail that belongs to nobody); ``all`` is everything the actor may read.
+    """
+    if box not in BOXES:
+        raise ValidationError(_l("邮箱分类只能是 inbox、sent、failed 或 all。"), field="box")
+    q = select(MailMessage)
+    mine = MailMessage.owner_id == actor.id
+    if box == "inbox":
+        owner = or_(mine, MailMessage.owner_id.is_(None)) if actor.is_admin else mine
+        q = q.where(MailMessage.status == "received", owner)
+    elif box == "sent":
+        q = q.where(MailMessage.status == "sent", mine)
+    elif box == "failed":
+        q = q.where(MailMessage.status.in_(("failed", "draft")), mine)
+    else:
+        cond = readable_filter(actor)
+        if cond is not None:
+            q = q.where(cond)
+    if subject:
+        q = q.where(MailMessage.subject.ilike(f"%{subject.strip()}%"))
+    if address:
+        like = f"%{address.strip()}%"
+        q = q.where(or_(MailMessage.sender.ilike(like), MailMessage.recipients.ilike(like),
+                        MailMessage.cc.ilike(like)))
+    if customer_id:
+        try:
+            q = q.where(MailMessage.customer_id == int(customer_id))
+        except (TypeError, ValueError):
+            raise ValidationError(_l("客户编号必须是整数。"), field="customer_id")
+    if customer:
+        q = q.where(MailMessage.customer_id.in_(
+            select(Customer.id).where(or_(Customer.name.ilike(f"%{customer.strip()}%"),
+                                          Customer.number == customer.strip()))))
+    count = session.scalar(select(func.count()).select_from(q.subquery()))
+    page_size = min(max(int(page_size), 1), 100)
+    rows = session.scalars(
+        q.order_by(func.coalesce(MailMessage.sent_on, MailMessage.received_on,
+                                 MailMessage.created_on).desc(), MailMessage.id.desc())
+        .limit(page_size).offset(max(int(page), 0) * page_size)
+    ).all()
+    _preload_customers(session, rows)
+    return count, rows
+
+
+def _preload_customers(session, rows):
+    ids = {m.customer_id for m in rows if m.customer_id}
+    if ids:  # one query fills the identity map, so m.customer costs nothing
+        session.scalars(select(Customer).where(Customer.id.in_(ids))).all()
+
+
+def customer_mail(session, customer_id, limit=10):
+    """(count, newest mails) of one customer, for the customer page."""
+    where = MailMessage.customer_id == customer_id
+    count = session.scalar(select(func.count()).select_from(MailMessage).where(where))
+    if not count:
+        return 0, []
+    rows = session.scalars(
+        select(MailMessage).where(where)
+        .order_by(func.coalesce(MailMessage.sent_on, MailMessage.received_on,
+                                MailMessage.created_on).desc(), MailMessage.id.desc())
+        .limit(limit)).all()
+    return count, rows
+
+
+# ---- compose ------------------------------------------------------------------------
+
+def compose_choices(session, customer_id=None):
+    """What the compose form offers: the customer's contacts with e-mail, its documents
+    (newest 100) and active colleagues with an e-mail address."""
+    customer = contacts = documents = None
+    if customer_id:
+        customer = session.get(Customer, int(customer_id))
+        if customer is None:
+            raise NotFound(_l("客户不存在。"))
+        contacts = [c for c in customer.contacts if c.email]
+        documents = session.scalars(
+            select(Document).where(Document.customer_id == customer.id)
+            .order_by(Document.id.desc()).limit(100)).all()
+    users = session.execute(
+        select(User.id, User.first_name, User.last_name, User.username, User.email)
+        .where(User.active.is_(True), User.email.isnot(None), User.email != "")
+        .order_by(User.username)).all()
+    return {"customer": customer, "contacts": contacts or [], "documents": documents or [],
+            "users": users}
+
+
+def _resolve(session, actor, data, config):
+    """Validate the compose input → (recipients, customer, documents)."""
+    if not isinstance(data, dict):
+        raise ValidationError(_l("请求体必须是 JSON 对象。"))
+    subject = (data.get("subject") or "")
+    body = data.get("body") or ""
+    if not isinstance(subject, str) or not subject.strip():
+        raise ValidationError(_l("主题不能为空。"), field="subject")
+    subject = subject.strip()
+    if len(subject) > MAX_SUBJECT or "\n" in subject or "\r" in subject:
+        raise ValidationError(_l("主题过长或包含换行。"), field="subject")
+    if not isinstance(body, str):
+        raise ValidationError(_l("正文必须是文本。"), field="body")
+
+    customer = None
+    if data.get("customer_id") not in (None, ""):
+        try:
+            customer = session.get(Customer, int(data["customer_id"]))
+        except (TypeError, ValueError):
+            customer = None
+        if customer is None:
+            raise ValidationError(_l("客户不存在。"), field="customer_id")
+        if not can_read_customer(actor, customer):
+            raise Forbidden(_l("您无权查看该客户。"))
+
+    recipients = []
+    contact_ids = _int_list(data.get("contact_ids"), "contact_ids")
+    if contact_ids:
+        contacts = session.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
+        found = {c.id: c for c in contacts}
+        for cid in contact_ids:
+            c = found.get(cid)
+            if c is None:
+                raise ValidationError(_l("联系人 %(id)s 不存在。", id=cid), field="contact_ids")
+            if not c.email:
+                raise ValidationError(_l("联系人“%(name)s”没有电子邮件地址。", name=c.name),
+                                      field="contact_ids")
+            if customer is None:
+                customer = c.customer
+            elif c.customer_id != customer.id:
+                raise ValidationError(_l("联系人“%(name)s”不属于该客户。", name=c.name),
+                                      field="contact_ids")
+            recipients.append(normalize_address(c.email, "contact_ids"))
+    user_ids = _int_list(data.get("user_ids"), "user_ids")
+    if user_ids:
+        users = dict(session.execute(
+            select(User.id, User.email).where(User.id.in_(user_ids), User.active.is_(True))).all())
+        for uid in user_ids:
+            if not users.get(uid):
+                raise ValidationError(_l("同事 %(id)s 不存在、已停用或没有电子邮件地址。", id=uid),
+                                      field="user_ids")
+            recipients.append(normalize_address(users[uid], "user_ids"))
+    for addr in split_addresses(data.get("to")):
+        recipients.append(normalize_address(addr, "to"))
+    cc = [normalize_address(a, "cc") for a in split_addresses(data.get("cc"))]
+
+    seen, unique = set(), []
+    for addr in recipients:
+        if addr.lower() not in seen:
+            seen.add(addr.lower())
+            unique.append(addr)
+    cc = [a for a in dict.fromkeys(cc) if a.lower() not in seen]
+    if not unique:
+        raise ValidationError(_l("请至少填写一个收件人（联系人、同事或邮件地址）。"), field="to")
+    if len(unique) + len(cc) > MAX_RECIPIENTS:
+        raise ValidationError(_l("收件人最多 %(n)d 个。", n=MAX_RECIPIENTS), field="to")
+
+    if customer is None:
+        matches = contacts_by_address(session, unique + cc)
+        for addr in unique + cc:
+            if addr.lower() in matches:
+                customer = matches[addr.lower()].customer
+                break
+
+    documents = []
+    doc_ids = _int_list(data.get("document_ids"), "document_ids")
+    if doc_ids:
+        if customer is None:
+            raise ValidationError(_l("只有发给客户的邮件才能附加该客户的文档。"),
+                                  field="document_ids")
+        docs = {d.id: d for d in session.scalars(
+            select(Document).where(Document.id.in_(doc_ids))).all()}
+        limit = int(config.get("MAIL_MAX_ATTACHMENT_BYTES") or DEFAULT_MAX_ATTACHMENT_BYTES)
+        total = 0
+        for did in doc_ids:
+            d = docs.get(did)
+            if d is None or d.customer_id != customer.id:
+                raise ValidationError(_l("文档 %(id)s 不存在或不属于该客户。", id=did),
+                                      field="document_ids")
+            if not os.path.exists(blob_path(config, d.sha256)):
+                raise ValidationError(_l("文档“%(name)s”的文件已丢失，无法作为附件。", name=d.name),
+                                      field="document_ids")
+            total += d.size or 0
+            documents.append(d)
+        if total > limit:
+            raise ValidationError(_l("附件总大小超过 %(mb)d MB。", mb=limit // (1024 * 1024)),
+                                  field="document_ids")
+    return subject, body, unique, cc, customer, documents
+
+
+def blob_path(config, sha):
+    return os.path.join(config["DOCUMENT_DIR"], sha[:2], sha[2:4], sha)
+
+
+def create_draft(session, actor, data, config):
+    """Validate and store the message (status ``draft``); not yet sent, not committed."""
+    subject, body, recipients, cc, customer, documents = _resolve(session, actor, data, config)
+    _name, addr = parseaddr(_default_sender(config))
+    domain = addr.rsplit("@", 1)[-1] if "@" in addr else None
+    mail = MailMessage(
+        owner_id=actor.id, status="draft", message_id=make_msgid(domain=domain),
+        subject=subject, body=body, sender=_sender_for(actor, config),
+        recipients=", ".join(recipients), cc=", ".join(cc) or None,
+        customer_id=customer.id if customer else None,
+        created_by_fk=actor.id, changed_by_fk=actor.id,
+    )
+    session.add(mail)
+    session.flush()
+    for d in documents:
+        session.add(MailAttachment(mail_id=mail.id, document_id=d.id, filename=d.name,
+                                   mime=d.mime or "application/octet-stream",
+                                   size=d.size or 0, sha256=d.sha256))
+    events.record_event(session, ENTITY, mail.id, "create", None, "draft", actor_id=actor.id)
+    session.flush()
+    return mail
+
+
+def send(session, actor, data, config):
+    """Store the message (committed as draft), then deliver it. Returns the record,
+    status ``sent`` or ``failed`` (with ``error``); both are committed."""
+    mail = create_draft(session, actor, data, config)
+    session.commit()
+    return deliver(session, actor, mail.id, config, expected=("draft",))
+
+
+def retry(session, actor, mail_id, config):
+    """Send a ``failed`` message again (same record)."""
+    mail = session.get(MailMessage, mail_id)
+    if mail is None:
+        raise NotFound(_l("邮件不存在。"))
+    if not (actor.is_admin or mail.owner_id == actor.id):
+        if can_read(actor, mail):
+            raise Forbidden(_l("只有发件人或系统管理员可以重新发送这封邮件。"))
+        raise Forbidden(_l("您无权查看这封邮件。"))
+    if mail.status != "failed":
+        raise Conflict(_l("只有发送失败的邮件可以重新发送（当前状态：%(s)s）。",
+                          s=status_label(mail.status)))
+    return deliver(session, actor, mail_id, config, expected=("failed",))
+
+
+def deliver(session, actor, mail_id, config, expected=("draft",)):
+    """Claim the message (compare-and-set → draft, committed), hand it to SMTP, then
+    compare-and-set draft → sent | failed (committed). Racing senders get a 409."""
+    now = datetime.now()
+    events.compare_and_set(session, MailMessage, mail_id, expected,
+                           {"status": "draft", "changed_on": now, "changed_by_fk": actor.id},
+                           _l("这封邮件正在发送或已发送，请刷新后查看。"))
+    session.commit()
+    mail = session.get(MailMessage, mail_id)
+    session.refresh(mail)
+    previous = expected[0]
+    try:
+        _smtp_send(mail, config)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, never lost
+        error = smtp_error_text(exc, config)
+        events.compare_and_set(session, MailMessage, mail_id, ("draft",),
+                               {"status": "failed", "error": error,
+                                "changed_on": datetime.now(), "changed_by_fk": actor.id},
+                               _l("邮件状态已被他人修改。"))
+        events.record_event(session, ENTITY, mail_id, "send", previous, "failed",
+                            note=error[:1000], actor_id=actor.id)
+    else:
+        events.compare_and_set(session, MailMessage, mail_id, ("draft",),
+                               {"status": "sent", "error": None, "sent_on": datetime.now(),
+                                "changed_on": datetime.now(), "changed_by_fk": actor.id},
+                               _l("邮件状态已被他人修改。"))
+        events.record_event(session, ENTITY, mail_id, "send", previous, "sent",
+                            actor_id=actor.id)
+    session.commit()
+    session.refresh(mail)
+    return mail
+
+
+class _TimeoutConnection:
+    """Flask-Mail's Connection, with a socket timeout and the settings read from the
+    config at send time (Flask-Mail's state is captured once at init_app)."""
+
+    def __new__(cls, state, timeout):
+        from flask_mail import Connection
+
+        class Conn(Connection):
+            def configure_host(self):
+                m = self.mail
+                if m.use_ssl:
+                    host = smtplib.SMTP_SSL(m.server, m.port, timeout=timeout)
+                else:
+                    host = smtplib.SMTP(m.server, m.port, timeout=timeout)
+                if m.use_tls:
+                    host.starttls()
+                if m.username and m.password:
+                    host.login(m.username, m.password)
+                return host
+
+            def __exit__(self, exc_type, exc, tb):
+                if self.host is not None:
+                    try:
+                        self.host.quit()
+                    except (smtplib.SMTPException, OSError):
+                        self.host.close()
+
+        return Conn(state)
+
+
+class AttachmentMissing(Exception):
+    """An attachment's file is no longer in the document store."""
+
+
+def _smtp_send(mail, config):
+    from flask_mail import Message
+
+    from ..extensions import mail as flask_mail
+
+    state = flask_mail.init_mail(config, testing=False)
+    msg = Message(subject=mail.subject, recipients=split_addresses(mail.recipients),
+                  cc=split_addresses(mail.cc), body=mail.body, sender=mail.sender,
+                  charset="utf-8")
+    msg.msgId = mail.message_id
+    if mail.in_reply_to:
+        msg.extra_headers = {"In-Reply-To": mail.in_reply_to, "References": mail.in_reply_to}
+    for att in mail.attachments:
+        try:
+            with open(blob_path(config, att.sha256 or ""), "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise AttachmentMissing(att.filename) from exc
+        msg.attach(att.filename, att.mime or "application/octet-stream", data)
+    if state.suppress:
+        return
+    with _TimeoutConnection(state, float(config.get("MAIL_TIMEOUT") or 30)) as conn:
+        conn.send(msg)
+
+
+def _server_text(code, resp):
+    if isinstance(resp, bytes):
+        resp = resp.decode("utf-8", "replace")
+    return f"{code} {resp}".strip()
+
+
+def smtp_error_text(exc, config):
+    """The SMTP failure in Chinese, with the server's own reply kept verbatim."""
+    where = f"{config.get('MAIL_SERVER')}:{config.get('MAIL_PORT')}"
+    if isinstance(exc, AttachmentMissing):
+        return _("附件“%(name)s”的文件已丢失，邮件未发送。", name=exc.args[0])
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        detail = "; ".join(f"{addr}: {_server_text(c, r)}" for addr, (c, r) in exc.recipients.items())
+        return _("邮件服务器拒绝了收件人（%(detail)s）。", detail=detail)
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return _("邮件服务器拒绝了发件人地址 %(sender)s（%(detail)s）。",
+                 sender=exc.sender, detail=_server_text(exc.smtp_code, exc.smtp_error))
+    if isinstance(exc, smtplib.SMTPDataError):
+        return _("邮件服务器拒收了这封邮件（%(detail)s）。",
+                 detail=_server_text(exc.smtp_code, exc.smtp_error))
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return _("登录邮件服务器失败，请检查 CRM_MAIL_USERNAME / CRM_MAIL_PASSWORD（%(detail)s）。",
+                 detail=_server_text(exc.smtp_code, exc.smtp_error))
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return _("邮件服务器 %(where)s 意外断开了连接（%(detail)s）。", where=where, detail=exc)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _("邮件服务器返回错误（%(detail)s）。",
+                 detail=_server_text(exc.smtp_code, exc.smtp_error))
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return _("连接邮件服务器 %(where)s 超时。", where=where)
+    if isinstance(exc, ConnectionRefusedError):
+        return _("无法连接邮件服务器 %(where)s：连接被拒绝（服务器未启动或端口错误）。", where=where)
+    if isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException):
+        return _("无法连接邮件服务器 %(where)s（%(detail)s）。", where=where, detail=exc)
+    if isinstance(exc, smtplib.SMTPException):
+        return _("发送失败（%(detail)s）。", detail=exc)
+    return _("发送失败：%(kind)s（%(detail)s）。", kind=type(exc).__name__, detail=exc)
+
+
+# ---- receive ----------------------------------------------------------------------
+
+_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
+                    "cp936": "gb18030", "gb_2312-80": "gb18030", "euc-cn": "gb18030",
+                    "unknown-8bit": "utf-8", "us-ascii": "utf-8", "ascii": "utf-8"}
+
+
+def decode_bytes(data, charset=None):
+    """Bytes in the part's charset (gb2312/gbk read as gb18030), falling back to
+    UTF-8 then GB18030; never raises."""
+    charset = (charset or "").strip().strip('"').lower()
+    tried = []
+    for cs in (_CHARSET_ALIASES.get(charset, charset), "utf-8", "gb18030"):
+        if not cs or cs in tried:
+            continue
+        tried.append(cs)
+        try:
+            return data.decode(cs)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("utf-8", "replace")
+
+
+def decode_header_value(value):
+    """An RFC 2047 header (=?gbk?b?...?=, =?utf-8?q?...?=, or raw 8-bit) as text."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) and not hasattr(value, "_chunks"):
+        value = str(value)
+    parts = []
+    for chunk, charset in decode_header(value):
+        if isinstance(chunk, bytes):
+            parts.append(decode_bytes(chunk, charset))
+        else:
+            parts.append(chunk)
+    return re.sub(r"\s*\r?\n\s*", " ", "".join(parts)).strip()
+
+
+def _header_text(value):
+    """A header value for address parsing: encoded words kept, raw 8-bit decoded."""
+    if value is None:
+        return ""
+    if hasattr(value, "_chunks"):  # compat32 returns 8-bit headers as Header objects
+        return decode_header_value(value)
+    value = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return decode_bytes(value.encode("ascii", "surrogateescape"))
+    return value
+
+
+def _addresses(msg, *names):
+    values = [_header_text(v) for name in names for v in (msg.get_all(name) or [])]
+    out = []
+    for disp, addr in getaddresses(values):
+        if addr and "@" in addr:
+            out.append((decode_header_value(disp), addr.strip()))
+    return out
+
+
+def _text_body(msg):
+    """The text/plain part (else text/html with tags removed), decoded."""
+    plain = html = None
+    attachments = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        disp = (part.get("Content-Disposition") or "").lower()
+        filename = part.get_filename()
+        if filename or disp.startswith("attachment"):
+            payload = part.get_payload(decode=True) or b""
+            attachments.append((decode_header_value(filename or "附件"), ctype, payload))
+            continue
+        if ctype == "text/plain" and plain is None:
+            plain = decode_bytes(part.get_payload(decode=True) or b"", part.get_content_charset())
+        elif ctype == "text/html" and html is None:
+            html = decode_bytes(part.get_payload(decode=True) or b"", part.get_content_charset())
+    if plain is None and html is not None:
+        text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
+        text = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", text)
+        text = re.sub(r"<[^>]+>", "", text)
+        import html as html_mod
+        plain = html_mod.unescape(text).strip()
+    return (plain or "").replace("\r\n", "\n"), attachments
+
+
+def parse_message(raw):
+    """Raw RFC 822 bytes → a dict of the fields we store (no database access)."""
+    msg = message_from_bytes(raw, policy=email_policy.compat32)
+    message_id = (msg.get("Message-ID") or "").strip()
+    message_id = re.sub(r"\s+", "", message_id)[:255]
+    if not message_id:
+        message_id = f"<{hashlib.sha256(raw).hexdigest()[:40]}@{SYNTH_DOMAIN}>"
+    senders = _addresses(msg, "From")
+    to = _addresses(msg, "To")
+    cc = _addresses(msg, "Cc")
+    refs = (msg.get("In-Reply-To") or "").split() + (msg.get("References") or "").split()
+    when = None
+    if msg.get("Date"):
+        try:
+            when = parsedate_to_datetime(str(msg.get("Date")))
+            if when.tzinfo is not None:
+                when = when.astimezone().replace(tzinfo=None)
+        except (TypeError, ValueError, IndexError):
+            when = None
+    body, attachments = _text_body(msg)
+    name, addr = senders[0] if senders else ("", "")
+    return {
+        "message_id": message_id,
+        "in_reply_to": (refs[0] if refs else None),
+        "references": refs,
+        "subject": decode_header_value(msg.get("Subject"))[:MAX_SUBJECT],
+        "sender": (f"{name} <{addr}>" if name else addr)[:320],
+        "sender_address": addr,
+        "to": [a for _n, a in to],
+        "cc": [a for _n, a in cc],
+        "date": when,
+        "body": body,
+        "attachments": attachments,
+    }
+
+
+def store_received(session, parsed, actor_id, contacts=None, users=None):
+    """Insert one received message unless its Message-ID is known. True when new."""
+    if session.scalar(select(MailMessage.id).where(
+            MailMessage.message_id == parsed["message_id"])) is not None:
+        return False
+    addresses = [parsed["sender_address"]] + parsed["to"] + parsed["cc"]
+    if contacts is None:
+        contacts = contacts_by_address(session, addresses)
+    if users is None:
+        users = users_by_address(session, parsed["to"] + parsed["cc"])
+    customer_id = owner_id = None
+    for addr in addresses:  # the sender first: a customer writing to us
+        c = contacts.get((addr or "").lower())
+        if c is not None:
+            customer_id = c.customer_id
+            break
+    for addr in parsed["to"] + parsed["cc"]:
+        if (addr or "").lower() in users:
+            owner_id = users[addr.lower()]
+            break
+    if parsed["references"] and (owner_id is None or customer_id is None):
+        parent = session.execute(
+            select(MailMessage.owner_id, MailMessage.customer_id)
+            .where(MailMessage.message_id.in_(parsed["references"][:20]))
+            .order_by(MailMessage.id.desc()).limit(1)).first()
+        if parent is not None:
+            owner_id = owner_id if owner_id is not None else parent.owner_id
+            customer_id = customer_id if customer_id is not None else parent.customer_id
+    mail = MailMessage(
+        owner_id=owner_id, status="received", message_id=parsed["message_id"],
+        in_reply_to=(parsed["in_reply_to"] or None) and parsed["in_reply_to"][:255],
+        subject=parsed["subject"], body=parsed["body"], sender=parsed["sender"],
+        recipients=", ".join(parsed["to"]), cc=", ".join(parsed["cc"]) or None,
+        customer_id=customer_id, received_on=parsed["date"] or datetime.now(),
+        created_by_fk=actor_id, changed_by_fk=actor_id,
+    )
+    try:
+        with session.begin_nested():  # a concurrent fetch may store it first
+            session.add(mail)
+            session.flush()
+            for filename, ctype, payload in parsed["attachments"]:
+                # received attachments: name, type and size are recorded, not the content
+                session.add(MailAttachment(mail_id=mail.id, filename=filename[:255],
+                                           mime=ctype[:128], size=len(payload)))
+            events.record_event(session, ENTITY, mail.id, "receive", None, "received",
+                                actor_id=actor_id)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+class FetchError(Exception):
+    """IMAP is not configured or cannot be reached; ``message`` is Chinese."""
+
+
+def _imap_connect(config):
+    host, port = config.get("IMAP_HOST"), int(config.get("IMAP_PORT") or 143)
+    user, password = config.get("IMAP_USER"), config.get("IMAP_PASSWORD")
+    if not host or not user or not password:
+        raise FetchError(_("未配置收件服务器：请设置 CRM_IMAP_HOST、CRM_IMAP_USER 和 CRM_IMAP_PASSWORD。"))
+    timeout = float(config.get("IMAP_TIMEOUT") or 60)
+    cls = imaplib.IMAP4_SSL if config.get("IMAP_SSL") else imaplib.IMAP4
+    try:
+        conn = cls(host, port, timeout=timeout)
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise FetchError(_("无法连接收件服务器 %(where)s（%(detail)s）。",
+                           where=f"{host}:{port}", detail=exc))
+    try:
+        conn.login(user, password)
+    except imaplib.IMAP4.error:
+        _safe_logout(conn)
+        raise FetchError(_("登录收件服务器失败：请检查 CRM_IMAP_USER / CRM_IMAP_PASSWORD。"))
+    return conn
+
+
+def _safe_logout(conn):
+    try:
+        conn.logout()
+    except (OSError, imaplib.IMAP4.error):
+        pass
+
+
+def _fetch_parts(conn, uids, query):
+    """{uid: bytes} for a UID FETCH over ``uids``."""
+    out = {}
+    if not uids:
+        return out
+    for start in range(0, len(uids), 200):
+        chunk = b",".join(uids[start:start + 200]).decode()
+        typ, data = conn.uid("FETCH", chunk, query)
+        if typ != "OK":
+            continue
+        for item in data:
+            if isinstance(item, tuple) and len(item) >= 2:
+                m = re.search(rb"UID (\d+)", item[0])
+                if m:
+                    out[m.group(1)] = item[1]
+    return out
+
+
+def fetch_mail(session, config, actor_id):
+    """Fetch the IMAP mailbox; store new messages once. Returns {"new", "skipped", "total"}.
+
+    Message-IDs are read first (headers only); full messages are downloaded only for
+    unknown ones (and for those without a Message-ID, whose id is a hash of the raw
+    message). Messages are left on the server unread (BODY.PEEK).
+    """
+    conn = _imap_connect(config)
+    new = skipped = 0
+    try:
+        typ, _data = conn.select(config.get("IMAP_MAILBOX") or "INBOX", readonly=True)
+        if typ != "OK":
+            raise FetchError(_("收件箱“%(box)s”不存在。", box=config.get("IMAP_MAILBOX")))
+        typ, data = conn.uid("SEARCH", None, "ALL")
+        uids = data[0].split() if typ == "OK" and data and data[0] else []
+        headers = _fetch_parts(conn, uids, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        ids = {}
+        for uid in uids:
+            raw = headers.get(uid) or b""
+            m = re.search(rb"(?im)^message-id:\s*(.+?)\s*$", raw.replace(b"\r\n\t", b" ")
+                          .replace(b"\r\n ", b" "))
+            ids[uid] = re.sub(r"\s+", "", m.group(1).decode("ascii", "replace"))[:255] if m else None
+        known = set()
+        wanted = [i for i in ids.values() if i]
+        for start in range(0, len(wanted), 500):
+            known.update(session.scalars(select(MailMessage.message_id).where(
+                MailMessage.message_id.in_(wanted[start:start + 500]))).all())
+        todo = [u for u in uids if not ids[u] or ids[u] not in known]
+        skipped += len(uids) - len(todo)
+        bodies = _fetch_parts(conn, todo, "(BODY.PEEK[])")
+    finally:
+        _safe_logout(conn)
+    parsed = [parse_message(bodies[u]) for u in todo if u in bodies]
+    addresses = [a for p in parsed for a in [p["sender_address"]] + p["to"] + p["cc"]]
+    contacts = contacts_by_address(session, addresses)
+    users = users_by_address(session, [a for p in parsed for a in p["to"] + p["cc"]])
+    for p in parsed:
+        if store_received(session, p, actor_id, contacts, users):
+            new += 1
+        else:
+            skipped += 1
+    session.commit()
+    return {"new": new, "skipped": skipped, "total": len(uids)}
