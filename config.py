@@ -54,6 +54,12 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # --- documents ----------------------------------------------------------------
 DOCUMENT_DIR = os.path.join(INSTANCE_DIR, "documents")
 DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
+DOCUMENT_MAX_FILES = 20
+DOCUMENT_ALLOWED_TYPES = ["pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "png", "jpg",
+                          "jpeg", "gif", "webp", "txt", "csv", "zip"]
+# "restricted": the customer's 客户经理, 销售主管, 高管, admin and the uploader read a
+# customer's documents; "customer": everyone who may read the customer (all staff)
+DOCUMENT_READ_SCOPE = "restricted"
 
 # --- mail (Flask-Mail) ----------------------------------------------------------
 MAIL_SERVER = "127.0.0.1"

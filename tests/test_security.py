@@ -117,3 +117,12 @@ def test_password_complexity_on_new_users(web, app, uniq):
     with app.app_context():
         assert app.appbuilder.sm.find_user(username=name) is not None
         db.session.remove()
+
+
+def test_api_errors_are_chinese(api):
+    r = api().get("/api/v1/dict_item/")
+    assert r.status_code == 401 and "请先登录" in r.json["message"]
+    r = api("exec").post("/api/v1/dict_item/", json={"type": "x", "item": "y", "value": "z"})
+    assert r.status_code == 403 and "无权" in r.json["message"]
+    r = api("admin").post("/api/v1/product/", json={"name": "x"})
+    assert r.status_code == 405

@@ -31,6 +31,7 @@ def error_response(code, message=None):
 
 
 def register_error_handlers(app):
+    app.after_request(chinese_api_errors)
     @app.errorhandler(DomainError)
     def _domain(e):
         return error_response(e.status, e.message)
@@ -48,3 +49,29 @@ def register_error_handlers(app):
         db.session.rollback()
         app.logger.exception("database error")
         return error_response(503, _("数据库暂时无法连接，请稍后重试。"))
+
+
+# FAB and flask-jwt-extended answer some API errors in English; say them in Chinese.
+_API_ENGLISH = {
+    "Forbidden": "无权执行此操作：您的角色没有这项权限。",
+    "Not authorized": "用户名或密码错误，或账号已被锁定/停用。",
+    "Missing Authorization Header": "请先登录：请求缺少访问令牌（Authorization: Bearer …）。",
+    "Token has expired": "访问令牌已过期，请重新登录。",
+    "Not found": "记录不存在。",
+    "Not Found": "记录不存在。",
+    "Method Not Allowed": "该资源不支持这种请求方式（只读资源不能修改）。",
+}
+
+
+def chinese_api_errors(response):
+    """after_request: replace FAB's/JWT's English error bodies on /api/ with Chinese."""
+    if (response.status_code >= 400 and request.path.startswith("/api/")
+            and response.mimetype == "application/json" and not response.is_streamed):
+        data = response.get_json(silent=True)
+        if isinstance(data, dict):
+            text = data.get("message") if isinstance(data.get("message"), str) else data.get("msg")
+            if isinstance(text, str) and text in _API_ENGLISH:
+                data.pop("msg", None)
+                data["message"] = _API_ENGLISH[text]
+                response.set_data(jsonify(data).get_data())
+    return response
