@@ -1,0 +1,464 @@
+"""服务管理 rules: service tickets (DESIGN.md §5.5).
+
+Plain functions over a SQLAlchemy session and an ``Actor``; the HTML views and the
+REST API both call them and commit afterwards. Every status change is a
+compare-and-set (``events.compare_and_set``) plus a WorkflowEvent in the same
+transaction; a failing step raises a DomainError and the caller rolls back, so
+nothing is half-written.
+
+Status: ``created`` 新创建 → ``assigned`` 已分配 → ``handled`` 已处理 → ``archived``
+已归档, or ``handled`` → ``assigned`` again when the satisfaction is below 3.
+
+Who does what:
+
+* create   — 客户经理, 销售主管, 系统管理员;
+* assign   — 销售主管, 系统管理员; a ``created`` ticket, to any active user;
+* handle   — only the ticket's assignee, on an ``assigned`` ticket;
+* feedback — on a ``handled`` ticket: the assignee (DESIGN.md §3: a 客户经理 gives
+  feedback on services assigned to him), the ticket's creator (who took the
+  customer's request), 销售主管 and 系统管理员.
+
+Every round is kept: the ticket's columns hold the latest handling and feedback,
+and each handling and each feedback is also a WorkflowEvent whose ``note`` is the
+handling text, or the result plus the satisfaction, so the history shows all rounds.
+"""
+from datetime import date, datetime, timedelta
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import joinedload
+
+from ..models import Customer, ServiceTicket, WorkflowEvent
+from ..models.dictionary import SERVICE_TYPE
+from . import dictionary, events, numbering
+from .errors import Conflict, Forbidden, NotFound, ValidationError
+
+ENTITY = "service"
+
+CREATED, ASSIGNED, HANDLED, ARCHIVED = "created", "assigned", "handled", "archived"
+STATUS_LABELS = {
+    CREATED: _l("新创建"),
+    ASSIGNED: _l("已分配"),
+    HANDLED: _l("已处理"),
+    ARCHIVED: _l("已归档"),
+}
+ACTION_LABELS = {
+    "create": _l("创建"), "assign": _l("分配"), "handle": _l("服务处理"),
+    "feedback": _l("服务反馈"),
+}
+LABELS = {
+    "id": _l("序号"), "number": _l("编号"), "service_type": _l("服务类型"),
+    "summary": _l("概要"), "customer_id": _l("客户"), "request": _l("服务请求"),
+    "status": _l("状态"), "creator_id": _l("创建人"), "created_on": _l("创建时间"),
+    "assignee_id": _l("分配给"), "assigned_on": _l("分配时间"), "handling": _l("服务处理"),
+    "handler_id": _l("处理人"), "handled_on": _l("处理时间"), "result": _l("处理结果"),
+    "satisfaction": _l("满意度"), "date_from": _l("创建日期（起）"),
+    "date_to": _l("创建日期（止）"), "customer": _l("客户"),
+}
+CREATE_FIELDS = ("service_type", "summary", "customer_id", "request")
+MAX_LEN = {"summary": 255, "request": 4000, "handling": 4000, "result": 4000}
+CUSTOMER_IDS_INLINE = 2000  # archive search: up to this many matching customers go inline
+ARCHIVE_THRESHOLD = 3  # satisfaction ≥ 3 archives the ticket, < 3 sends it back
+
+# FAB's user model, reached through our mapping (workflows import no FAB modules)
+User = ServiceTicket.assignee.property.mapper.class_
+
+
+def status_label(status):
+    return STATUS_LABELS.get(status, status or "")
+
+
+def action_label(action):
+    return ACTION_LABELS.get(action, action or "")
+
+
+def user_name(user):
+    if user is None:
+        return ""
+    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
+
+
+def _now():
+    return datetime.now().replace(microsecond=0)
+
+
+# ---- who may do what (templates use these to decide which buttons to show) -------------
+
+def can_create(actor):
+    return actor.is_admin or actor.is_supervisor or actor.is_manager
+
+
+def can_assign(actor, ticket=None):
+    return (actor.is_admin or actor.is_supervisor) and (ticket is None or ticket.status == CREATED)
+
+
+def can_handle(actor, ticket):
+    return ticket.status == ASSIGNED and ticket.assignee_id == actor.id
+
+
+def may_give_feedback(actor, ticket):
+    """The assignee, the creator, 销售主管 and admin (any state)."""
+    return (actor.is_admin or actor.is_supervisor or ticket.assignee_id == actor.id
+            or ticket.created_by_fk == actor.id)
+
+
+def can_feedback(actor, ticket):
+    return ticket.status == HANDLED and may_give_feedback(actor, ticket)
+
+
+# ---- input ------------------------------------------------------------------------
+
+def _text(data, field, required=True):
+    v = data.get(field)
+    if v is not None and (not isinstance(v, (str, int, float)) or isinstance(v, bool)):
+        raise ValidationError(_l("%(field)s格式不正确。", field=LABELS[field]), field=field)
+    v = "" if v is None else str(v).strip()
+    if required and not v:
+        raise ValidationError(_l("%(field)s不能为空。", field=LABELS[field]), field=field)
+    if len(v) > MAX_LEN[field]:
+        raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[field],
+                                 n=MAX_LEN[field]), field=field)
+    return v or None
+
+
+def _int(value, field, message):
+    if isinstance(value, bool):
+        raise ValidationError(message, field=field)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise ValidationError(message, field=field)
+    return value
+
+
+def parse_satisfaction(value):
+    msg = _l("满意度必须是 1 到 5 之间的整数。")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValidationError(_l("请选择满意度（1 到 5）。"), field="satisfaction")
+    value = _int(value, "satisfaction", msg)
+    if not 1 <= value <= 5:
+        raise ValidationError(msg, field="satisfaction")
+    return value
+
+
+def service_type_item(session, text):
+    """The DictItem of category 服务类型 whose 条目 is ``text`` (400 otherwise)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        raise ValidationError(_l("请选择服务类型。"), field="service_type")
+    if not isinstance(text, str):
+        raise ValidationError(_l("服务类型格式不正确。"), field="service_type")
+    try:
+        return dictionary.find_item(session, SERVICE_TYPE, text.strip())
+    except ValidationError as e:
+        e.field = "service_type"
+        raise
+
+
+def service_types(session):
+    return dictionary.items_of(session, SERVICE_TYPE)
+
+
+def _customer(session, value):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValidationError(_l("请选择客户。"), field="customer_id")
+    cid = _int(value, "customer_id", _l("客户编号格式不正确，请从搜索结果中选择客户。"))
+    customer = session.get(Customer, cid)
+    if customer is None:
+        raise ValidationError(_l("所选客户不存在。"), field="customer_id")
+    return customer
+
+
+# ---- reading -------------------------------------------------------------------------
+
+def get(session, ticket_id):
+    ticket = session.get(ServiceTicket, ticket_id) if ticket_id is not None else None
+    if ticket is None:
+        raise NotFound(_l("服务不存在。"))
+    return ticket
+
+
+def _eager(q):
+    return q.options(joinedload(ServiceTicket.customer), joinedload(ServiceTicket.service_type),
+                     joinedload(ServiceTicket.assignee), joinedload(ServiceTicket.handler),
+                     joinedload(ServiceTicket.created_by))
+
+
+def _page(session, q, page, page_size):
+    count = session.scalar(select(func.count()).select_from(q.order_by(None).subquery()))
+    rows = session.scalars(_eager(q).limit(page_size).offset(page * page_size)).unique().all()
+    return count, rows
+
+
+def to_assign(session, page=0, page_size=20):
+    """``created`` tickets, oldest first: (count, rows)."""
+    q = (select(ServiceTicket).where(ServiceTicket.status == CREATED)
+         .order_by(ServiceTicket.created_on, ServiceTicket.id))
+    return _page(session, q, page, page_size)
+
+
+def to_handle(session, actor, page=0, page_size=20):
+    """The actor's ``assigned`` tickets, oldest assignment first."""
+    q = (select(ServiceTicket)
+         .where(ServiceTicket.status == ASSIGNED, ServiceTicket.assignee_id == actor.id)
+         .order_by(ServiceTicket.assigned_on, ServiceTicket.id))
+    return _page(session, q, page, page_size)
+
+
+def to_feedback(session, actor, page=0, page_size=20):
+    """``handled`` tickets the actor may give feedback on (all for 销售主管/admin)."""
+    q = select(ServiceTicket).where(ServiceTicket.status == HANDLED)
+    if not (actor.is_admin or actor.is_supervisor):
+        q = q.where(or_(ServiceTicket.assignee_id == actor.id,
+                        ServiceTicket.created_by_fk == actor.id))
+    q = q.order_by(ServiceTicket.handled_on, ServiceTicket.id)
+    return _page(session, q, page, page_size)
+
+
+def parse_date(value, field):
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValidationError(_l("%(field)s格式不正确，应为 YYYY-MM-DD，例如 2007-12-13。",
+                                 field=LABELS[field]), field=field)
+
+
+def search_archive(session, customer=None, customer_id=None, summary=None, service_type=None,
+                   date_from=None, date_to=None, page=0, page_size=20):
+    """Archived tickets, newest first: (count, rows).
+
+    ``customer``: part of the customer's name, or its exact 客户编号; ``customer_id``:
+    one customer; ``summary``: part of 概要; ``service_type``: the 条目 text;
+    ``date_from``/``date_to``: the created date range, both ends included.
+    """
+    q = select(ServiceTicket)
+    by_customer = False
+    if customer_id not in (None, ""):
+        q = q.where(ServiceTicket.customer_id == _int(
+            customer_id, "customer_id", _l("客户编号格式不正确。")))
+        by_customer = True
+    if customer and customer.strip():
+        text = customer.strip()
+        matching = select(Customer.id).where(or_(Customer.name.contains(text, autoescape=True),
+                                                 Customer.number == text.upper()))
+        # resolve the customers first, so the tickets are found through ix_service_customer
+        ids = session.scalars(matching.limit(CUSTOMER_IDS_INLINE + 1)).all()
+        if len(ids) <= CUSTOMER_IDS_INLINE:
+            q = q.where(ServiceTicket.customer_id.in_(ids))
+            by_customer = True
+        else:
+            q = q.where(ServiceTicket.customer_id.in_(matching))
+    # with a few customers, ix_service_customer is the selective index; SQLite without
+    # ANALYZE statistics would otherwise walk every archived ticket through the status
+    # index, so the status test is written as an expression that no index serves
+    q = q.where((ServiceTicket.status + "") == ARCHIVED if by_customer
+                else ServiceTicket.status == ARCHIVED)
+    if summary and summary.strip():
+        q = q.where(ServiceTicket.summary.contains(summary.strip(), autoescape=True))
+    if service_type and service_type.strip():
+        q = q.where(ServiceTicket.service_type_id == service_type_item(session, service_type).id)
+    start, end = parse_date(date_from, "date_from"), parse_date(date_to, "date_to")
+    if start and end and start > end:
+        raise ValidationError(_l("创建日期的起始日期不能晚于截止日期。"), field="date_from")
+    if start:
+        q = q.where(ServiceTicket.created_on >= datetime.combine(start, datetime.min.time()))
+    if end:
+        q = q.where(ServiceTicket.created_on
+                    < datetime.combine(end + timedelta(days=1), datetime.min.time()))
+    q = q.order_by(ServiceTicket.created_on.desc(), ServiceTicket.id.desc())
+    return _page(session, q, page, page_size)
+
+
+def of_customer(session, customer_id, limit=20):
+    """(count, newest ``limit`` tickets) of one customer — two queries."""
+    count = session.scalar(select(func.count()).select_from(ServiceTicket)
+                           .where(ServiceTicket.customer_id == customer_id))
+    if not count:
+        return 0, []
+    rows = session.scalars(
+        select(ServiceTicket).options(joinedload(ServiceTicket.service_type))
+        .where(ServiceTicket.customer_id == customer_id)
+        .order_by(ServiceTicket.created_on.desc(), ServiceTicket.id.desc()).limit(limit)).all()
+    return count, rows
+
+
+def history(session, ticket_id):
+    """The ticket's WorkflowEvents, oldest first, with their actors (one query)."""
+    return session.scalars(
+        select(WorkflowEvent).options(joinedload(WorkflowEvent.actor))
+        .where(WorkflowEvent.entity == ENTITY, WorkflowEvent.entity_id == ticket_id)
+        .order_by(WorkflowEvent.id)).all()
+
+
+def assignable_users(session):
+    """Active users that have a role (the choices for 分配给)."""
+    return session.scalars(
+        select(User).where(User.active.is_(True), User.roles.any())
+        .order_by(User.id)).all()
+
+
+def search_customers(session, text, limit=20):
+    """At most ``limit`` customers: those whose 客户编号 starts with ``text`` (an index
+    range), then those whose name contains it (no ORDER BY in SQL, so the scan stops
+    after ``limit`` matches; the few rows are sorted here)."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    limit = max(1, min(int(limit), 50))
+    cols = (Customer.id, Customer.number, Customer.name)
+    prefix = text.upper()
+    by_number = session.execute(
+        select(*cols).where(Customer.number >= prefix, Customer.number < prefix + "\U0010ffff",
+                            Customer.number.startswith(prefix, autoescape=True))
+        .order_by(Customer.number).limit(limit)).all()
+    by_name = session.execute(
+        select(*cols).where(Customer.name.contains(text, autoescape=True)).limit(limit)).all()
+    seen, out = set(), []
+    for row in list(by_number) + sorted(by_name, key=lambda r: (r.name, r.id)):
+        if row.id not in seen:
+            seen.add(row.id)
+            out.append(row)
+    return out[:limit]
+
+
+# ---- steps -----------------------------------------------------------------------------
+
+def _audit_values(actor):
+    return {"changed_by_fk": actor.id, "changed_on": datetime.now()}
+
+
+def create(session, actor, data):
+    """A new ``created`` ticket; 编号/创建人/创建时间 are set by the system."""
+    if not can_create(actor):
+        raise Forbidden(_l("只有客户经理、销售主管或系统管理员可以创建服务。"))
+    if not isinstance(data, dict):
+        raise ValidationError(_l("请求体必须是 JSON 对象。"))
+    for key in data:
+        if key not in CREATE_FIELDS:
+            raise ValidationError(
+                _l("字段“%(field)s”不能由用户填写，创建服务只需要：%(fields)s。",
+                   field=LABELS.get(key, key),
+                   fields="、".join(str(LABELS[f]) for f in CREATE_FIELDS)), field=key)
+    item = service_type_item(session, data.get("service_type"))
+    summary = _text(data, "summary")
+    customer = _customer(session, data.get("customer_id"))
+    request = _text(data, "request")
+    ticket = ServiceTicket(
+        number=numbering.next_number(session, numbering.PREFIX_SERVICE),
+        service_type_id=item.id, summary=summary, customer_id=customer.id, request=request,
+        status=CREATED, created_by_fk=actor.id, changed_by_fk=actor.id)
+    session.add(ticket)
+    session.flush()
+    events.record_event(session, ENTITY, ticket.id, "create", None, CREATED, actor_id=actor.id)
+    return ticket
+
+
+def _wrong_state(ticket, what, needed):
+    return Conflict(_l("服务 %(number)s 当前状态为“%(status)s”，只有“%(needed)s”的服务才能%(what)s。",
+                       number=ticket.number, status=status_label(ticket.status),
+                       needed=status_label(needed), what=what))
+
+
+def require_handle(actor, ticket):
+    """Only the assignee handles, and only an ``assigned`` ticket (403 / 409)."""
+    if ticket.assignee_id != actor.id:
+        raise Forbidden(_l("只有该服务的被分配人可以处理它。"))
+    if ticket.status != ASSIGNED:
+        raise _wrong_state(ticket, _l("处理"), ASSIGNED)
+
+
+def require_feedback(actor, ticket):
+    """Creator, assignee, 销售主管 or admin, on a ``handled`` ticket (403 / 409)."""
+    if not may_give_feedback(actor, ticket):
+        raise Forbidden(_l("只有服务的创建人、被分配人、销售主管或系统管理员可以反馈。"))
+    if ticket.status != HANDLED:
+        raise _wrong_state(ticket, _l("反馈"), HANDLED)
+
+
+def _check_assignee(session, assignee_id):
+    if assignee_id is None or assignee_id == "":
+        raise ValidationError(_l("请选择要分配的用户。"), field="assignee_id")
+    uid = _int(assignee_id, "assignee_id", _l("分配给的用户编号必须是整数。"))
+    user = session.get(User, uid)
+    if user is None:
+        raise ValidationError(_l("要分配的用户不存在。"), field="assignee_id")
+    if not user.active:
+        raise ValidationError(_l("用户“%(name)s”已停用，不能分配服务。", name=user.username),
+                              field="assignee_id")
+    return user
+
+
+def assign(session, actor, ticket_id, assignee_id):
+    """销售主管 assigns a ``created`` ticket to an active user → ``assigned``."""
+    ticket = get(session, ticket_id)
+    if not can_assign(actor):
+        raise Forbidden(_l("只有销售主管或系统管理员可以分配服务。"))
+    if ticket.status != CREATED:
+        raise _wrong_state(ticket, _l("分配"), CREATED)
+    user = _check_assignee(session, assignee_id)
+    events.compare_and_set(
+        session, ServiceTicket, ticket.id, CREATED,
+        dict(status=ASSIGNED, assignee_id=user.id, assigned_on=_now(), **_audit_values(actor)),
+        _l("服务 %(number)s 已被他人分配或状态已改变，请刷新后查看。", number=ticket.number))
+    events.record_event(session, ENTITY, ticket.id, "assign", CREATED, ASSIGNED,
+                        note=f"分配给 {user_name(user)}", actor_id=actor.id)
+    session.refresh(ticket)
+    return ticket
+
+
+def handle(session, actor, ticket_id, handling):
+    """The assignee records 服务处理 on an ``assigned`` ticket → ``handled``."""
+    ticket = get(session, ticket_id)
+    require_handle(actor, ticket)
+    text = _text({"handling": handling}, "handling")
+    events.compare_and_set(
+        session, ServiceTicket, ticket.id, ASSIGNED,
+        dict(status=HANDLED, handling=text, handler_id=actor.id, handled_on=_now(),
+             **_audit_values(actor)),
+        _l("服务 %(number)s 的状态已改变，请刷新后查看。", number=ticket.number))
+    events.record_event(session, ENTITY, ticket.id, "handle", ASSIGNED, HANDLED,
+                        note=text, actor_id=actor.id)
+    session.refresh(ticket)
+    return ticket
+
+
+def feedback(session, actor, ticket_id, result, satisfaction):
+    """处理结果 + 满意度 on a ``handled`` ticket: ≥ 3 → ``archived``, < 3 → ``assigned``
+    (the same assignee handles it again; this round stays in the history)."""
+    ticket = get(session, ticket_id)
+    require_feedback(actor, ticket)
+    text = _text({"result": result}, "result")
+    score = parse_satisfaction(satisfaction)
+    to = ARCHIVED if score >= ARCHIVE_THRESHOLD else ASSIGNED
+    events.compare_and_set(
+        session, ServiceTicket, ticket.id, HANDLED,
+        dict(status=to, result=text, satisfaction=score, **_audit_values(actor)),
+        _l("服务 %(number)s 已被他人反馈或状态已改变，请刷新后查看。", number=ticket.number))
+    events.record_event(session, ENTITY, ticket.id, "feedback", HANDLED, to,
+                        note=f"处理结果：{text}；满意度：{score}", actor_id=actor.id)
+    session.refresh(ticket)
+    return ticket
+
+
+def to_json(ticket):
+    """The §8 ``service`` fields."""
+    def ts(v):
+        return v.isoformat() if v else None
+    return {
+        "id": ticket.id, "number": ticket.number,
+        "service_type": ticket.service_type.item if ticket.service_type else None,
+        "summary": ticket.summary, "customer_id": ticket.customer_id, "request": ticket.request,
+        "status": ticket.status, "creator_id": ticket.created_by_fk,
+        "created_on": ts(ticket.created_on), "assignee_id": ticket.assignee_id,
+        "assigned_on": ts(ticket.assigned_on), "handling": ticket.handling,
+        "handler_id": ticket.handler_id, "handled_on": ts(ticket.handled_on),
+        "result": ticket.result, "satisfaction": ticket.satisfaction,
+    }
+
