@@ -1,0 +1,232 @@
+"""客户管理 › 客户流失管理: the warnings list, a warning's page (暂缓流失 / 确认流失),
+the customer page section 流失记录, and the ``churn`` REST resource.
+
+The rules live in app/workflows/churn.py; these views only parse input, call it,
+commit and render. 客户经理 see the warnings of their own customers; 销售主管,
+高管 and admin see all; 高管 only read.
+"""
+from datetime import date
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.api import protect, safe
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import has_access
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
+
+from ..extensions import db
+from ..models import ChurnWarning
+from ..workflows import churn as wf
+from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from .common import CrmModelRestApi, api_errors, current_actor, html_errors
+from .sections import customer_section
+
+ORDER = 40
+_VIEWS = "ChurnView|ChurnApi|Churn|Customers"
+READ = "can_list|can_show|can_get|can_info|menu_access"
+RIGHTS = {
+    EXECUTIVE: [(_VIEWS, READ)],
+    SUPERVISOR: [(_VIEWS, READ + "|can_measure|can_confirm|can_measures")],
+    MANAGER: [(_VIEWS, READ + "|can_measure|can_confirm|can_measures")],
+}
+
+STATUS_FILTERS = {
+    "open": ("warning", "delaying"), "warning": ("warning",), "delaying": ("delaying",),
+    "lost": ("lost",), "recovered": ("recovered",), "all": None,
+}
+STATUS_TABS = [("open", _l("待处理")), ("warning", _l("预警")), ("delaying", _l("暂缓流失")),
+               ("lost", _l("已流失")), ("recovered", _l("已恢复")), ("all", _l("全部"))]
+PAGE_SIZE = 20
+
+LABELS = {
+    "id": _l("编号"), "customer_id": _l("客户"), "manager_id": _l("客户经理"),
+    "last_order_date": _l("上次下单时间"), "warned_on": _l("预警时间"), "reason": _l("流失原因"),
+    "confirmed_on": _l("确认流失时间"), "status": _l("状态"), "measures": _l("暂缓措施"),
+}
+
+
+def _fmt_dt(value):
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _view_context(warnings):
+    """Measures, author and manager names for a page of warnings: 2 queries."""
+    measures = wf.measures_of(db.session, [w.id for w in warnings])
+    ids = {m.created_by_fk for ms in measures.values() for m in ms}
+    ids |= {w.manager_id for w in warnings} | {w.customer.manager_id for w in warnings}
+    return measures, wf.user_names(db.session, ids)
+
+
+class ChurnView(BaseView):
+    route_base = "/churn"
+    default_view = "list"
+
+    @expose("/list/")
+    @has_access
+    def list(self):
+        actor = current_actor()
+        tab = request.args.get("status", "open")
+        if tab not in STATUS_FILTERS:
+            tab = "open"
+        name = (request.args.get("customer") or "").strip()
+        try:
+            page = max(int(request.args.get("page", 0)), 0)
+        except ValueError:
+            page = 0
+        count, warnings = wf.list_warnings(db.session, actor, STATUS_FILTERS[tab], name,
+                                           page=page, page_size=PAGE_SIZE)
+        measures, names = _view_context(warnings)
+        pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        return self.render_template(
+            "churn/list.html", warnings=warnings, measures=measures, names=names, count=count,
+            tab=tab, tabs=STATUS_TABS, customer=name, page=page, pages=pages,
+            today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失管理"))
+
+    @expose("/show/<int:pk>")
+    @has_access
+    @html_errors
+    def show(self, pk):
+        actor = current_actor()
+        w = wf.get_warning(db.session, actor, pk)
+        measures, names = _view_context([w])
+        return self.render_template(
+            "churn/show.html", w=w, measures=measures[w.id], names=names,
+            can_act=wf.can_act(actor, w) and w.status in ("warning", "delaying"),
+            today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失预警"))
+
+    @expose("/measure/<int:pk>", methods=["POST"])
+    @has_access
+    @html_errors
+    def measure(self, pk):
+        wf.add_measure(db.session, current_actor(), pk, request.form.get("measure"))
+        db.session.commit()
+        flash(str(_l("暂缓措施已保存。")), "success")
+        return redirect(url_for("ChurnView.show", pk=pk))
+
+    @expose("/confirm/<int:pk>", methods=["POST"])
+    @has_access
+    @html_errors
+    def confirm(self, pk):
+        wf.confirm(db.session, current_actor(), pk, request.form.get("reason"))
+        db.session.commit()
+        flash(str(_l("已确认流失，客户已标记为已流失。")), "success")
+        return redirect(url_for("ChurnView.show", pk=pk))
+
+
+class VisibleChurnFilter(BaseFilter):
+    """客户经理 see the warnings of their own customers; the others see all."""
+    name = "visible"
+    arg_name = "visible"
+
+    def apply(self, query, value):
+        cond = wf.visible_filter(current_actor())
+        return query if cond is None else query.filter(cond)
+
+
+class ChurnApi(CrmModelRestApi):
+    resource_name = "churn"
+    datamodel = SQLAInterface(ChurnWarning)
+    include_route_methods = {"get", "get_list", "info", "measures", "confirm"}
+    list_columns = ["id", "customer_id", "manager_id", "last_order_date", "warned_on", "reason",
+                    "confirmed_on", "status"]
+    show_columns = list_columns
+    search_columns = ["customer_id", "manager_id", "status", "warned_on", "last_order_date"]
+    order_columns = ["id", "warned_on", "last_order_date", "status"]
+    base_order = ("id", "desc")
+    base_filters = [["id", VisibleChurnFilter, lambda: None]]
+    label_columns = LABELS
+
+    def _add_measures(self, pks, rows):
+        measures = wf.measures_of(db.session, pks)
+        for pk, row in zip(pks, rows):
+            row["measures"] = wf.measures_json(measures.get(pk, []))
+
+    def pre_get_list(self, data):
+        self._add_measures(data.get("ids", []), data.get("result", []))
+
+    def pre_get(self, data):
+        self._add_measures([data.get("id")], [data["result"]])
+
+    def _body(self):
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else None
+
+    def _result(self, code, pk):
+        db.session.expire_all()
+        w = db.session.get(ChurnWarning, pk)
+        return self.response(code, id=pk, result=wf.to_json(w, wf.measures_of(db.session, [pk])[pk]))
+
+    @expose("/<int:pk>/measures", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def measures(self, pk):
+        """暂缓流失: append a measure ``{"measure": "..."}`` (the first one → delaying).
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {measure: {type: string}}, required: [measure]}
+          responses:
+            201: {description: the warning with its measures}
+            400: {$ref: '#/components/responses/400'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: wrong state}
+        """
+        body = self._body()
+        if body is None:
+            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
+        wf.add_measure(db.session, current_actor(), pk, body.get("measure"))
+        db.session.commit()
+        return self._result(201, pk)
+
+    @expose("/<int:pk>/confirm", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def confirm(self, pk):
+        """确认流失 ``{"reason": "..."}``: needs at least one measure; customer → lost.
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
+          responses:
+            200: {description: the confirmed warning}
+            400: {$ref: '#/components/responses/400'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: wrong state or no measure yet}
+        """
+        body = self._body()
+        if body is None:
+            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
+        wf.confirm(db.session, current_actor(), pk, body.get("reason"))
+        db.session.commit()
+        return self._result(200, pk)
+
+
+@customer_section(order=60, key="churn", title=_l("流失记录"))
+def churn_section(customer, actor):
+    warnings = wf.warnings_of_customer(db.session, customer.id)
+    if not warnings:
+        return None
+    measures, names = _view_context(warnings)
+    return Markup(render_template(
+        "churn/_customer_section.html", warnings=warnings, measures=measures, names=names,
+        today=date.today(), wf=wf, fmt_dt=_fmt_dt))
+
+
+def register(appbuilder):
+    appbuilder.add_view(ChurnView, "Churn", label=_l("客户流失管理"), icon="fa-user-times",
+                        category="Customers")
+    appbuilder.add_api(ChurnApi)
