@@ -77,13 +77,17 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
     progress = _Progress(echo)
     users = ensure_demo_users(password)
     db.session.commit()
-    if db.session.scalar(select(func.count()).select_from(Customer)):
-        echo("演示数据已存在，跳过生成。")
-        _print_logins(echo, password, existing=True)
-        return users
     rnd = random.Random(seed)
     fake = Faker("zh_CN")
     fake.seed_instance(seed)
+    if db.session.scalar(select(func.count()).select_from(Customer)):
+        # The CRM part is one transaction and the sales part another: if a run was
+        # killed between them, finish the sales part for the existing customers.
+        numbers = db.session.scalars(select(Customer.number).order_by(Customer.id)).all()
+        seed_sales(numbers, rnd, fake, date.today(), progress)
+        echo("演示数据已存在，跳过生成。")
+        _print_logins(echo, password, existing=True)
+        return users
     admin = users["admin"]
     managers = [users["manager1"], users["manager2"]]
     today = date.today()
