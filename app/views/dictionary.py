@@ -11,6 +11,7 @@ from ..workflows import dictionary as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor
+from .export import ExportMixin
 
 ORDER = 50
 READ = "can_list|can_show|can_get|can_info|menu_access"
@@ -26,7 +27,7 @@ LABELS = {
 }
 
 
-class DictItemView(GuardedModelView):
+class DictItemView(ExportMixin, GuardedModelView):
     datamodel = SQLAInterface(DictItem)
     route_base = "/dictitem"
     list_title = _l("数据字典")
@@ -46,6 +47,7 @@ class DictItemView(GuardedModelView):
     edit_row_message = _l("保存成功")
     delete_row_message = _l("删除成功")
     formatters_columns = {"editable": lambda v: _l("是") if v else _l("否")}
+    export_formatters = {"editable": lambda v: _l("是") if v else _l("否")}
 
     def check_row(self, item, action):
         if action in ("edit", "delete"):

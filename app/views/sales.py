@@ -12,6 +12,7 @@ from flask_appbuilder.models.sqla.filters import FilterInFunction
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Order, Product, Stock
@@ -19,6 +20,7 @@ from ..models.sales import COUNTED_ORDER_STATUSES, ORDER_STATUSES
 from ..workflows import sales as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from .common import CrmModelRestApi
+from .export import ExportMixin
 
 ORDER = 60
 READ = "can_list|can_show|can_get|can_info|menu_access"
@@ -72,7 +74,7 @@ class StockView(ModelView):
     page_size = 50
 
 
-class OrderView(ModelView):
+class OrderView(ExportMixin, ModelView):
     datamodel = SQLAInterface(Order, db.session)
     route_base = "/order"
     list_title = _l("历史订单")
@@ -87,6 +89,7 @@ class OrderView(ModelView):
     base_permissions = ["can_list", "can_show"]
     formatters_columns = {"total": money}
     show_template = "order_show.html"
+    export_load_options = [selectinload(Order.lines)]  # total = Σ lines, per chunk
     page_size = 20
 
     @expose("/show/<pk>", methods=["GET"])
