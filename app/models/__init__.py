@@ -7,4 +7,5 @@ from .service import ServiceTicket  # noqa: F401
 from .audit import WorkflowEvent  # noqa: F401
 from .document import Document, DocumentBlob, DocumentFolder  # noqa: F401
 from .mail import MailAttachment, MailMessage  # noqa: F401
+from .imports import CustomerNumberAlias, ImportJob  # noqa: F401
 from .sales import Order, OrderLine, Product, Stock  # noqa: F401

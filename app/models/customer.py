@@ -7,7 +7,7 @@ from sqlalchemy.orm import relationship
 
 from .base import AuditMixin, Model
 
-CUSTOMER_STATUSES = ("normal", "lost")
+CUSTOMER_STATUSES = ("normal", "lost", "merged")
 CHURN_STATUSES = ("warning", "delaying", "lost", "recovered")
 CHURN_OPEN = ("warning", "delaying")
 
@@ -15,7 +15,7 @@ CHURN_OPEN = ("warning", "delaying")
 class Customer(AuditMixin, Model):
     __tablename__ = "crm_customer"
     __table_args__ = (
-        CheckConstraint("status IN ('normal','lost')", name="ck_customer_status"),
+        CheckConstraint("status IN ('normal','lost','merged')", name="ck_customer_status"),
         CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5",
                         name="ck_customer_satisfaction"),
         CheckConstraint("credit IS NULL OR credit BETWEEN 1 AND 5", name="ck_customer_credit"),
@@ -48,6 +48,9 @@ class Customer(AuditMixin, Model):
     local_tax_no = Column(String(64))
     national_tax_no = Column(String(64), index=True)
     status = Column(String(16), nullable=False, default="normal", server_default="normal")
+    # created by that import; set when merged away into another customer
+    import_id = Column(Integer, ForeignKey("crm_import.id", name="fk_customer_import"), index=True)
+    merged_into_id = Column(Integer, ForeignKey("crm_customer.id", name="fk_customer_merged_into"))
 
     contacts = relationship("Contact", back_populates="customer", lazy="selectin",
                             order_by="Contact.id", cascade="all, delete-orphan")
