@@ -99,7 +99,8 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
         raise RuntimeError("数据字典为空：请先运行 flask crm init")
 
     # pools made once with Faker
-    companies = list({fake.company() for _ in range(min(3000, max(200, scale)))})
+    companies = sorted({fake.company() for _ in range(min(6000, max(400, scale * 3)))})
+    rnd.shuffle(companies)
     people = [fake.name() for _ in range(2000)]
     addresses = [fake.address().split(" ")[0] for _ in range(1000)]
     phones = [fake.phone_number() for _ in range(2000)]
