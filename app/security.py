@@ -11,7 +11,7 @@ import re
 
 from flask_appbuilder.actions import action
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from flask_appbuilder.security.views import UserDBModelView
+from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -48,10 +48,18 @@ class CrmUserDBModelView(UserDBModelView):
         return redirect(self.get_redirect())
 
 
+class CrmRoleModelView(RoleModelView):
+    """The role list shows names only (the permissions are on the show/edit pages)."""
+
+    class_permission_name = "RoleModelView"
+    list_columns = ["name"]
+
+
 class CrmSecurityManager(SecurityManager):
     """FAB's security manager plus account lockout and a Chinese role UI."""
 
     userdbmodelview = CrmUserDBModelView
+    rolemodelview = CrmRoleModelView
 
     def is_locked(self, user):
         from datetime import datetime, timedelta
@@ -183,3 +191,15 @@ def install_permission_labels(appbuilder):
         return f"{perm_zh} · {_(str(view_zh)) if view_zh else view} ({view})"
 
     PermissionView.__str__ = label
+    PermissionView.__repr__ = label   # FAB's role list renders the list's repr
+
+    from flask_appbuilder.security.sqla.models import User
+
+    def full_name(user):
+        # Chinese names are written 姓名 without a space (FAB: "first last")
+        first, last = user.first_name or "", user.last_name or ""
+        if re.search(r"[\u4e00-\u9fff]", first + last):
+            return f"{first}{last}"
+        return f"{first} {last}"
+
+    User.get_full_name = full_name

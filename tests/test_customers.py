@@ -803,3 +803,20 @@ def test_edit_racing_with_churn_confirmation_changes_nothing(dbs, user_id, monke
                                            "office_phone": "010-12345678"})
         s.rollback()
     assert snapshot(dbs, cid) == before
+
+
+def test_edit_form_selects_only_their_dictionary_category_and_active_users(web, dbs, user_id):
+    """Browser-found defect: the 地区/客户等级/客户经理 selects listed every dictionary item."""
+    from tests import factories as fct
+
+    with dbs() as s:
+        c = fct.customer(s, user_id("manager1"))
+        s.commit()
+        cid = c.id
+    page = web("admin").get(f"/customer/edit/{cid}").text
+    region = page.split('id="region"', 1)[1].split("</select>", 1)[0]
+    assert "北京" in region and "普通客户" not in region and "咨询" not in region
+    level = page.split('id="level"', 1)[1].split("</select>", 1)[0]
+    assert "大客户" in level and "北京" not in level
+    manager = page.split('id="manager"', 1)[1].split("</select>", 1)[0]
+    assert "系统 任务" not in manager and "系统任务" not in manager

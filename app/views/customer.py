@@ -170,8 +170,8 @@ class CustomerView(ExportMixin, GuardedModelView):
     base_order = ("id", "desc")
     page_size = 20
     search_form_query_rel_fields = _REL_FILTERS
-    add_query_rel_fields = _REL_FILTERS
-    edit_query_rel_fields = _REL_FILTERS
+    add_form_query_rel_fields = _REL_FILTERS
+    edit_form_query_rel_fields = _REL_FILTERS
     search_form_extra_fields = {"status": SelectField(
         _l("状态"), choices=list(wf.STATUS_LABELS.items()), widget=Select2Widget())}
     add_columns = _FORM_COLUMNS

@@ -89,8 +89,8 @@ class Session:
         self.allowed_statuses = set()
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        self.page.on("requestfailed", lambda r: self.errors.append(
-            f"requestfailed: {r.url} {r.failure}"))
+        self.attachments = set()
+        self.page.on("requestfailed", self._on_failed)
         self.page.on("response", self._on_response)
 
     def _on_console(self, msg):
@@ -101,7 +101,18 @@ class Session:
             return  # an error page the journey expects (403/409), already checked
         self.errors.append(f"console: {msg.text}")
 
+    def _on_failed(self, req):
+        # Chromium reports every download as an aborted request: not an error
+        if "ERR_ABORTED" in (req.failure or "") and req.url in self.attachments:
+            return
+        self.errors.append(f"requestfailed: {req.url} {req.failure}")
+
     def _on_response(self, resp):
+        try:
+            if "attachment" in (resp.headers.get("content-disposition") or ""):
+                self.attachments.add(resp.url)
+        except Exception:
+            pass
         if resp.status >= 400 and resp.status not in self.allowed_statuses:
             self.errors.append(f"HTTP {resp.status}: {resp.url}")
 

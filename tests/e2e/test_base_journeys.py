@@ -34,7 +34,7 @@ def test_admin_edits_and_locks_dictionary_item(session):
     # lock it through the list action
     s.goto("/dictitem/list/?_flt_0_type=行业")
     s.page.locator("tr", has_text="制造业").locator("input[type=checkbox]").check()
-    s.page.click("text=操作")
+    s.page.click("text='操作'")
     s.page.click("a:has-text('设为不可编辑')")
     s.page.click("#modal-confirm-ok")
     s.page.wait_for_load_state()
