@@ -264,8 +264,20 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
 
     # ---- sales system: products, stock, orders ----------------------------------------------
     seed_sales(cust_numbers, rnd, fake, today, progress)
+    analyze()
+    progress("ANALYZE", 1)
     _print_logins(echo, password)
     return users
+
+
+def analyze():
+    """Refresh planner statistics after bulk loads (both databases)."""
+    from sqlalchemy import text
+
+    for engine in (db.engines[None], db.engines["sales"]):
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
 
 
 def seed_sales(cust_numbers, rnd, fake, today, progress):

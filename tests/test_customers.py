@@ -820,3 +820,26 @@ def test_edit_form_selects_only_their_dictionary_category_and_active_users(web, 
     assert "大客户" in level and "北京" not in level
     manager = page.split('id="manager"', 1)[1].split("</select>", 1)[0]
     assert "系统 任务" not in manager and "系统任务" not in manager
+
+
+def test_customer_export_follows_the_search_and_streams(web, dbs, user_id, uniq):
+    import csv
+    import io
+
+    from tests import factories as fct
+
+    name = uniq("导出测试客户")
+    with dbs() as s:
+        fct.customer(s, user_id("manager1"), name=name + "甲")
+        fct.customer(s, user_id("manager2"), name=name + "乙", status="lost")
+        s.commit()
+    r = web("supervisor").get(f"/customer/export/csv/?_flt_2_name={name}")
+    assert r.status_code == 200 and r.is_streamed
+    body = r.get_data()
+    assert body.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert rows[0][:2] == ["客户编号", "名称"]
+    got = {row[1]: row for row in rows[1:]}
+    assert set(got) == {name + "甲", name + "乙"}
+    assert got[name + "乙"][-1] == "已流失" and got[name + "甲"][-1] == "正常"
+    assert got[name + "甲"][3] == "张伟"

@@ -21,6 +21,10 @@ class Customer(AuditMixin, Model):
         CheckConstraint("credit IS NULL OR credit BETWEEN 1 AND 5", name="ck_customer_credit"),
         Index("ix_customer_manager_status", "manager_id", "status"),
         Index("ix_customer_status_created", "status", "created_on"),
+        # 客户构成分析 groups normal customers by level / credit / satisfaction
+        Index("ix_customer_status_level", "status", "level_id"),
+        Index("ix_customer_status_credit", "status", "credit"),
+        Index("ix_customer_status_satisfaction", "status", "satisfaction"),
     )
 
     id = Column(Integer, primary_key=True)

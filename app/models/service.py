@@ -23,6 +23,7 @@ class ServiceTicket(AuditMixin, Model):
         Index("ix_service_assignee_status", "assignee_id", "status"),
         Index("ix_service_customer", "customer_id"),
         Index("ix_service_type", "service_type_id"),
+        Index("ix_service_type_created", "service_type_id", "created_on"),  # 客户服务分析 by year
     )
 
     id = Column(Integer, primary_key=True)

@@ -39,16 +39,36 @@ def get_order(session, order_id):
     return order
 
 
+def customer_numbers(session, customer_number):
+    """A customer's number plus the numbers that became its aliases when other customers
+    were merged into it (the sales system keeps the old numbers on its orders)."""
+    from ..models import Customer, CustomerNumberAlias
+    extra = session.scalars(
+        select(CustomerNumberAlias.number)
+        .join(Customer, Customer.id == CustomerNumberAlias.customer_id)
+        .where(Customer.number == customer_number)).all()
+    return [customer_number, *extra]
+
+
 def orders_of_customer(session, customer_number, page=0, page_size=20):
-    """(total count, [(order, total)]) newest first: one query for the page + one count."""
-    where = (Order.customer_number == customer_number,
+    """(total count, [(order, total)]) newest first: one query for the page + one count.
+
+    ``customer_number``: a customer's number (its alias numbers are included) or a
+    list of numbers (taken as given)."""
+    if isinstance(customer_number, (list, tuple, set)):
+        numbers = list(customer_number)
+    else:
+        numbers = customer_numbers(session, customer_number)
+    where = (Order.customer_number.in_(numbers) if len(numbers) != 1
+             else Order.customer_number == numbers[0],
              Order.status.in_(COUNTED_ORDER_STATUSES))
     count = session.scalar(select(func.count()).select_from(Order).where(*where))
-    totals = (select(OrderLine.order_id, func.sum(OrderLine.quantity * OrderLine.price).label("t"))
-              .group_by(OrderLine.order_id).subquery())
+    # total per order as a correlated subquery: only the page's lines are read
+    # (a GROUP BY over all order lines cost ~1 s per customer page at 3M lines)
+    total = (select(func.coalesce(func.sum(OrderLine.quantity * OrderLine.price), 0))
+             .where(OrderLine.order_id == Order.id).correlate(Order).scalar_subquery())
     rows = session.execute(
-        select(Order, func.coalesce(totals.c.t, 0))
-        .outerjoin(totals, totals.c.order_id == Order.id)
+        select(Order, total)
         .where(*where).order_by(Order.date.desc(), Order.id.desc())
         .limit(page_size).offset(page * page_size)
     ).all()

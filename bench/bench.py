@@ -1,0 +1,293 @@
+"""The company-scale benchmark (issue 11): `make bench BENCH_ARGS="--scale M"`.
+
+    .venv/bin/python bench/bench.py --scale M|L|S|<N> --db sqlite,postgresql
+        [--requests 30] [--budget 30] [--load-seconds 60] [--clients 20] [--workers 4]
+        [--steps list,api,page,reports,churn,export,load] [--patch NAME ...] [--rebuild]
+
+Builds (or reuses) the data set with `flask crm init` + `flask crm seed-demo`, then
+measures steps 1–7 per database, each app figure next to the raw SQL doing the
+same work on the same database, and prints one markdown table with the targets.
+See docs/bench.md.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import (  # noqa: E402
+    FLASK, PASSWORD, PG_URL, PYTHON, ROOT, app_env, parse_scale, read_marker, summary, target,
+)
+
+TARGETS = {  # step prefix → (ratio max, p95 max seconds)
+    "1": (3.0, 0.3), "2": (3.0, 0.3), "4": (1.5, None), "5": (2.0, None), "6": (2.0, None),
+}
+EXPORT_MEMORY_MB = 100
+LOAD_P95 = 1.0
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ---- data sets ----------------------------------------------------------------------------
+
+def _pg_admin():
+    from sqlalchemy import create_engine
+    return create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+
+def _pg_exists(name):
+    from sqlalchemy import text
+    eng = _pg_admin()
+    with eng.connect() as conn:
+        found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                             {"n": name}).first() is not None
+    eng.dispose()
+    return found
+
+
+def _pg_drop_create(names):
+    from sqlalchemy import text
+    eng = _pg_admin()
+    with eng.connect() as conn:
+        for name in names:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+
+
+def ensure_dataset(t, scale, rebuild=False):
+    """Reuse the data set when its marker says it was seeded at this scale; else build it."""
+    marker = read_marker(t)
+    present = marker and marker.get("scale") == scale
+    if present and t["db"] == "postgresql":
+        present = all(_pg_exists(n) for n in t["pg_names"])
+    env = app_env(t)
+    if present and not rebuild:
+        log(f"[{t['db']}] reusing data set {t['instance']} (seeded in {marker['seed_seconds']:.0f} s)")
+        # `crm init` is idempotent: migrations to head, roles and rights of new views
+        subprocess.run([FLASK, "--app", "run", "crm", "init"], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return marker
+    log(f"[{t['db']}] building data set at scale {scale:,} in {t['instance']} …")
+    if os.path.isdir(t["instance"]):
+        shutil.rmtree(t["instance"])
+    os.makedirs(t["instance"])
+    if t["db"] == "postgresql":
+        _pg_drop_create(t["pg_names"])
+    t0 = time.perf_counter()
+    subprocess.run([FLASK, "--app", "run", "crm", "init"], cwd=ROOT, env=env, check=True)
+    subprocess.run([FLASK, "--app", "run", "crm", "seed-demo", "--scale", str(scale),
+                    "--password", PASSWORD], cwd=ROOT, env=env, check=True)
+    seconds = time.perf_counter() - t0
+    marker = {"scale": scale, "seed_seconds": seconds, "built": time.strftime("%Y-%m-%d %H:%M")}
+    with open(t["marker"], "w") as fh:
+        json.dump(marker, fh)
+    log(f"[{t['db']}] seed finished in {seconds:.0f} s ({seconds / 60:.1f} min)")
+    return marker
+
+
+# ---- step 6: export ------------------------------------------------------------------------
+
+EXPORT_SQL = (
+    "SELECT c.number, c.name, r.item, coalesce(u.first_name, '') || coalesce(u.last_name, ''), "
+    "l.item, c.satisfaction, c.credit, c.status FROM crm_customer c "
+    "LEFT JOIN crm_dict_item r ON r.id = c.region_id "
+    "LEFT JOIN crm_dict_item l ON l.id = c.level_id "
+    "LEFT JOIN ab_user u ON u.id = c.manager_id ORDER BY c.id DESC")
+
+
+def raw_export(t):
+    """The same columns dumped by the database's own CSV tool."""
+    if t["db"] == "sqlite":
+        cmd = ["sqlite3", "-csv", "-header", t["crm_uri"][len("sqlite:///"):], EXPORT_SQL]
+    else:
+        cmd = ["psql", "-q", t["crm_uri"], "-c",
+               f"\\copy ({EXPORT_SQL}) TO STDOUT WITH (FORMAT csv, HEADER)"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def export_step(t, patches, repeats=3):
+    app_runs, raw_runs, growth = [], [], []
+    info = None
+    for _ in range(repeats):
+        out = subprocess.run([PYTHON, os.path.join(ROOT, "bench", "export_probe.py"),
+                              t["label"], t["db"], *patches], cwd=ROOT, env=app_env(t),
+                             check=True, capture_output=True, text=True)
+        info = json.loads(out.stdout.strip().splitlines()[-1])
+        app_runs.append(info["seconds"])
+        growth.append(info["growth_mb"])
+        raw_runs.append(raw_export(t))
+    row = {"step": "6 export CSV", "case": f"all customers ({info['rows']:,} rows, "
+           f"{info['bytes'] / 1e6:.1f} MB)", "app": summary(app_runs), "raw": summary(raw_runs),
+           "memory_mb": max(growth)}
+    log(f"  [{t['db']}] 6 export: app {row['app']['median']:.2f} s, raw {row['raw']['median']:.2f} s, "
+        f"peak memory growth {row['memory_mb']:.1f} MB")
+    return row
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+def ms(v):
+    if v is None:
+        return "–"
+    if v < 0.01:
+        return f"{v * 1000:.2f} ms"
+    return f"{v * 1000:,.0f} ms" if v < 10 else f"{v:,.1f} s"
+
+
+def verdict(row, floor):
+    step = row["step"].split()[0]
+    a, r = row.get("app"), row.get("raw")
+    if row.get("na"):
+        return "n/a", row["na"]
+    if step == "7":
+        ok = row["errors"] == 0 and row["latency"]["p95"] < LOAD_P95
+        return ("PASS" if ok else "MISS"), ""
+    if step not in TARGETS or not a:
+        return "–", ""
+    ratio_max, p95_max = TARGETS[step]
+    notes = []
+    ok = True
+    if r and ratio_max:
+        ratio = a["median"] / r["median"]
+        if ratio > ratio_max:
+            ok = False
+            net = (a["median"] - (floor or 0)) / r["median"]
+            if floor and step in ("1", "2", "4") and net <= ratio_max or \
+                    (floor and a["median"] - floor < 0.010):
+                notes.append("floor")   # the gap is the fixed per-request cost, not the query
+    if p95_max and a["p95"] >= p95_max:
+        ok = False
+        notes.append("p95")
+    if step == "6" and row.get("memory_mb", 0) >= EXPORT_MEMORY_MB:
+        ok = False
+        notes.append("memory")
+    if ok:
+        return "PASS", ""
+    return ("MISS (floor)" if notes == ["floor"] else "MISS"), ", ".join(n for n in notes if n != "floor")
+
+
+def table(results):
+    lines = ["| DB | step | case | app median | app p95 | n | SQL/req | raw median | ratio | target | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        floor = (res.get("floor") or {}).get("median")
+        for row in res["rows"]:
+            step = row["step"].split()[0]
+            if row.get("na"):
+                lines.append(f"| {res['db']} | {row['step']} | {row['case']} | – | – | – | – | – | – | – | n/a ({row['na']}) |")
+                continue
+            if step == "7":
+                L = row["latency"]
+                lines.append(
+                    f"| {res['db']} | {row['step']} | {row['case']} | p50 {ms(L['median'])} | "
+                    f"{ms(L['p95'])} (p99 {ms(L['p99'])}) | {row['requests']:,} | – | – | "
+                    f"{row['throughput']:.1f} req/s, {row['errors']} errors | 0 errors, p95 < 1 s | "
+                    f"{verdict(row, floor)[0]} |")
+                continue
+            a, r = row.get("app"), row.get("raw")
+            ratio = (f"{a['median'] / r['median']:,.{0 if a['median'] / r['median'] >= 100 else 2}f}"
+                     if a and r and r["median"] else "–")
+            tgt = ""
+            if step in TARGETS:
+                rm, pm = TARGETS[step]
+                tgt = f"ratio ≤ {rm:g}" + (f", p95 < {pm:g} s" if pm else "")
+                if step == "6":
+                    tgt += f", memory < {EXPORT_MEMORY_MB} MB (got {row.get('memory_mb', 0):.0f} MB)"
+            v, note = verdict(row, floor)
+            lines.append(
+                f"| {res['db']} | {row['step']} | {row['case']} | {ms(a['median']) if a else '–'} | "
+                f"{ms(a['p95']) if a else '–'} | {a['n'] if a else '–'} | {a.get('statements', '–') if a and a.get('statements') is not None else '–'} | "
+                f"{ms(r['median']) if r else '–'} | {ratio} | {tgt} | {v}{f' ({note})' if note else ''} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="M")
+    ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--budget", type=float, default=30.0,
+                    help="seconds per measured case; slow cases stop early (at least 5 requests)")
+    ap.add_argument("--load-seconds", type=int, default=60)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--steps", default="list,api,page,reports,churn,export,load")
+    ap.add_argument("--patch", action="append", default=[],
+                    help="measure with a candidate fix applied (bench/patches.py)")
+    ap.add_argument("--rebuild", action="store_true", help="seed the data set again")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
+    args = ap.parse_args()
+    label, scale = parse_scale(args.scale)
+    steps = args.steps.split(",")
+    results = []
+    seeds = {}
+    for db in [d.strip() for d in args.db.split(",") if d.strip()]:
+        t = target(label, db)
+        marker = ensure_dataset(t, scale, args.rebuild)
+        seeds[db] = marker["seed_seconds"]
+        inproc_steps = [s for s in steps if s in ("list", "api", "page", "reports", "churn")]
+        res = {"db": db, "rows": [], "floor": None}
+        if inproc_steps:
+            fd, path = tempfile.mkstemp(suffix=".json")
+            os.close(fd)
+            cmd = [PYTHON, os.path.join(ROOT, "bench", "inproc.py"), label, db, path,
+                   "--requests", str(args.requests), "--budget", str(args.budget),
+                   "--steps", ",".join(inproc_steps)]
+            for p in args.patch:
+                cmd += ["--patch", p]
+            subprocess.run(cmd, cwd=ROOT, env=app_env(t), check=True)
+            with open(path) as fh:
+                res = json.load(fh)
+            os.unlink(path)
+        if "export" in steps:
+            res["rows"].append(export_step(t, args.patch))
+        if "load" in steps:
+            from bench.load import run_load
+            from sqlalchemy import create_engine, text
+            eng = create_engine(t["crm_uri"])
+            with eng.connect() as conn:
+                ids = [r[0] for r in conn.execute(text(
+                    "SELECT id FROM crm_customer WHERE status = 'normal' ORDER BY id"))]
+                m1 = conn.execute(text("SELECT id FROM ab_user WHERE username = 'manager1'")).scalar()
+            eng.dispose()
+            ids = ids[:: max(1, len(ids) // 2000)]
+            log(f"  [{db}] 7 mixed load: {args.clients} clients × {args.load_seconds} s against "
+                f"gunicorn -w {args.workers} …")
+            load = run_load(t, args.load_seconds, args.clients, args.workers, ids, m1,
+                            os.path.join(t["instance"], "gunicorn.log"), args.patch)
+            log(f"  [{db}] 7 mixed load: {load['throughput']:.1f} req/s, p95 "
+                f"{load['latency']['p95'] * 1000:.0f} ms, errors {load['errors']} {load['error_kinds']}")
+            res["rows"].append({"step": "7 mixed load", "case": f"{args.clients} clients, "
+                                f"{args.load_seconds} s, gunicorn -w {args.workers}", **load})
+        results.append(res)
+    log("")
+    log(f"## Benchmark at scale {label} ({scale:,} customers)"
+        + (f" — patches: {', '.join(args.patch)}" if args.patch else ""))
+    log("")
+    log("Seed time: " + ", ".join(f"{db} {s:.0f} s ({s / 60:.1f} min; target < 10 min)"
+                                  for db, s in seeds.items()))
+    floors = ", ".join(f"{r['db']} {ms(r['floor']['median'])}" for r in results if r.get("floor"))
+    if floors:
+        log(f"Per-request floor (a protected JSON request that runs no query of its own): {floors}")
+    log("")
+    log(table(results))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"scale": scale, "seeds": seeds, "results": results}, fh,
+                      ensure_ascii=False, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
