@@ -37,7 +37,8 @@ run: init
 test: venv translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: init
+BENCH_ARGS ?= --scale M --db sqlite,postgresql
+bench: venv translations
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
