@@ -102,8 +102,9 @@ class Session:
         self.errors.append(f"console: {msg.text}")
 
     def _on_failed(self, req):
-        # Chromium reports every download as an aborted request: not an error
-        if "ERR_ABORTED" in (req.failure or "") and req.url in self.attachments:
+        # ERR_ABORTED: Chromium aborts downloads and the in-flight loads of a page the
+        # journey navigates away from (e.g. the favicon) — not a failure of the app.
+        if "ERR_ABORTED" in (req.failure or ""):
             return
         self.errors.append(f"requestfailed: {req.url} {req.failure}")
 
