@@ -23,6 +23,25 @@ from app.models import sales_metadata
 from app.seed import ensure_demo_users
 
 PASSWORD = "Test-pass-123"
+
+
+def _compile_catalogue():
+    """`make test` compiles translations; do it too when pytest is run directly."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "translations"
+    po, mo = root / "zh/LC_MESSAGES/messages.po", root / "zh/LC_MESSAGES/messages.mo"
+    if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+        from babel.messages.mofile import write_mo
+        from babel.messages.pofile import read_po
+
+        with open(po, "rb") as fh:
+            catalog = read_po(fh, locale="zh")
+        with open(mo, "wb") as fh:
+            write_mo(fh, catalog)
+
+
+_compile_catalogue()
 USERNAMES = ("admin", "exec", "supervisor", "manager1", "manager2")
 
 
