@@ -12,7 +12,7 @@ import pandas as pd
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
-from ..models import Customer, Order, OrderLine
+from ..models import Customer, CustomerNumberAlias, Order, OrderLine
 from ..models.sales import COUNTED_ORDER_STATUSES
 from .common import money2
 
@@ -61,11 +61,18 @@ def order_totals(session, year=None, numbers=None):
 
 
 def customer_names(session, customer=None):
-    stmt = select(Customer.number, Customer.name)
+    """[number, customer_name, customer_id]; a merged-away customer's number (an alias,
+    see CustomerNumberAlias) maps to the surviving customer."""
+    stmt = select(Customer.number, Customer.name, Customer.id).where(Customer.status != "merged")
+    alias = (select(CustomerNumberAlias.number, Customer.name, Customer.id)
+             .join(Customer, Customer.id == CustomerNumberAlias.customer_id))
     if customer:
         stmt = stmt.where(Customer.name.icontains(customer, autoescape=True))
-    rows = session.connection().execute(stmt).all()  # Core: no ORM overhead per row
-    return pd.DataFrame.from_records([tuple(r) for r in rows], columns=["number", "customer_name"])
+        alias = alias.where(Customer.name.icontains(customer, autoescape=True))
+    conn = session.connection()  # Core: no ORM overhead per row
+    rows = conn.execute(stmt).all() + conn.execute(alias).all()
+    return pd.DataFrame.from_records([tuple(r) for r in rows],
+                                     columns=["number", "customer_name", "customer_id"])
 
 
 def run(session, params):
@@ -77,6 +84,13 @@ def run(session, params):
         numbers = names["number"].tolist()
     totals = order_totals(session, params.get("year"), numbers)
     df = totals.merge(names, on="number", how="inner")
+    if df["customer_id"].duplicated().any():  # a survivor's own and alias numbers: one row
+        sums = {}
+        for cid, name, amount in zip(df["customer_id"], df["customer_name"], df["amount"]):
+            key = (cid, name)
+            sums[key] = sums.get(key, 0) + amount
+        df = pd.DataFrame.from_records([(k[1], v) for k, v in sums.items()],
+                                       columns=["customer_name", "amount"])
     return _shape(df)
 
 

@@ -32,7 +32,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import contains_eager, lazyload
 
-from ..models import ChurnMeasure, ChurnWarning, Customer, Order, WorkflowEvent
+from ..models import (
+    ChurnMeasure, ChurnWarning, Customer, CustomerNumberAlias, Order, WorkflowEvent,
+)
 from ..models.customer import CHURN_OPEN
 from ..models.sales import COUNTED_ORDER_STATUSES
 from . import events
@@ -119,8 +121,16 @@ def _load_last_orders(session, rows, progress):
     for table in TEMP_TABLES:
         table.create(conn)
     total, buf = 0, []
+    # orders under a merged-away customer's number (an alias) count for the survivor
+    alias_of = _alias_numbers(session)
+    survivors = set(alias_of.values())
+    merged_last = {}
     for number, last in rows:
         if number is None or last is None:
+            continue
+        if number in alias_of or number in survivors:
+            key = alias_of.get(number, number)
+            merged_last[key] = max(last, merged_last.get(key, last))
             continue
         buf.append({"customer_number": number, "last_date": last})
         if len(buf) >= CHUNK:
@@ -128,6 +138,7 @@ def _load_last_orders(session, rows, progress):
             total += len(buf)
             buf = []
             progress("last_orders", total)
+    buf.extend({"customer_number": k, "last_date": v} for k, v in merged_last.items())
     if buf:
         conn.execute(insert(LAST_ORDERS), buf)
         total += len(buf)
@@ -135,6 +146,13 @@ def _load_last_orders(session, rows, progress):
     if _dialect(session) == "postgresql":
         conn.exec_driver_sql("ANALYZE tmp_churn_last_order")
     return total
+
+
+def _alias_numbers(session):
+    """{alias number: surviving customer's number} (see CustomerNumberAlias)."""
+    A, C = CustomerNumberAlias.__table__, Customer.__table__
+    return dict(session.execute(select(A.c.number, C.c.number)
+                                .join(C, C.c.id == A.c.customer_id)).all())
 
 
 def _drop_temp_tables(session):
