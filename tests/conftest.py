@@ -9,6 +9,7 @@ production. Tests do not share an app context with the requests they make, and
 create their own uniquely named data instead of assuming empty tables.
 """
 import contextlib
+from datetime import timedelta
 import os
 import re
 import uuid
@@ -86,6 +87,9 @@ def build_app(tmp, backend, **overrides):
         "DOCUMENT_DIR": str(tmp / "documents"),
         "WTF_CSRF_ENABLED": True,
         "AUTH_RATE_LIMITED": False,  # tests log in often; test_security builds a limited app
+        # API tokens are cached for the whole session; a long (loaded) run must not
+        # outlive flask-jwt-extended's 15-minute default
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(hours=4),
         "SCHEDULER_ENABLED": False,
     }
     config.update(overrides)
