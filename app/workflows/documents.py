@@ -12,7 +12,7 @@ commit that deleted its last reference — both are done by SQLAlchemy session h
 rolled-back upload leaves no file and no row, and a concurrent upload of the same
 content never loses its file.
 
-Rights (see docs/documents.md for the reasoning):
+Rights (see README.md, 文档管理, for the reasoning):
 
 * read (list, metadata, download, preview): with ``DOCUMENT_READ_SCOPE="restricted"``
   (default) the customer's 客户经理, 销售主管, 高管, admin and the uploader; with
@@ -474,6 +474,41 @@ def check_type(name, path, head, cfg):
 
 _PENDING_ADD = "crm_document_pending_add"      # [(tmp path, final path)]
 _PENDING_DEL = "crm_document_pending_delete"   # [(sha, final path, directory)]
+_PLACED = "crm_document_placed"                # [(sha, final path, directory)]
+
+
+def _place(session, directory, pending):
+    """Crash safety: hard-link each new blob into the store *before* the commit, so a
+    committed row always has its file even if the process dies right after the
+    commit (a death before the commit leaves at most an unreferenced blob file,
+    never a row without its file). The temp file stays until after the commit; a
+    rollback removes the links it made unless a committed row uses that content."""
+    fh = _lock(directory)
+    try:
+        for tmp, final in pending:
+            if not os.path.exists(final):
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.link(tmp, final)
+                session.info.setdefault(_PLACED, []).append(
+                    (os.path.basename(final), final, directory))
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def _unplace(session, placed):
+    fh = _lock(placed[0][2])
+    try:
+        bind = session.get_bind(mapper=DocumentBlob.__mapper__)
+        with bind.connect() as conn:
+            for sha, path, _d in placed:
+                alive = conn.execute(select(DocumentBlob.sha256)
+                                     .where(DocumentBlob.sha256 == sha)).first()
+                if alive is None:
+                    _unlink(path)
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 def _lock(directory):
@@ -575,6 +610,7 @@ def store(session, actor, customer_id, files, folder_id=None, opportunity_id=Non
             docs.append(doc)
         session.info.setdefault(_PENDING_ADD, []).extend(pending)
         session.flush()
+        _place(session, cfg.directory, pending)
         return docs
     except BaseException:
         for item in spooled:
@@ -617,6 +653,7 @@ def delete(session, actor, doc_id, cfg=None):
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session):
+    session.info.pop(_PLACED, None)
     adds = session.info.pop(_PENDING_ADD, None)
     dels = session.info.pop(_PENDING_DEL, None)
     if not adds and not dels:
@@ -654,6 +691,9 @@ def _after_transaction_end(session, transaction):
     for tmp, _final in session.info.pop(_PENDING_ADD, None) or ():
         _unlink(tmp)
     session.info.pop(_PENDING_DEL, None)
+    placed = session.info.pop(_PLACED, None)
+    if placed:
+        _unplace(session, placed)
 
 
 def open_blob(doc, cfg=None):
