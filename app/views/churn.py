@@ -12,7 +12,7 @@ from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import protect, safe
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
@@ -21,6 +21,7 @@ from ..models import ChurnWarning
 from ..workflows import churn as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from .common import CrmModelRestApi, api_errors, current_actor, html_errors
+from .export import chunked, export_response
 from .sections import customer_section
 
 ORDER = 40
@@ -70,12 +71,12 @@ class ChurnView(BaseView):
         tab = request.args.get("status", "open")
         if tab not in STATUS_FILTERS:
             tab = "open"
-        name = (request.args.get("customer") or "").strip()
+        statuses, name = self._filters()
         try:
             page = max(int(request.args.get("page", 0)), 0)
         except ValueError:
             page = 0
-        count, warnings = wf.list_warnings(db.session, actor, STATUS_FILTERS[tab], name,
+        count, warnings = wf.list_warnings(db.session, actor, statuses, name,
                                            page=page, page_size=PAGE_SIZE)
         measures, names = _view_context(warnings)
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
@@ -83,6 +84,34 @@ class ChurnView(BaseView):
             "churn/list.html", warnings=warnings, measures=measures, names=names, count=count,
             tab=tab, tabs=STATUS_TABS, customer=name, page=page, pages=pages,
             today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失管理"))
+
+    @expose("/export/<fmt>/")
+    @has_access
+    @permission_name("list")
+    def export_list(self, fmt):
+        """导出 CSV / XLSX: every warning of the current tab and search (the list's own
+        query and row rights, no paging), streamed; measures and names per chunk."""
+        actor, (statuses, name) = current_actor(), self._filters()
+        headers = [_l("客户编号"), _l("客户名称"), _l("客户经理"), _l("上次下单时间"),
+                   _l("预警时间"), _l("状态"), _l("暂缓措施"), _l("流失原因"), _l("确认流失时间")]
+
+        def rows():
+            for chunk in chunked(wf.iter_warnings(db.session, actor, statuses, name)):
+                measures, names = _view_context(chunk)
+                for w in chunk:
+                    yield [w.customer.number, w.customer.name,
+                           names.get(w.customer.manager_id, ""), w.last_order_date,
+                           _fmt_dt(w.warned_on), str(wf.status_label(w.status)),
+                           "\n".join(f"{_fmt_dt(m.created_on)} {names.get(m.created_by_fk, '')}："
+                                     f"{m.text}" for m in measures.get(w.id, [])),
+                           w.reason or "", _fmt_dt(w.confirmed_on)]
+        return export_response(fmt, str(_l("客户流失预警")), "churn", headers, rows())
+
+    @staticmethod
+    def _filters():
+        tab = request.args.get("status", "open")
+        return STATUS_FILTERS.get(tab, STATUS_FILTERS["open"]), \
+            (request.args.get("customer") or "").strip()
 
     @expose("/show/<int:pk>")
     @has_access

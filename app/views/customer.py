@@ -36,7 +36,7 @@ from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from ..workflows.rights import can_manage_customer
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
-from .export import ExportMixin
+from .export import ExportMixin, export_response
 from .sales import money
 from .sections import render_sections
 
@@ -424,6 +424,20 @@ class ContactView(BaseView):
         customer = wf.get(db.session, customer_id)
         return self._page("customer/contacts.html", customer, title=_("联系人"),
                           contacts=wf.contacts_of(db.session, customer.id))
+
+    @expose("/customer/<int:customer_id>/export/<fmt>/")
+    @has_access
+    @permission_name("list")
+    @html_errors
+    def export_list(self, customer_id, fmt):
+        """导出 CSV / XLSX: the customer's contacts, as the list shows them."""
+        customer = wf.get(db.session, customer_id)
+        headers = [_l("客户编号"), _l("客户名称")] + [wf.CONTACT_LABELS[f]
+                                                 for f in wf.CONTACT_FIELDS]
+        rows = ([customer.number, customer.name] + [getattr(c, f) or "" for f in wf.CONTACT_FIELDS]
+                for c in wf.contacts_of(db.session, customer.id))
+        return export_response(fmt, str(_l("%(name)s 的联系人", name=customer.name)),
+                               f"contacts_{customer.id}", headers, rows)
 
     def _form(self, customer, contact, step):
         """GET shows the form, POST saves through ``step(data)``; 400 re-shows it."""

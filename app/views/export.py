@@ -47,6 +47,45 @@ def _attr(item, col):
     return value
 
 
+def export_response(fmt, stem, ascii_stem, headers, rows):
+    """A streamed download of ``rows`` (an iterable of value lists) under ``headers``.
+
+    ``fmt``: ``csv`` (UTF-8 with BOM) or ``xlsx``; anything else → 404. The file is
+    named 「<stem>_<YYYY-MM-DD>.<fmt>」 (ASCII fallback ``<ascii_stem>_<date>.<fmt>``).
+    Custom (non-ModelView) lists call this from their own ``export_list`` endpoint
+    with a generator over the same query their list pages, without the paging.
+    """
+    if fmt not in ("csv", "xlsx"):
+        abort(404)
+    day = date.today().strftime("%Y-%m-%d")
+    headers = [str(h) for h in headers]
+    if fmt == "csv":
+        body = csv_stream(headers, rows)
+        mime = "text/csv; charset=utf-8"
+    else:
+        body = xlsx_stream(stem, headers, rows,
+                           widths=[max(10, min(40, len(h) * 2 + 4)) for h in headers])
+        mime = XLSX_MIME
+    resp = Response(stream_with_context(body), mimetype=mime)
+    resp.headers["Content-Disposition"] = content_disposition(
+        f"{stem}_{day}.{fmt}", f"{ascii_stem}_{day}.{fmt}")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def chunked(iterable, size=500):
+    """Lists of up to ``size`` items: lets an export fetch per-chunk extras (names,
+    measures…) in one query per chunk instead of one per row."""
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class ExportMixin:
     """Mix into a ModelView (before it in the bases) to add 导出 CSV / XLSX."""
 
@@ -64,8 +103,8 @@ class ExportMixin:
     list_template = "reports/export_list.html"
 
     # ---- the rows -----------------------------------------------------------------
-    def export_query(self):
-        """The list's query, filtered like the list, without paging."""
+    def export_base_query(self):
+        """The list's query, filtered and sorted like the list, without paging."""
         dm = self.datamodel
         filters = dm.get_filters(self.search_columns)
         get_filter_args(filters)
@@ -75,8 +114,12 @@ class ExportMixin:
             order_column, order_direction = "", ""
         if not order_column and self.base_order:
             order_column, order_direction = self.base_order
-        query = dm.apply_all(dm.session.query(dm.obj), joined, order_column, order_direction)
-        return query.options(*self._export_options()).yield_per(self.export_chunk)
+        return dm.apply_all(dm.session.query(dm.obj), joined, order_column, order_direction)
+
+    def export_query(self):
+        """:meth:`export_base_query` with the loader options, fetched in chunks."""
+        return (self.export_base_query().options(*self._export_options())
+                .yield_per(self.export_chunk))
 
     def _export_options(self):
         if self.export_load_options is not None:
@@ -124,21 +167,8 @@ class ExportMixin:
         if fmt not in ("csv", "xlsx"):
             abort(404)
         stem = str(self.export_name or self.list_title or self.__class__.__name__)
-        day = date.today().strftime("%Y-%m-%d")
         ascii_stem = self.__class__.__name__.replace("View", "").lower() or "export"
-        headers = self.export_headers()
-        if fmt == "csv":
-            body = csv_stream(headers, self.export_rows())
-            mime = "text/csv; charset=utf-8"
-        else:
-            body = xlsx_stream(stem, headers, self.export_rows(),
-                               widths=[max(10, min(40, len(h) * 2 + 4)) for h in headers])
-            mime = XLSX_MIME
-        resp = Response(stream_with_context(body), mimetype=mime)
-        resp.headers["Content-Disposition"] = content_disposition(
-            f"{stem}_{day}.{fmt}", f"{ascii_stem}_{day}.{fmt}")
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+        return export_response(fmt, stem, ascii_stem, self.export_headers(), self.export_rows())
 
     def export_url(self, fmt):
         """URL of the export for the current list request (same query string)."""

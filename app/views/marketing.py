@@ -27,6 +27,7 @@ from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
 from .errors import error_response
+from .export import ExportMixin, chunked
 
 ORDER = 10
 
@@ -121,7 +122,7 @@ class _OpportunityColumns:
     page_size = 20
 
 
-class OpportunityView(_OpportunityColumns, GuardedModelView):
+class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     """销售机会管理. Add/edit/delete go through the workflow (not FAB's populate_obj)."""
 
     datamodel = SQLAInterface(Opportunity)
@@ -141,6 +142,12 @@ class OpportunityView(_OpportunityColumns, GuardedModelView):
     edit_form_extra_fields = add_form_extra_fields
     description_columns = {"success_rate": _l("0 到 100 之间的整数")}
     show_template = "marketing/show.html"
+    # 导出 CSV / XLSX: the rows of the current search, with the contact fields too
+    export_columns = ["number", "source", "customer_name", "summary", "success_rate",
+                      "contact", "contact_phone", "created_by", "created_on", "assignee",
+                      "assigned_on", "status"]
+    export_formatters = {"status": lambda v: str(wf.status_label(v)),
+                         "created_by": lambda u: _fmt_user(u), "assignee": lambda u: _fmt_user(u)}
     add_row_message = _l("保存成功")
     edit_row_message = _l("保存成功")
     delete_row_message = _l("删除成功")
@@ -415,7 +422,7 @@ def _with_status(resp):
     return resp
 
 
-class MyPlanView(_OpportunityColumns, ModelView):
+class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
     """我的开发计划: the opportunities assigned to the signed-in 客户经理."""
 
     datamodel = SQLAInterface(Opportunity)
@@ -427,6 +434,27 @@ class MyPlanView(_OpportunityColumns, ModelView):
                     "status"]
     search_columns = ["customer_name", "summary", "status"]
     base_order = ("assigned_on", "desc")
+    # 导出: one row per 计划项 of the plans the list selects (a plan without items
+    # still gets one row, so nothing the list shows is missing from the file)
+    export_name = _l("客户开发计划")
+
+    def export_headers(self):
+        return [LABELS[c] for c in ("number", "customer_name", "summary", "assigned_on",
+                                    "status", "date", "content", "result")]
+
+    def export_rows(self):
+        for chunk in chunked(self.export_query(), self.export_chunk):
+            items = {}
+            for item in db.session.scalars(
+                    select(PlanItem).where(PlanItem.opportunity_id.in_([o.id for o in chunk]))
+                    .order_by(PlanItem.opportunity_id, PlanItem.date, PlanItem.id)):
+                items.setdefault(item.opportunity_id, []).append(item)
+            for opp in chunk:
+                head = [opp.number, opp.customer_name, opp.summary, opp.assigned_on,
+                        str(wf.status_label(opp.status))]
+                for item in items.get(opp.id) or [None]:
+                    yield head + ([item.date, item.content, item.result or ""] if item
+                                  else [None, "", ""])
 
 
 # ---- REST: the ``opportunity`` resource ------------------------------------------------

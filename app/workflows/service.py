@@ -191,6 +191,11 @@ def _page(session, q, page, page_size):
     return count, rows
 
 
+def iter_rows(session, q, chunk=1000):
+    """Every ticket of ``q`` with its relations, ``chunk`` rows per round trip."""
+    return session.scalars(_eager(q).execution_options(yield_per=chunk))
+
+
 def to_assign(session, page=0, page_size=20):
     """``created`` tickets, oldest first: (count, rows)."""
     q = (select(ServiceTicket).where(ServiceTicket.status == CREATED)
@@ -232,7 +237,15 @@ def parse_date(value, field):
 
 def search_archive(session, customer=None, customer_id=None, summary=None, service_type=None,
                    date_from=None, date_to=None, page=0, page_size=20):
-    """Archived tickets, newest first: (count, rows).
+    """Archived tickets, newest first: (count, rows); the filters as in
+    :func:`archive_query`."""
+    return _page(session, archive_query(session, customer, customer_id, summary,
+                                        service_type, date_from, date_to), page, page_size)
+
+
+def archive_query(session, customer=None, customer_id=None, summary=None, service_type=None,
+                  date_from=None, date_to=None):
+    """The select of archived tickets, newest first (list pages and exports).
 
     ``customer``: part of the customer's name, or its exact 客户编号; ``customer_id``:
     one customer; ``summary``: part of 概要; ``service_type``: the 条目 text;
@@ -272,8 +285,7 @@ def search_archive(session, customer=None, customer_id=None, summary=None, servi
     if end:
         q = q.where(ServiceTicket.created_on
                     < datetime.combine(end + timedelta(days=1), datetime.min.time()))
-    q = q.order_by(ServiceTicket.created_on.desc(), ServiceTicket.id.desc())
-    return _page(session, q, page, page_size)
+    return q.order_by(ServiceTicket.created_on.desc(), ServiceTicket.id.desc())
 
 
 def of_customer(session, customer_id, limit=20):
