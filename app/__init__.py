@@ -6,6 +6,7 @@ import secrets
 from flask import Flask
 from flask_appbuilder import AppBuilder
 from flask_appbuilder.menu import Menu
+from werkzeug.exceptions import NotFound
 
 from .extensions import csrf, db, mail, migrate
 
@@ -99,12 +100,26 @@ def _security_headers(app):
     )
 
 
+INT32_MAX = 2**31 - 1
+
+
+def _reject_out_of_range_ids(endpoint, values):
+    """Every number in a URL (``<int:pk>``, FAB's ``/show/<pk>``…) is a database id,
+    an INTEGER column: a larger one names no record → 404, not an overflowing query."""
+    for value in (values or {}).values():
+        if isinstance(value, str) and value.isdigit():
+            value = int(value) if len(value) <= 12 else INT32_MAX + 1
+        if isinstance(value, int) and not -INT32_MAX - 1 <= value <= INT32_MAX:
+            raise NotFound()
+
+
 def create_app(config=None):
     """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars."""
     from config import INSTANCE_DIR
 
     instance = (config or {}).get("INSTANCE_DIR") or os.environ.get("CRM_INSTANCE_DIR") or INSTANCE_DIR
     app = Flask(__name__, instance_path=os.path.abspath(instance))
+    app.url_value_preprocessor(_reject_out_of_range_ids)
     _load_config(app, config)
 
     from . import models  # noqa: F401  (register tables)

@@ -30,6 +30,7 @@ LABELS = {
 class DictItemView(ExportMixin, GuardedModelView):
     datamodel = SQLAInterface(DictItem)
     route_base = "/dictitem"
+    exclude_route_methods = {"download"}  # no file columns: FAB's download answers 500
     list_title = _l("数据字典")
     show_title = _l("查看数据字典条目")
     add_title = _l("新建数据字典条目")
@@ -62,7 +63,7 @@ class DictItemView(ExportMixin, GuardedModelView):
     @action("lock", _l("设为不可编辑"), _l("设为不可编辑后只能查看，不能再修改或删除。确定吗？"),
             "fa-lock", single=True)
     def lock(self, items):
-        items = items if isinstance(items, list) else [items]
+        items = [i for i in (items if isinstance(items, list) else [items]) if i is not None]
         actor = current_actor()
         done = 0
         for item in items:

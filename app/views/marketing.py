@@ -127,6 +127,8 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     datamodel = SQLAInterface(Opportunity)
     route_base = "/opportunity"
+    # no actions and no file columns: FAB's action/download routes would answer 500
+    exclude_route_methods = {"action", "action_post", "download"}
     list_title = _l("销售机会管理")
     show_title = _l("销售机会详情")
     add_title = _l("新建销售机会")
@@ -429,6 +431,9 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
     route_base = "/myplan"
     list_title = _l("我的开发计划")
     base_permissions = ["can_list"]
+    # a read-only list: FAB's other routes (and its action/download, which answer 500
+    # to a crafted request) are not registered at all
+    include_route_methods = {"list"}
     base_filters = [["assignee_id", FilterEqualFunction, lambda: g.user.id]]
     list_columns = ["number", "customer_name", "summary", "success_rate", "assigned_on",
                     "status"]

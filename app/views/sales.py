@@ -58,6 +58,7 @@ class ProductView(ModelView):
     show_columns = list_columns
     search_columns = ["name", "model", "batch"]
     base_permissions = ["can_list", "can_show"]
+    include_route_methods = {"list", "show"}  # read-only: no add/edit/delete/action routes
     formatters_columns = {"price": money}
     page_size = 50
 
@@ -71,6 +72,7 @@ class StockView(ModelView):
     show_columns = list_columns
     search_columns = ["product", "warehouse"]
     base_permissions = ["can_list", "can_show"]
+    include_route_methods = {"list", "show"}  # read-only: no add/edit/delete/action routes
     page_size = 50
 
 
@@ -87,6 +89,7 @@ class OrderView(ExportMixin, ModelView):
     base_filters = [["status", FilterInFunction, counted_statuses]]
     base_order = ("date", "desc")
     base_permissions = ["can_list", "can_show"]
+    include_route_methods = {"list", "show", "export_list"}  # read-only: no add/edit/delete/action routes
     formatters_columns = {"total": money}
     show_template = "order_show.html"
     export_load_options = [selectinload(Order.lines)]  # total = Σ lines, per chunk

@@ -10,7 +10,12 @@ from ..extensions import db
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 
 ORDER = 90
-RIGHTS = {role: [("UserDirectoryApi", "can_get|can_get_list")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+# Every signed-in user reads the directory and keeps their own profile: FAB's 个人信息
+# page, 修改个人信息 and 修改密码 (own password only; the complexity rule applies).
+RIGHTS = {role: [("UserDirectoryApi", "can_get|can_get_list"),
+                 ("UserDBModelView", "can_userinfo|userinfoedit|resetmypassword"),
+                 ("UserInfoEditView|ResetMyPasswordView", "can_this_form_get|can_this_form_post")]
+          for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 
 def user_name(u):

@@ -1,0 +1,137 @@
+"""基础数据 › 操作记录: a read-only list of WorkflowEvents (status steps of every module
+and the field changes of customers, dictionary items, users and roles), and the
+read-only ``audit`` REST resource. There is no add/edit/delete route at all:
+records cannot be changed through the app.
+"""
+from datetime import datetime
+
+from flask import g, has_request_context
+from flask_appbuilder import ModelView
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
+
+from ..models import WorkflowEvent
+from ..workflows import audit as wf
+from ..workflows.actors import EXECUTIVE
+from .common import CrmModelRestApi
+
+ORDER = 95
+RIGHTS = {
+    EXECUTIVE: [("AuditView|AuditApi|AuditLog|BaseData",
+                 "can_list|can_show|can_get|can_info|menu_access")],
+}
+
+ENTITY_LABELS = {
+    "opportunity": _l("销售机会"), "customer": _l("客户"), "churn": _l("客户流失"),
+    "service": _l("客户服务"), "document": _l("文档"), "mail": _l("邮件"),
+    "import": _l("数据导入"), "crm_customer": _l("客户资料"), "crm_dict_item": _l("数据字典"),
+    "ab_user": _l("用户"), "ab_role": _l("角色"),
+}
+ACTION_LABELS = {
+    "insert": _l("新增"), "update": _l("修改"), "delete": _l("删除"), "create": _l("创建"),
+    "assign": _l("指派"), "succeed": _l("开发成功"), "fail": _l("终止开发"),
+    "delay": _l("暂缓流失"), "confirm": _l("确认流失"), "churn": _l("流失"),
+    "handle": _l("处理"), "feedback": _l("反馈"), "upload": _l("上传"), "send": _l("发送"),
+    "receive": _l("收取"), "commit": _l("提交"), "merge": _l("合并"), "merged": _l("被合并"),
+}
+LABELS = {
+    "id": _l("序号"), "created_on": _l("时间"), "actor": _l("操作人"),
+    "created_by": _l("操作人"), "entity": _l("对象"), "entity_id": _l("记录编号"),
+    "action": _l("操作"), "from_status": _l("原状态"), "to_status": _l("新状态"),
+    "note": _l("详情（修改前 → 修改后）"), "created_by_fk": _l("操作人"),
+}
+
+
+def _user_name(user):
+    if user is None:
+        return ""
+    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
+
+
+def _fmt_note(note):
+    """A change record as one line per field: 字段: 旧 → 新; other notes as text."""
+    changes = wf.parse_note(note)
+    if changes is None:
+        return note or ""
+
+    def show(v):
+        if v is None:
+            return "—"
+        if isinstance(v, list):
+            return "、".join(str(x) for x in v) or "（空）"
+        return str(v)
+    lines = [Markup("<b>%s</b>: %s → %s") % (k, show(old), show(new))
+             for k, (old, new) in changes.items()]
+    return Markup("<br>").join(lines)
+
+
+class AuditView(ModelView):
+    datamodel = SQLAInterface(WorkflowEvent)
+    route_base = "/audit"
+    include_route_methods = {"list", "show"}     # read-only: no add/edit/delete/action
+    base_permissions = ["can_list", "can_show"]
+    list_title = _l("操作记录")
+    show_title = _l("操作记录详情")
+    label_columns = LABELS
+    list_columns = ["created_on", "actor", "entity", "entity_id", "action", "from_status",
+                    "to_status", "note"]
+    show_columns = ["id"] + list_columns
+    search_columns = ["entity", "action", "actor", "created_on", "entity_id"]
+    order_columns = ["created_on", "entity", "entity_id", "action"]
+    base_order = ("id", "desc")
+    page_size = 50
+    formatters_columns = {
+        "created_on": lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if v else "",
+        "actor": _user_name,
+        "entity": lambda v: f"{ENTITY_LABELS[v]} ({v})" if v in ENTITY_LABELS else v,
+        "action": lambda v: ACTION_LABELS.get(v, v),
+        "note": _fmt_note,
+    }
+
+
+class AuditApi(CrmModelRestApi):
+    """``GET /api/v1/audit/`` (filters: entity, entity_id, action, created_by_fk,
+    created_on via FAB's ``q``), ``GET /api/v1/audit/<id>``. Read-only."""
+
+    resource_name = "audit"
+    datamodel = SQLAInterface(WorkflowEvent)
+    include_route_methods = {"get", "get_list", "info"}
+    list_columns = ["id", "created_on", "created_by_fk", "entity", "entity_id", "action",
+                    "from_status", "to_status", "note"]
+    show_columns = list_columns
+    search_columns = ["entity", "entity_id", "action", "created_by_fk", "created_on"]
+    order_columns = ["id", "created_on", "entity", "action"]
+    base_order = ("id", "desc")
+    label_columns = LABELS
+    list_title = show_title = _l("操作记录")
+
+    # times are stored as local time without zone; answer RFC 3339 with the offset
+    @staticmethod
+    def _zoned(row):
+        value = row.get("created_on")
+        if isinstance(value, str) and value:
+            row["created_on"] = datetime.fromisoformat(value).astimezone().isoformat()
+
+    def pre_get_list(self, data):
+        for row in data.get("result", []):
+            self._zoned(row)
+
+    def pre_get(self, data):
+        self._zoned(data.get("result", {}))
+
+
+def _current_user_id():
+    if has_request_context():
+        user = getattr(g, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            return user.id
+    return None
+
+
+def register(appbuilder):
+    wf.install(_current_user_id)
+    appbuilder.add_view(AuditView, "AuditLog", label=_l("操作记录"), icon="fa-history",
+                        category="BaseData")
+    appbuilder.add_api(AuditApi)
+

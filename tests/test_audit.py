@@ -1,0 +1,140 @@
+"""操作记录: the read-only audit page/API and the change records of customers,
+dictionary items, users and roles (who, when, before → after)."""
+import json
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Customer, DictItem, WorkflowEvent
+
+from . import factories as f
+
+
+def _events(s, entity, entity_id, action=None):
+    q = select(WorkflowEvent).where(WorkflowEvent.entity == entity,
+                                    WorkflowEvent.entity_id == entity_id)
+    if action:
+        q = q.where(WorkflowEvent.action == action)
+    return s.scalars(q.order_by(WorkflowEvent.id)).all()
+
+
+def test_dictionary_changes_are_recorded_with_actor_and_before_after(api, dbs, uniq, user_id):
+    c = api("admin")
+    kind = uniq("审计类别")
+    pk = c.post("/api/v1/dict_item/", json={"type": kind, "item": "甲", "value": "1"}).json["id"]
+    assert c.put(f"/api/v1/dict_item/{pk}", json={"item": "乙", "value": "2"}).status_code == 200
+    assert c.delete(f"/api/v1/dict_item/{pk}").status_code == 200
+    with dbs() as s:
+        evs = _events(s, "crm_dict_item", pk)
+        assert [e.action for e in evs] == ["insert", "update", "delete"]
+        assert {e.created_by_fk for e in evs} == {user_id("admin")}
+        ins, upd, dele = (json.loads(e.note) for e in evs)
+        assert ins["item"] == [None, "甲"] and ins["type"] == [None, kind]
+        assert upd == {"item": ["甲", "乙"], "value": ["1", "2"]}
+        assert dele["item"] == ["乙", None]
+
+
+def test_customer_change_recorded_and_cli_changes_act_as_system(app, dbs, user_id):
+    from app.cli import SYSTEM_USERNAME
+
+    with dbs() as s:
+        c = f.customer(s, user_id("manager1"))
+        s.commit()
+        cid = c.id
+        # outside a request (a CLI job): the crm-system user is the actor
+        system_id = app.appbuilder.sm.find_user(username=SYSTEM_USERNAME).id
+        cust = s.get(Customer, cid)
+        cust.phone, cust.changed_by_fk = "010-99999999", system_id   # as CLI jobs do
+        s.commit()
+        ev = _events(s, "crm_customer", cid, "update")[-1]
+        assert json.loads(ev.note) == {"phone": ["010-62345678", "010-99999999"]}
+        assert ev.created_by_fk == system_id
+        assert _events(s, "crm_customer", cid, "insert")
+
+
+def test_rolled_back_change_leaves_no_record(dbs, user_id, uniq):
+    with dbs() as s:
+        kind = uniq("回滚")
+        item = DictItem(type=kind, item="甲", value="1", created_by_fk=user_id("admin"),
+                        changed_by_fk=user_id("admin"))
+        s.add(item)
+        s.flush()
+        q = select(WorkflowEvent).where(WorkflowEvent.note.contains(kind))
+        assert s.scalars(q).all()
+        s.rollback()
+        assert not s.scalars(q).all()
+
+
+def test_user_and_role_changes_never_record_the_password(app, web, dbs, uniq):
+    sm = app.appbuilder.sm
+    name = uniq("audit")
+    with app.app_context():
+        role_name = uniq("审计角色")
+        role = sm.add_role(role_name)
+        user = sm.add_user(name, "审", "计", f"{name}@example.com", [sm.find_role("客户经理")],
+                           password="Audit-pass-1")
+        role_id, uid = role.id, user.id
+        # a role gains a permission; the user gets another role and a new password
+        role.permissions.append(sm.find_permission_view_menu("can_list", "DictItemView"))
+        user.roles.append(role)
+        user.password = "pbkdf2:sha256:fake-new-hash"
+        db.session.commit()
+        db.session.remove()
+    with dbs() as s:
+        role_ev = _events(s, "ab_role", role_id, "update")[-1]
+        assert json.loads(role_ev.note)["permissions"] == [[], ["can_list on DictItemView"]]
+        user_evs = _events(s, "ab_user", uid)
+        for ev in user_evs:
+            assert "pbkdf2" not in ev.note and "Audit-pass-1" not in ev.note
+        upd = json.loads(user_evs[-1].note)
+        assert upd["password"] == ["***", "***（已修改）"]
+        assert upd["roles"] == [["客户经理"], sorted(["客户经理", role_name])]
+
+
+def test_login_is_not_recorded_as_a_user_change(app, web, dbs, user_id):
+    with dbs() as s:
+        before = len(_events(s, "ab_user", user_id("manager2")))
+    web("manager2")
+    with dbs() as s:
+        assert len(_events(s, "ab_user", user_id("manager2"))) == before
+
+
+def test_audit_page_lists_and_filters_for_exec_and_admin(web, api, uniq):
+    kind = uniq("页面审计")
+    pk = api("admin").post("/api/v1/dict_item/", json={"type": kind, "item": "<b>甲</b>",
+                                                         "value": "1"}).json["id"]
+    for who in ("exec", "admin"):
+        page = web(who).get(f"/audit/list/?_flt_0_entity=crm_dict_item&_flt_0_entity_id={pk}")
+        assert page.status_code == 200
+        assert "操作记录" in page.text and "数据字典" in page.text and "新增" in page.text
+        assert "&lt;b&gt;甲&lt;/b&gt;" in page.text and "<b>甲</b>" not in page.text
+    r = api("exec").get(f"/api/v1/audit/?q=(filters:!((col:entity,opr:eq,value:crm_dict_item),"
+                        f"(col:entity_id,opr:eq,value:{pk})))")
+    assert r.status_code == 200 and r.json["count"] >= 1     # (SQLite reuses deleted ids)
+    newest = r.json["result"][0]
+    assert newest["action"] == "insert" and kind in newest["note"]
+    assert set(newest) == {"id", "created_on", "created_by_fk", "entity", "entity_id", "action",
+                           "from_status", "to_status", "note"}
+    for who in ("supervisor", "manager1"):
+        assert web(who).get("/audit/list/").status_code == 403
+        assert api(who).get("/api/v1/audit/").status_code == 403
+
+
+@pytest.mark.parametrize("method,url", [
+    ("POST", "/api/v1/audit/"), ("PUT", "/api/v1/audit/1"), ("DELETE", "/api/v1/audit/1"),
+])
+def test_records_cannot_be_changed_through_the_api(api, method, url, dbs):
+    with dbs() as s:
+        n = s.query(WorkflowEvent).count()
+    r = api("admin")._call(method.lower(), url, json={"note": "x"})
+    assert r.status_code == 405
+    with dbs() as s:
+        assert s.query(WorkflowEvent).count() == n
+
+
+def test_no_write_route_exists_for_audit(app):
+    rules = [r for r in app.url_map.iter_rules() if "/audit" in r.rule]
+    assert rules
+    for r in rules:
+        assert r.methods - {"GET", "HEAD", "OPTIONS"} == set(), r.rule
