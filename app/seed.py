@@ -85,6 +85,7 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
         # killed between them, finish the sales part for the existing customers.
         numbers = db.session.scalars(select(Customer.number).order_by(Customer.id)).all()
         seed_sales(numbers, rnd, fake, date.today(), progress)
+        seed_churn(rnd, progress)
         echo("演示数据已存在，跳过生成。")
         _print_logins(echo, password, existing=True)
         return users
@@ -264,10 +265,48 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
 
     # ---- sales system: products, stock, orders ----------------------------------------------
     seed_sales(cust_numbers, rnd, fake, today, progress)
+    seed_churn(rnd, progress)
     analyze()
     progress("ANALYZE", 1)
     _print_logins(echo, password)
     return users
+
+
+CHURN_MEASURES = ["电话回访，了解停止采购的原因", "提供老客户九折优惠", "安排技术人员上门检修设备",
+                  "邀请参加新品发布会", "总经理带队拜访"]
+CHURN_REASONS = ["客户经营困难，暂停采购", "被竞争对手以低价抢走", "客户业务转型，不再需要我司产品",
+                 "对售后服务不满意", "客户公司已注销"]
+CHURN_WORKED = 300  # warnings given measures / confirmed through the workflow (the rest stay 预警)
+
+
+def seed_churn(rnd, progress):
+    """客户流失: the real churn check on the demo orders (about 1 customer in 5 has not
+    ordered for 6 months), then the 客户经理 work on some warnings through the workflow:
+    a third get a 暂缓措施, a third a measure and 确认流失 — so the churn list, the
+    customer pages and the 客户流失分析 report have data. One transaction; skipped
+    when warnings exist (a re-run after an interrupted seed)."""
+    from .scheduler import run_churn_check
+    from .workflows import churn as churn_wf
+    from .workflows.actors import MANAGER, Actor
+
+    if db.session.scalar(select(func.count()).select_from(ChurnWarning)):
+        return
+    summary = run_churn_check(as_of=date.today())
+    opened = [wid for wid, _ in summary["opened"]]
+    try:
+        for i, wid in enumerate(opened[:CHURN_WORKED]):
+            if i % 3 == 2:
+                continue
+            w = db.session.get(ChurnWarning, wid)
+            actor = Actor(id=w.customer.manager_id, roles=frozenset({MANAGER}))
+            churn_wf.add_measure(db.session, actor, wid, rnd.choice(CHURN_MEASURES))
+            if i % 3 == 0:
+                churn_wf.confirm(db.session, actor, wid, rnd.choice(CHURN_REASONS))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    progress("流失预警", len(opened))
 
 
 def analyze():

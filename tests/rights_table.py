@@ -69,6 +69,7 @@ TABLE = {
 
     ("ChurnView.confirm", "POST"): WRITERS,
     ("ChurnView.list", "GET"): STAFF,
+    ("ChurnView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
     ("ChurnView.measure", "POST"): WRITERS,
     ("ChurnView.show", "GET"): STAFF,
 
@@ -85,6 +86,7 @@ TABLE = {
     ("ContactView.edit", "GET"): WRITERS,
     ("ContactView.edit", "POST"): WRITERS,
     ("ContactView.list", "GET"): STAFF,
+    ("ContactView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
 
     ("CrmIndexView.index", "GET"): EVERYONE,
 
@@ -197,6 +199,7 @@ TABLE = {
     ("MergeView.merge", "POST"): SUPERVISORS,
 
     ("MyPlanView.list", "GET"): MANAGERS,
+    ("MyPlanView.export_list", "GET"): MANAGERS,  # 导出: whoever sees the list
 
     ("OpenApi.get", "GET"): ADMIN,
 
@@ -225,6 +228,7 @@ TABLE = {
     ("OpportunityView.execute_item", "POST"): MANAGERS,
     ("OpportunityView.fail", "POST"): MANAGERS,
     ("OpportunityView.list", "GET"): STAFF,
+    ("OpportunityView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
     ("OpportunityView.plan", "GET"): MANAGERS,
     ("OpportunityView.plan_add", "POST"): MANAGERS,
     ("OpportunityView.plan_delete", "POST"): MANAGERS,
@@ -309,6 +313,7 @@ TABLE = {
     ("ServiceApi.post", "POST"): WRITERS,
 
     ("ServiceArchiveView.list", "GET"): STAFF,
+    ("ServiceArchiveView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
     ("ServiceArchiveView.show", "GET"): STAFF,
 
     ("ServiceAssignView.assign", "POST"): SUPERVISORS,

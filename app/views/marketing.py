@@ -433,7 +433,7 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
     base_permissions = ["can_list"]
     # a read-only list: FAB's other routes (and its action/download, which answer 500
     # to a crafted request) are not registered at all
-    include_route_methods = {"list"}
+    include_route_methods = {"list", "export_list"}
     base_filters = [["assignee_id", FilterEqualFunction, lambda: g.user.id]]
     list_columns = ["number", "customer_name", "summary", "success_rate", "assigned_on",
                     "status"]
