@@ -92,6 +92,10 @@ FAB_PASSWORD_COMPLEXITY_VALIDATOR = "app.security.password_complexity"  # resolv
 
 # --- web defences -------------------------------------------------------------------
 FORCE_HTTPS = False                     # behind TLS: CRM_FORCE_HTTPS=true
+# Behind a reverse proxy (nginx terminating TLS): how many proxies set X-Forwarded-*.
+# Needed so the app sees https (no redirect loop, Secure cookies) and the client's
+# address (login rate limits per client, not per proxy). 0 = not behind a proxy.
+PROXY_COUNT = 0
 SESSION_COOKIE_SECURE = False           # set true when served over HTTPS
 CONTENT_SECURITY_POLICY = {
     "default-src": "'self'",

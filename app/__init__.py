@@ -86,6 +86,12 @@ def _security_headers(app):
     denial, nosniff, HSTS/secure cookies only when served over HTTPS."""
     from flask_talisman import Talisman
 
+    proxies = int(app.config.get("PROXY_COUNT") or 0)
+    if proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
+                                x_host=proxies, x_port=proxies)
     https = bool(app.config.get("FORCE_HTTPS"))
     Talisman(
         app,

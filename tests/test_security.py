@@ -2,10 +2,11 @@
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 
+from . import factories as f
 from .conftest import PASSWORD, WebClient, build_app, csrf_from, dispose_app
 
 
@@ -126,3 +127,92 @@ def test_api_errors_are_chinese(api):
     assert r.status_code == 403 and "无权" in r.json["message"]
     r = api("admin").post("/api/v1/product/", json={"name": "x"})
     assert r.status_code == 405
+
+
+# ---- served over HTTPS behind a proxy ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def https_app(tmp_path_factory):
+    app = build_app(tmp_path_factory.mktemp("https"), "sqlite", FORCE_HTTPS=True, PROXY_COUNT=1)
+    yield app
+    dispose_app(app)
+
+
+def test_https_behind_proxy_secure_cookie_hsts_and_redirect(https_app):
+    c = https_app.test_client()
+    # plain http is sent to https
+    r = c.get("/login/")
+    assert r.status_code in (301, 302) and r.headers["Location"].startswith("https://")
+    # the proxy says the client used https: served, cookie Secure, HSTS
+    r = c.get("/login/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"})
+    assert r.status_code == 200
+    cookie = r.headers.get("Set-Cookie", "")
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "max-age" in r.headers["Strict-Transport-Security"]
+
+
+def test_plain_http_cookie_is_not_secure(web):
+    # without TLS a Secure cookie would never come back: the demo must stay usable
+    assert "Secure" not in web().get("/login/").headers.get("Set-Cookie", "")
+
+
+# ---- escaping everywhere a user's text is shown -------------------------------------------------
+
+EVIL = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def test_script_in_user_text_is_shown_as_text_on_every_page(api, web, dbs, user_id, uniq):
+    tag = uniq()
+    evil = f"{EVIL}{tag}"
+    with dbs() as s:
+        cust = f.customer(s, user_id("manager1"), name=f"客户{evil}")
+        f.contact(s, cust, user_id("manager1"), name=f"联系人{evil}"[:64], memo=evil)
+        opp = f.opportunity(s, user_id("manager1"), summary=f"概要{evil}", customer_name=f"机会{evil}")
+        svc = f.service(s, cust, user_id("manager1"), summary=f"服务{evil}", status="archived",
+                        result=evil, satisfaction=4)
+        s.commit()
+        cid, oid, sid = cust.id, opp.id, svc.id
+    pages = [f"/customer/show/{cid}", f"/customer/list/?_flt_2_name={tag}",
+             f"/contacts/customer/{cid}", f"/opportunity/list/?_flt_2_summary={tag}",
+             f"/opportunity/show/{oid}", f"/service/archive/?summary={tag}",
+             f"/service/archive/{sid}"]
+    c = web("supervisor")
+    for url in pages:
+        page = c.get(url)
+        assert page.status_code == 200, url
+        assert evil not in page.text, url
+        assert ESCAPED in page.text, url
+
+
+# ---- SQL injection in every kind of search ---------------------------------------------------------
+
+INJECTIONS = ["' OR 1=1 --", "'; DROP TABLE crm_customer; --", "%' UNION SELECT password FROM ab_user --",
+              "\\' OR \\'1\\'=\\'1", "_%"]
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_searches_treat_sql_as_text(web, api, dbs, text):
+    from urllib.parse import quote
+
+    from app.models import Customer
+
+    with dbs() as s:
+        before = s.scalar(select(func.count()).select_from(Customer))
+    c = web("supervisor")
+    q = quote(text)
+    for url in (f"/customer/list/?_flt_2_name={q}", f"/dictitem/list/?_flt_2_item={q}",
+                f"/opportunity/list/?_flt_2_customer_name={q}", f"/service/archive/?customer={q}",
+                f"/service/archive/?summary={q}", f"/churn/list/?status=all&customer={q}",
+                f"/reports/contribution/?customer={q}", f"/reports/churn/?manager={q}",
+                f"/customer/export/csv/?_flt_2_name={q}"):
+        r = c.get(url)
+        assert r.status_code == 200, url
+        assert "password" not in r.text.lower() or "pbkdf2" not in r.text, url
+    a = api("supervisor")
+    r = a.get("/api/v1/customer/", query_string={"q": f"(filters:!((col:name,opr:ct,value:'{text.replace(chr(39), '')}')))"})
+    assert r.status_code in (200, 400)
+    r = a.get("/api/v1/report/contribution", query_string={"customer": text})
+    assert r.status_code == 200 and r.json["rows"] == []
+    with dbs() as s:
+        assert s.scalar(select(func.count()).select_from(Customer)) == before
