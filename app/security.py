@@ -11,11 +11,16 @@ import re
 
 from flask_appbuilder.actions import action
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from flask_appbuilder.security.views import RoleModelView, UserDBModelView
+from flask_appbuilder.security.views import (
+    PermissionModelView, PermissionViewModelView, RoleModelView, UserDBModelView,
+    UserGroupModelView, ViewMenuModelView,
+)
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .models import RoleGrant
+from .views.common import SafeActionsMixin
 from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, ROLES, SUPERVISOR  # noqa: F401
 
 
@@ -29,30 +34,116 @@ def password_complexity(password):
         raise ValidationError(_("密码至少 8 位，并且必须同时包含字母和数字。"))
 
 
-class CrmUserDBModelView(UserDBModelView):
+# FAB's ``download`` route serves UPLOAD_FOLDER files; these views have no file
+# column, so it only ever answered 500 (KeyError: UPLOAD_FOLDER): not registered.
+# Views without any @action do not register FAB's action routes either.
+NO_FILES = {"download"}
+NO_ACTIONS = {"action", "action_post", "download"}
+
+
+class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
     """FAB's user list plus the failed-login counter and an 解锁账号 action."""
 
     class_permission_name = "UserDBModelView"   # keep FAB's permission names
+    exclude_route_methods = NO_FILES
     list_columns = ["first_name", "last_name", "username", "email", "active", "roles",
                     "fail_login_count"]
     label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"))
+
+    def _delete(self, pk):
+        """FAB's delete, except when the database refuses it: a user who has
+        操作记录 (or created other records) stays — the records keep naming who did
+        what — and the admin is told why in Chinese (FAB flashed an empty message)."""
+        from flask import abort, flash
+        from flask_appbuilder.exceptions import DatabaseException
+
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        try:
+            self.pre_delete(item)
+        except Exception as e:
+            flash(str(e), "danger")
+            return
+        try:
+            self.datamodel.delete(item)
+        except DatabaseException:
+            flash(_l("用户“%(name)s”已有操作记录或创建过业务数据，不能删除（操作记录必须保留）；"
+                     "如需禁止其登录，请编辑该用户并取消“是否激活”。", name=item.username), "danger")
+        else:
+            self.post_delete(item)
+            flash(self.delete_row_message, "success")
+        self.update_redirect()
 
     @action("unlock", _l("解锁账号"), _l("清除所选用户的登录失败次数并解锁？"), "fa-unlock")
     def unlock(self, items):
         from flask import flash, redirect
 
-        items = items if isinstance(items, list) else [items]
+        items = [u for u in (items if isinstance(items, list) else [items]) if u is not None]
         for user in items:
             self.appbuilder.sm.unlock_user(user)
         flash(_l("已解锁 %(n)d 个账号", n=len(items)), "success")
         return redirect(self.get_redirect())
 
 
-class CrmRoleModelView(RoleModelView):
+class CrmRoleModelView(SafeActionsMixin, RoleModelView):
     """The role list shows names only (the permissions are on the show/edit pages)."""
 
     class_permission_name = "RoleModelView"
+    exclude_route_methods = NO_FILES
     list_columns = ["name"]
+
+    @action("copyrole", _l("复制角色"), _l("复制所选角色（连同其权限）？"), icon="fa-copy",
+            single=False)
+    def copy_role(self, items):
+        """FAB's copy iterates ``items``; from the show page it gets one role (a
+        TypeError), and a second copy of the same role broke the unique name."""
+        from flask import flash, redirect
+
+        items = [r for r in (items if isinstance(items, list) else [items]) if r is not None]
+        self.update_redirect()
+        sm = self.appbuilder.sm
+        taken = {r.name for r in sm.get_all_roles()}
+        copied = []
+        for role in items:
+            base = f"{role.name[:50]} 副本"
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = f"{base}{n}"
+            taken.add(name)
+            new_role = role.__class__()
+            new_role.name = name
+            new_role.permissions = list(role.permissions)
+            try:
+                self.datamodel.add(new_role)          # commits (rolls back on error)
+            except SQLAlchemyError:
+                flash(_l("复制角色“%(name)s”失败，请重试。", name=role.name), "danger")
+                continue
+            copied.append(name)
+        if copied:
+            flash(_l("已复制为：%(names)s", names="、".join(copied)), "success")
+        return redirect(self.get_redirect())
+
+
+class CrmUserGroupModelView(UserGroupModelView):
+    class_permission_name = "UserGroupModelView"
+    exclude_route_methods = NO_ACTIONS
+
+
+class CrmPermissionModelView(PermissionModelView):
+    class_permission_name = "PermissionModelView"
+    exclude_route_methods = NO_ACTIONS
+
+
+class CrmViewMenuModelView(ViewMenuModelView):
+    class_permission_name = "ViewMenuModelView"
+    exclude_route_methods = NO_ACTIONS
+
+
+class CrmPermissionViewModelView(PermissionViewModelView):
+    class_permission_name = "PermissionViewModelView"
+    exclude_route_methods = NO_ACTIONS
 
 
 class CrmSecurityManager(SecurityManager):
@@ -60,6 +151,10 @@ class CrmSecurityManager(SecurityManager):
 
     userdbmodelview = CrmUserDBModelView
     rolemodelview = CrmRoleModelView
+    groupmodelview = CrmUserGroupModelView
+    permissionmodelview = CrmPermissionModelView
+    viewmenumodelview = CrmViewMenuModelView
+    permissionviewmodelview = CrmPermissionViewModelView
 
     def is_locked(self, user):
         from datetime import datetime, timedelta
@@ -87,8 +182,15 @@ class CrmSecurityManager(SecurityManager):
         return super().auth_user_db(username, password)
 
     def unlock_user(self, user):
+        """Reset the failed-login counter, with an 操作记录 (the audit listener
+        ignores the counter: every login changes it)."""
+        from .workflows import audit
+
+        before = user.fail_login_count or 0
         user.fail_login_count = 0
-        self.update_user(user)
+        audit.record_change(self.session, "ab_user", user.id, "unlock",
+                            {"fail_login_count": [before, 0]})
+        self.update_user(user)       # commits the change and its record together
 
 
 def collect_rights():

@@ -138,3 +138,150 @@ def test_no_write_route_exists_for_audit(app):
     assert rules
     for r in rules:
         assert r.methods - {"GET", "HEAD", "OPTIONS"} == set(), r.rule
+
+
+def test_reassigned_customer_records_names_not_bare_ids(api, dbs, user_id):
+    """before → after of a manager/region change says who and which region."""
+    from .factories import dict_item
+
+    with dbs() as s:
+        c = f.customer(s, user_id("manager1"))
+        s.commit()
+        cid, old_region = c.id, c.region.item
+        other = s.scalars(select(DictItem).where(DictItem.type == "地区",
+                                                 DictItem.item != old_region)).first()
+        if other is None:
+            other = dict_item(s, "地区", "审计测试地区")
+            s.commit()
+        region_id, region_text = other.id, other.item
+    r = api("admin").put(f"/api/v1/customer/{cid}", json={"manager_id": user_id("manager2"),
+                                                          "region": region_text})
+    assert r.status_code == 200, r.text
+    with dbs() as s:
+        note = json.loads(_events(s, "crm_customer", cid, "update")[-1].note)
+    assert note["manager_id"][0].endswith("(manager1)") and note["manager_id"][1].endswith(
+        "(manager2)"), note
+    assert note["region_id"][0].startswith(old_region + " (#")
+    assert note["region_id"][1] == f"{region_text} (#{region_id})"
+
+
+def test_admin_unlock_is_recorded_and_shown(app, web, dbs, uniq, user_id):
+    sm = app.appbuilder.sm
+    name = uniq("unlockaudit")
+    with app.app_context():
+        user = sm.add_user(name, "解", "锁", f"{name}@example.com", [sm.find_role("客户经理")],
+                           password="Unlock-pass-1")
+        user.fail_login_count = 7
+        db.session.commit()
+        uid = user.id
+        db.session.remove()
+    admin = web("admin")
+    r = admin.post_form("/users/action_post", {"action": "unlock", "rowid": str(uid)},
+                        form_url="/users/list/")
+    assert r.status_code == 302
+    with dbs() as s:
+        ev = _events(s, "ab_user", uid, "unlock")[-1]
+        assert json.loads(ev.note) == {"fail_login_count": [7, 0]}
+        assert ev.created_by_fk == user_id("admin")
+    page = admin.get(f"/audit/list/?_flt_0_entity=ab_user&_flt_0_entity_id={uid}")
+    assert "解锁账号" in page.text and "连续登录失败次数" in page.text
+
+
+def test_page_shows_field_names_in_chinese_and_filters_by_chinese_names(web, api, uniq):
+    kind = uniq("字段名审计")
+    c = api("admin")
+    pk = c.post("/api/v1/dict_item/", json={"type": kind, "item": "甲", "value": "1"}).json["id"]
+    assert c.put(f"/api/v1/dict_item/{pk}", json={"item": "乙"}).status_code == 200
+    page = web("exec").get(f"/audit/list/?_flt_0_entity=crm_dict_item&_flt_0_entity_id={pk}"
+                           f"&_flt_0_action=update")
+    assert page.status_code == 200
+    assert "<b>条目</b>: 甲 → 乙" in page.text, page.text[-3000:]
+    # 对象/操作 filters offer the Chinese names, with the stored codes as values
+    assert '\\u003coption value=\\"crm_dict_item\\"\\u003e\\u6570\\u636e\\u5b57\\u5178' in page.text
+    assert '\\u003coption value=\\"unlock\\"\\u003e\\u89e3\\u9501\\u8d26\\u53f7' in page.text
+
+
+def test_role_change_through_the_security_ui_is_recorded_with_the_admin(app, web, dbs, uniq,
+                                                                        user_id):
+    from flask_appbuilder.security.sqla.models import Role
+
+    sm = app.appbuilder.sm
+    with app.app_context():
+        role = sm.add_role(uniq("界面角色"))
+        rid, old = role.id, role.name
+        db.session.remove()
+    new = uniq("改名角色")
+    admin = web("admin")
+    r = admin.post_form(f"/roles/edit/{rid}", {"name": new})
+    assert r.status_code == 302, r.text[:500]
+    with dbs() as s:
+        assert s.get(Role, rid).name == new
+        ev = _events(s, "ab_role", rid, "update")[-1]
+        assert json.loads(ev.note)["name"] == [old, new]
+        assert ev.created_by_fk == user_id("admin")
+
+
+def test_a_user_with_records_cannot_be_deleted_and_the_records_stay(app, web, api, dbs, uniq):
+    """Deleting the actor of 操作记录 would orphan them: refused, in Chinese."""
+    from flask_appbuilder.security.sqla.models import User
+
+    sm = app.appbuilder.sm
+    name = uniq("actor")
+    with app.app_context():
+        sm.add_user(name, "删", "除", f"{name}@example.com", [sm.find_role("系统管理员")],
+                    password="Actor-pass-1")
+        db.session.remove()
+    from .conftest import ApiClient
+    kind = uniq("删除审计")
+    ApiClient(app, name, password="Actor-pass-1").post(
+        "/api/v1/dict_item/", json={"type": kind, "item": "甲", "value": "1"})
+    with dbs() as s:
+        uid = s.scalar(select(User.id).where(User.username == name))
+        n = s.query(WorkflowEvent).filter(WorkflowEvent.created_by_fk == uid).count()
+        assert n >= 1
+    admin = web("admin")
+    r = admin.post_form(f"/users/delete/{uid}", {}, form_url="/users/list/")
+    assert r.status_code == 302
+    page = admin.get(r.headers["Location"])
+    assert "已有操作记录" in page.text and "是否激活" in page.text
+    with dbs() as s:
+        assert s.get(User, uid) is not None
+        assert s.query(WorkflowEvent).filter(WorkflowEvent.created_by_fk == uid).count() == n
+
+
+def test_update_statements_are_recorded_like_flushes(dbs, user_id):
+    """Edits that bypass the flush — a compare-and-set status step, a bulk
+    ``UPDATE ... WHERE id = :b_id`` executemany (imports), an ORM bulk update by
+    primary key — are recorded per row, once."""
+    from sqlalchemy import bindparam, update
+
+    from app.workflows.events import compare_and_set
+
+    with dbs() as s:
+        a, b = f.customer(s, user_id("manager1")), f.customer(s, user_id("manager1"))
+        s.commit()
+        C, by = Customer.__table__, user_id("supervisor")
+        s.execute(update(C).where(C.c.id == bindparam("b_id"))
+                  .values(phone=bindparam("v_phone"), changed_by_fk=by),
+                  [{"b_id": a.id, "v_phone": "021-1"}, {"b_id": b.id, "v_phone": "021-2"}])
+        compare_and_set(s, Customer, a.id, ("normal",), {"status": "lost", "changed_by_fk": by},
+                        "x")
+        # ORM bulk UPDATE by primary key (a list of dicts)
+        s.execute(update(Customer), [{"id": a.id, "fax": "021-7", "changed_by_fk": by},
+                                     {"id": b.id, "fax": "021-8", "changed_by_fk": by}])
+        # a statement that changes nothing records nothing
+        s.execute(update(Customer).where(Customer.id == b.id)
+                  .values(phone="021-2", changed_by_fk=by))
+        s.commit()
+        assert [json.loads(e.note) for e in _events(s, "crm_customer", b.id, "update")] == [
+            {"phone": ["010-62345678", "021-2"]}, {"fax": [None, "021-8"]}]
+        upd = _events(s, "crm_customer", a.id, "update")
+        assert [json.loads(e.note) for e in upd] == [{"phone": ["010-62345678", "021-1"]},
+                                                      {"status": ["normal", "lost"]},
+                                                      {"fax": [None, "021-7"]}]
+        assert (upd[1].from_status, upd[1].to_status) == ("normal", "lost")
+        # rolled back with the statement: no record
+        s.execute(update(Customer).where(Customer.id == b.id)
+                  .values(phone="021-3", changed_by_fk=by))
+        s.rollback()
+        assert len(_events(s, "crm_customer", b.id, "update")) == 2

@@ -276,9 +276,9 @@ def test_mail_fetch_killed_midway_stores_each_message_once(instance, dovecot):  
 
 # ---- the database goes away at request time ---------------------------------------------
 
-@pytest.fixture
-def fragile_app(tmp_path):
-    app = build_app(tmp_path, "sqlite")
+@pytest.fixture(scope="module")
+def fragile_app(tmp_path_factory):
+    app = build_app(tmp_path_factory.mktemp("fragile"), "sqlite")
     yield app
     dispose_app(app)
 
@@ -307,11 +307,48 @@ class DatabaseDown:
         self.dead.dispose()
 
 
+class ConnectionLost:
+    """The connection drops in the middle of a request: the user and the rights
+    load fine, then every statement on ``table`` fails as a dropped connection does."""
+
+    def __init__(self, app, table):
+        self.engine = app.extensions["sqlalchemy"]._app_engines[app][None]
+        self.table = table
+
+    def _fail(self, _conn, _cursor, statement, params, _context, _many):
+        import sqlite3
+
+        from sqlalchemy.exc import OperationalError
+
+        if self.table in statement:
+            raise OperationalError(statement, params,
+                                   sqlite3.OperationalError("server closed the connection"))
+
+    def __enter__(self):
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._fail)
+        return self
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._fail)
+
+
 def _clients(app):
     web = WebClient(app, "manager1")
     token = app.test_client().post("/api/v1/security/login", json={
         "username": "manager1", "password": PASSWORD, "provider": "db"}).json["access_token"]
     return web, {"Authorization": f"Bearer {token}"}
+
+
+def _assert_plain_503(r):
+    assert r.status_code == 503, r.status_code
+    assert r.mimetype == "text/html"
+    assert "数据库暂时无法连接" in r.text and "Traceback" not in r.text
+    # the plain page: no menu, no user (both would need the database)
+    assert "navbar" not in r.text and "manager1" not in r.text and "营销管理" not in r.text
 
 
 def test_database_unreachable_api_gives_chinese_503_and_recovers(fragile_app):
@@ -328,17 +365,54 @@ def test_database_unreachable_api_gives_chinese_503_and_recovers(fragile_app):
     assert web.get("/dictitem/list/").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, raises=Exception, reason=(
-    "app/views/errors.py: the 503 handler renders error.html with the menu and "
-    "current_user, which query the database again inside the handler → the "
-    "OperationalError escapes as a bare 500. Reported with a fix (a plain page "
-    "without menu/user for OperationalError)."))
 def test_database_unreachable_html_gives_chinese_503_page(fragile_app):
     app = fragile_app
     web, _headers = _clients(app)
     assert web.get("/dictitem/list/").status_code == 200
+    token = web.csrf("/customer/add")
     with DatabaseDown(app):
-        r = web.get("/dictitem/list/")
-        assert r.status_code == 503, r.status_code
-        assert "数据库暂时无法连接" in r.text and "Traceback" not in r.text
+        _assert_plain_503(web.get("/dictitem/list/"))
+        _assert_plain_503(web.get("/customer/list/"))
+        _assert_plain_503(web.post("/customer/add", data={"csrf_token": token, "name": "x"}))
+        # error pages of their own (404, a form without its CSRF token) keep their code
+        # and come on the plain page too: the usual page's menu needs the database
+        for r, code in ((web.get("/no-such-page/"), 404),
+                        (web.post("/customer/add", data={"name": "x"}), 400)):
+            assert r.status_code == code, (code, r.status_code)
+            assert "navbar" not in r.text and "Traceback" not in r.text
+            assert "<html" in r.text and "回到首页" not in r.text
+    # the database is back: the same session works again, with the menu
+    r = web.get("/dictitem/list/")
+    assert r.status_code == 200 and "navbar" in r.text and "数据字典" in r.text
+
+
+def test_connection_lost_mid_request_gives_503_and_recovers(fragile_app):
+    """The user and the rights load, then the connection drops: FAB's ``@safe`` API
+    methods would answer 500 "Fatal error" — a 503 in Chinese instead; the HTML list
+    gives the plain 503 page. Afterwards everything works again."""
+    app = fragile_app
+    web, headers = _clients(app)
+    with ConnectionLost(app, "crm_dict_item"):
+        r = app.test_client().get("/api/v1/dict_item/", headers=headers)
+        assert r.status_code == 503 and "数据库暂时无法连接" in r.json["message"], r.text
+        r = app.test_client().get("/api/v1/dict_item/1", headers=headers)
+        assert r.status_code == 503 and "数据库暂时无法连接" in r.json["message"], r.text
+        _assert_plain_503(web.get("/dictitem/list/"))
+    assert app.test_client().get("/api/v1/dict_item/", headers=headers).status_code == 200
     assert web.get("/dictitem/list/").status_code == 200
+
+
+def test_other_api_errors_say_internal_error_in_chinese(fragile_app, monkeypatch):
+    """Not a database problem: still FAB's 500 from ``@safe``, said in Chinese,
+    without the exception text."""
+    from app.views.dictionary import DictItemApi
+
+    app = fragile_app
+    _web, headers = _clients(app)
+
+    def boom(self, *a, **kw):
+        raise RuntimeError("secret detail")
+    monkeypatch.setattr(DictItemApi, "get_list_headless", boom)
+    r = app.test_client().get("/api/v1/dict_item/", headers=headers)
+    assert r.status_code == 500 and "系统内部错误" in r.json["message"]
+    assert "secret detail" not in r.text

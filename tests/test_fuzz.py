@@ -7,6 +7,7 @@ schema. Runs on its own throw-away SQLite instance (fuzzed writes must not touch
 the shared test database), so only once per test session.
 """
 import os
+import re
 
 import pytest
 import schemathesis
@@ -28,38 +29,6 @@ NO_SCHEMA_CHECK = {
     ("GET", "/api/v1/menu/"): "FAB's MenuApi returns menu separators as the string '-' "
                               "where its schema says object (FAB's own endpoint)",
 }
-INT32 = 2**31 - 1
-
-
-def corrected_spec(spec):
-    """FAB's generated description lies in three generic places; say the truth here
-    (the same corrections belong in CrmModelRestApi — reported):
-
-    * list responses declare ``ids`` as strings; they are integers;
-    * ``_info`` declares ``add_columns``/``edit_columns`` as objects; they are lists;
-    * record ids are 32-bit integers: FAB does not bound ``{pk}``; an id beyond the
-      column's range answers 404 (app/__init__.py ``_reject_out_of_range_ids``,
-      ``test_out_of_range_id_is_not_a_server_error``).
-    """
-    for path, item in spec["paths"].items():
-        for method, op in item.items():
-            if not isinstance(op, dict):
-                continue
-            for param in op.get("parameters", []):
-                if param.get("in") == "path" and param.get("schema", {}).get("type") == "integer":
-                    param["schema"].update(minimum=0, maximum=INT32)
-            for resp in op.get("responses", {}).values():
-                schema = (resp.get("content", {}).get("application/json", {}).get("schema", {})
-                          if isinstance(resp, dict) else {})
-                props = schema.get("properties", {})
-                if "ids" in props and props["ids"].get("items", {}).get("type") == "string":
-                    props["ids"]["items"] = {"type": "integer"}
-                if path.endswith("/_info"):
-                    for key in ("add_columns", "edit_columns"):
-                        if props.get(key, {}).get("type") == "object":
-                            props[key] = {"type": "array", "items": {"type": "object"}}
-    return spec
-
 
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
@@ -80,7 +49,7 @@ def _fuzz(app, username, capsys):
     headers = _token(app, username)
     r = app.test_client().get("/api/v1/_openapi", headers=_token(app, "admin"))
     assert r.status_code == 200
-    schema = schemathesis.openapi.from_dict(corrected_spec(r.json))
+    schema = schemathesis.openapi.from_dict(r.json)   # the real description, uncorrected
     schema.app = app              # call the operations through the WSGI app
     schema.location = "/api/v1/_openapi"
     failures, cases, operations = [], 0, 0
@@ -153,3 +122,90 @@ def test_out_of_range_id_in_html_routes_is_404(web):
                 f"/dictitem/edit/{10**20}", f"/service/archive/{2**31}", f"/churn/show/{2**40}",
                 f"/customer/show/{'9' * 5000}"):
         assert c.get(url).status_code == 404, url
+
+
+# ---- the description and metadata of our resources (CrmModelRestApi) ----------------
+
+def _crm_apis(app):
+    from app.views.common import CrmModelRestApi
+
+    apis = [v for v in app.appbuilder.baseviews if isinstance(v, CrmModelRestApi)]
+    assert len(apis) >= 11
+    return apis
+
+
+def _json_schema(op, code):
+    resp = op["responses"][code]
+    return resp["content"]["application/json"]["schema"]["properties"]
+
+
+def test_openapi_description_of_our_resources_tells_the_truth(app, api):
+    spec = api("admin").get("/api/v1/_openapi").json
+    paths = spec["paths"]
+    for view in _crm_apis(app):
+        base = view.route_base
+        ours = {p: item for p, item in paths.items() if p == base or p.startswith(base + "/")}
+        assert f"{base}/" in ours, base
+        assert _json_schema(ours[f"{base}/"]["get"], "200")["ids"]["items"] == {"type": "integer"}
+        assert _json_schema(ours[f"{base}/{{pk}}"]["get"], "200")["id"]["type"] == "integer"
+        info = _json_schema(ours[f"{base}/_info"]["get"], "200")
+        for key in ("add_columns", "edit_columns"):
+            assert info[key]["type"] == "array" and info[key]["items"]["type"] == "object"
+        for path, item in ours.items():
+            for method, op in item.items():
+                params = {p["name"]: p for p in op.get("parameters", []) if p["in"] == "path"}
+                for name in re.findall(r"{(\w+)}", path):
+                    assert name in params, f"{method.upper()} {path}: {{{name}}} not declared"
+                    assert params[name]["required"] is True
+                    assert params[name]["schema"] == {"type": "integer", "minimum": 1,
+                                                      "maximum": 2**31 - 1}, (path, name)
+
+
+def test_api_info_has_no_catalogue_header_and_read_only_resources_no_forms(app, api):
+    c = api("admin")
+    for view in _crm_apis(app):
+        r = c.get(f"{view.route_base}/_info")
+        assert r.status_code == 200, view.resource_name
+        assert "Project-Id-Version" not in r.text, view.resource_name   # gettext("")
+        for key, route in (("add_columns", "post"), ("edit_columns", "put")):
+            fields = r.json[key]
+            assert bool(fields) == view._has_route(route), (view.resource_name, key)
+            for field in fields:
+                assert field["description"] == _text(view.description_columns.get(field["name"]))
+                assert field["label"], (view.resource_name, field["name"])
+    # a description that is set still comes through
+    from app.views.dictionary import DictItemApi
+    view = next(v for v in app.appbuilder.baseviews if isinstance(v, DictItemApi))
+    view.description_columns["value"] = "条目的取值"
+    try:
+        fields = {f["name"]: f for f in c.get("/api/v1/dict_item/_info").json["add_columns"]}
+        assert fields["value"]["description"] == "条目的取值" and fields["item"]["description"] == ""
+    finally:
+        del view.description_columns["value"]
+
+
+def _text(value):
+    return str(value) if value else ""
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_api_titles_are_chinese(app, api):
+    c = api("admin")
+    for view in _crm_apis(app):
+        name = view.resource_name
+        titles = {
+            "list_title": c.get(f"{view.route_base}/?q=(page_size:1)").json["list_title"],
+            **{k: c.get(f"{view.route_base}/_info?q=(keys:!({k}))").json[k]
+               for k in ("add_title", "edit_title")},
+        }
+        for key, title in titles.items():
+            assert CJK.search(title), (name, key, title)
+            assert not re.search(r"\b(List|Show|Add|Edit)\b", title), (name, key, title)
+        assert titles["list_title"].endswith("列表")
+        assert titles["add_title"].startswith("新建") == view._has_route("post"), titles
+        assert titles["edit_title"].startswith("编辑") == view._has_route("put"), titles
+    pk = c.get("/api/v1/dict_item/?q=(page_size:1)").json["ids"][0]
+    assert c.get(f"/api/v1/dict_item/{pk}").json["show_title"] == "数据字典条目详情"
+    assert c.get("/api/v1/customer/?q=(page_size:1)").json["list_title"] == "客户列表"

@@ -9,6 +9,11 @@ anonymous and as each role, then compares the outcome class with the table:
   with a redirect (FAB's ``action``/``action_post`` answer that way);
 * allowed — anything else (200, 302 elsewhere, 400 validation, 404, 409 ...).
 
+FAB's action routes are called once per declared @action (``ACTIONS`` in the
+table says who may run which) and once with an unknown action name, which
+everyone must be refused; a view that registers action routes without having
+any @action fails the test (exclude the routes).
+
 Path arguments are harmless: write methods get an id that does not exist (the
 permission check runs before the row is loaded, so an allowed role gets 404 or
 400 and nothing changes); list pages of a customer get a customer this test
@@ -32,9 +37,10 @@ from app.models import (
 
 from . import factories as f
 from .conftest import csrf_from
-from .rights_table import ANON, KNOWN_DEFECTS, ROLE_USERS, TABLE
+from .rights_table import ACTIONS, ANON, NOBODY, ROLE_USERS, TABLE
 
 MISSING = 987654321          # an id no table reaches in tests
+UNKNOWN_ACTION = "no_such_action"
 SKIP_ENDPOINTS = {"static", "appbuilder.static"}
 SKIP_METHODS = {"HEAD", "OPTIONS"}
 
@@ -54,15 +60,19 @@ def view_name(endpoint):
     return endpoint.split(".")[0]
 
 
-def _first_action(app, endpoint):
-    for view in app.appbuilder.baseviews:
-        if type(view).__name__ == view_name(endpoint):
-            actions = sorted(getattr(view, "actions", {}) or {})
-            return actions[0] if actions else None
-    return None
+def view_actions(app, view):
+    """The @action names of the view class named ``view``."""
+    for v in app.appbuilder.baseviews:
+        if type(v).__name__ == view:
+            return sorted(getattr(v, "actions", {}) or {})
+    return []
 
 
-def build_url(app, endpoint, rule, method, fixtures):
+def is_action_route(endpoint):
+    return endpoint.endswith((".action", ".action_post"))
+
+
+def build_url(app, endpoint, rule, method, fixtures, action=None):
     """Fill the rule's arguments with harmless values."""
     values = {}
     for arg in rule.arguments:
@@ -73,12 +83,7 @@ def build_url(app, endpoint, rule, method, fixtures):
         elif arg in ("pk", "customer_id", "item_id"):
             values[arg] = MISSING
         elif arg == "name":
-            if "Report" in endpoint:
-                values[arg] = "contribution"
-            else:
-                values[arg] = _first_action(app, endpoint)
-                if values[arg] is None or view_name(endpoint) not in fixtures["action_pk"]:
-                    return None  # FAB answers 500 to an unknown action name: see NO_ACTIONS
+            values[arg] = "contribution" if "Report" in endpoint else action
         elif arg == "filename":
             values[arg] = "no-such-file.txt"
         elif arg == "kind":
@@ -171,28 +176,38 @@ def _sort_key(item):
     return (endpoint == "AuthDBView.logout", rule.rule, method)
 
 
-def probe(app, callers, fixtures, only=None):
-    """{(endpoint, rule, method): {who: (class, status)}}."""
-    result = {}
+def calls(app, fixtures):
+    """[(endpoint, rule, method, action, url, form)]: one call per route, and per
+    action (each declared one and an unknown name) on FAB's action routes."""
+    out = []
     for endpoint, rule, method in sorted(routes(app), key=_sort_key):
-        if only and endpoint not in only:
+        if not is_action_route(endpoint):
+            out.append((endpoint, rule, method, None,
+                        build_url(app, endpoint, rule, method, fixtures), None))
             continue
-        url = build_url(app, endpoint, rule, method, fixtures)
-        if endpoint.endswith(".action_post") and view_name(endpoint) not in fixtures["action_pk"]:
-            url = None  # FAB answers 500 to an unknown action name: see NO_ACTIONS
-        if url is None:
-            result[(endpoint, rule.rule, method)] = None
-            continue
-        form = None
-        if endpoint.endswith(".action_post"):
-            view = endpoint.split(".")[0]
-            form = {"action": _first_action(app, endpoint),
-                    "rowid": str(fixtures["action_pk"][view])}
-        row = {}
-        for who, caller in callers.items():
-            row[who] = caller.outcome(method, url, form)
-        result[(endpoint, rule.rule, method)] = row
-    return result
+        view = view_name(endpoint)
+        for action in view_actions(app, view) + [UNKNOWN_ACTION]:
+            url = build_url(app, endpoint, rule, method, fixtures, action)
+            form = None
+            if endpoint.endswith(".action_post"):
+                form = {"action": action, "rowid": str(fixtures["action_pk"].get(view, MISSING))}
+            out.append((endpoint, rule, method, action, url, form))
+    return out
+
+
+def expected_callers(endpoint, method, action):
+    if action is None:
+        return TABLE[(endpoint, method)]
+    if action == UNKNOWN_ACTION or method == "GET":   # CSRF: an action never runs on GET
+        return NOBODY
+    return ACTIONS[(view_name(endpoint), action)]
+
+
+def probe(app, callers, fixtures):
+    """{(endpoint, rule, method, action): {who: (class, status)}}."""
+    return {(endpoint, rule.rule, method, action):
+            {who: caller.outcome(method, url, form) for who, caller in callers.items()}
+            for endpoint, rule, method, action, url, form in calls(app, fixtures)}
 
 
 def make_fixtures(app):
@@ -216,7 +231,7 @@ def make_fixtures(app):
                            [sm.find_role("客户经理")], password="Matrix-pass-1")
         db.session.commit()
         fixtures = {"customer_id": c.id, "action_pk": {
-            "DictItemView": item.id, "CrmUserDBModelView": user.id, "RoleModelView": role.id,
+            "DictItemView": item.id, "CrmUserDBModelView": user.id,
             "CrmRoleModelView": role.id}}
         db.session.remove()
     return fixtures
@@ -236,6 +251,23 @@ def test_every_route_has_an_entry_and_behaves_as_declared(app, matrix_fixtures, 
     stale = sorted(set(TABLE) - present)
     assert not stale, f"entries in tests/rights_table.py for routes that no longer exist: {stale!r}"
 
+    # FAB's action routes: only on views with actions, every action declared
+    action_views = {view_name(e) for e, _m in present if is_action_route(e)}
+    bare = sorted(v for v in action_views if not view_actions(app, v))
+    assert not bare, (f"{bare}: FAB action routes on views without @action; add "
+                      "exclude_route_methods = {'action', 'action_post', ...}")
+    declared = {(v, a) for v in action_views for a in view_actions(app, v)}
+    assert declared == set(ACTIONS), ("ACTIONS in tests/rights_table.py differs: missing "
+                                      f"{sorted(declared - set(ACTIONS))}, stale "
+                                      f"{sorted(set(ACTIONS) - declared)}")
+    for view in action_views:
+        union = frozenset().union(*(who for (v, _a), who in ACTIONS.items() if v == view))
+        for endpoint in (f"{view}.action", f"{view}.action_post"):
+            assert TABLE[(endpoint, "POST")] == union, (
+                f"{endpoint} POST: the table says {sorted(TABLE[(endpoint, 'POST')])}, its "
+                f"actions allow {sorted(union)}")
+    assert matrix_fixtures["action_pk"].keys() == action_views, "a row for every view's actions"
+
     flash = denied_messages(app)
     callers = {ANON: Caller(app, None, flash)}
     callers.update({role: Caller(app, user, flash) for role, user in ROLE_USERS.items()})
@@ -244,25 +276,106 @@ def test_every_route_has_an_entry_and_behaves_as_declared(app, matrix_fixtures, 
     import flask.templating
     monkeypatch.setattr(flask.templating, "_render", lambda _app, _tpl, _ctx: "")
     result = probe(app, callers, matrix_fixtures)
-    wrong, known, skipped = [], [], []
-    for (endpoint, rule, method), row in result.items():
-        if row is None:
-            skipped.append(f"{method} {rule}")
-            continue
-        allowed = TABLE[(endpoint, method)]
+    wrong = []
+    for (endpoint, rule, method, action), row in result.items():
+        allowed = expected_callers(endpoint, method, action)
         for who, (cls, status) in row.items():
             expected = "allowed" if who in allowed else "denied"
-            if cls == "error" and who in allowed and (endpoint, method) in KNOWN_DEFECTS:
-                known.append(f"{who} {method} {rule}: {status}")
-            elif cls != expected:
-                wrong.append(f"{who:<10} {method:<6} {rule} ({endpoint}): expected {expected}, "
-                             f"got {status}")
-    checked = sum(len(row) for row in result.values() if row)
+            if cls != expected:
+                what = f" [action {action}]" if action else ""
+                wrong.append(f"{who:<10} {method:<6} {rule}{what} ({endpoint}): expected "
+                             f"{expected}, got {status}")
+    routes_checked = len({(e, r, m) for e, r, m, _a in result})
+    checked = sum(len(row) for row in result.values())
     with capsys.disabled():
-        print(f"\n[rights matrix/{backend}] {len(result) - len(skipped)} route×method × "
-              f"{len(callers)} callers = {checked} checks; {len(skipped)} FAB action routes "
-              f"of views without actions not called; {len(known)} known FAB defects")
+        print(f"\n[rights matrix/{backend}] {routes_checked} route×method × {len(callers)} "
+              f"callers; {len(result)} calls (each FAB action and an unknown one on the "
+              f"action routes) × {len(callers)} = {checked} checks")
     assert not wrong, "\n".join(wrong)
+
+
+# ---------------------------------------------------------------------------------
+# FAB's action routes: unknown names, unknown ids, one-record and list-only actions
+# (each answered 500 before: AttributeError, None passed on, list vs. record).
+# ---------------------------------------------------------------------------------
+
+def _flashes(client):
+    with client.client.session_transaction() as sess:
+        return [msg for _cat, msg in sess.pop("_flashes", [])]
+
+
+def _post_action(client, url, data):
+    data = dict(data, csrf_token=client.csrf("/users/list/"))
+    r = client.client.post(url, data=data)
+    return r, _flashes(client)
+
+
+def test_unknown_action_name_is_refused_not_a_server_error(web):
+    admin = web("admin")
+    for url, data in (("/users/action_post", {"action": "no_such", "rowid": "1"}),
+                      ("/users/action/no_such/1", {}),
+                      ("/roles/action_post", {"rowid": "1"}),          # no action at all
+                      ("/dictitem/action/no_such/1", {})):
+        r, flashes = _post_action(admin, url, data)
+        assert r.status_code == 302, (url, r.status_code)
+        assert flashes and "/login/" not in r.headers["Location"], url
+
+
+def test_actions_on_missing_or_malformed_ids_flash_and_change_nothing(app, web, dbs):
+    from flask_appbuilder.security.sqla.models import Role
+
+    admin = web("admin")
+    with dbs() as s:
+        roles = s.query(Role).count()
+    for url, data in (("/users/action_post", {"action": "unlock", "rowid": str(MISSING)}),
+                      ("/users/action/unlock/%d" % MISSING, {}),
+                      ("/users/action_post", {"action": "unlock", "rowid": "abc"}),
+                      ("/users/action_post", {"action": "unlock", "rowid": "9" * 30}),
+                      ("/users/action_post", {"action": "unlock"}),
+                      ("/roles/action/copyrole/%d" % MISSING, {}),
+                      ("/roles/action_post", {"action": "copyrole", "rowid": "x"}),
+                      ("/dictitem/action/lock/%d" % MISSING, {})):
+        r, flashes = _post_action(admin, url, data)
+        assert r.status_code == 302, (url, r.status_code)
+        assert any("所选记录不存在" in m for m in flashes), (url, flashes)
+    with dbs() as s:
+        assert s.query(Role).count() == roles
+
+
+def test_copy_role_from_the_show_page_and_twice_from_the_list(app, web, dbs, uniq):
+    from flask_appbuilder.security.sqla.models import Role
+
+    sm = app.appbuilder.sm
+    with app.app_context():
+        name = uniq("复制源")
+        role = sm.add_role(name)
+        role.permissions.append(sm.find_permission_view_menu("can_list", "DictItemView"))
+        db_session = sm.session
+        db_session.commit()
+        rid = role.id
+        db_session.remove()
+    admin = web("admin")
+    r, _f = _post_action(admin, f"/roles/action/copyrole/{rid}", {})   # one Role, not a list
+    assert r.status_code == 302
+    r, flashes = _post_action(admin, "/roles/action_post", {"action": "copyrole", "rowid": str(rid)})
+    assert r.status_code == 302 and any("已复制" in m for m in flashes), flashes
+    with dbs() as s:
+        copies = {r.name: sorted(str(p.permission) + "/" + str(p.view_menu) for p in r.permissions)
+                  for r in s.query(Role).filter(Role.name.like(f"{name}%"))}
+    assert copies == {n: ["can_list/DictItemView"]
+                      for n in (name, f"{name} 副本", f"{name} 副本2")}
+
+
+def test_one_record_action_from_the_list_gets_one_record(app, web, user_id):
+    """FAB's 重置密码 (multiple=False) received the list from action_post → 500."""
+    admin = web("admin")
+    uid = user_id("manager2")
+    r, _f = _post_action(admin, "/users/action_post", {"action": "resetpasswords",
+                                                       "rowid": str(uid)})
+    assert r.status_code == 302 and f"/resetpassword/form?pk={uid}" in r.headers["Location"]
+    r, flashes = _post_action(admin, "/users/action_post", {
+        "action": "resetpasswords", "rowid": [str(uid), str(user_id("manager1"))]})
+    assert r.status_code == 302 and any("一次只能用于一条记录" in m for m in flashes), flashes
 
 
 # ---------------------------------------------------------------------------------

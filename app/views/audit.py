@@ -7,14 +7,18 @@ from datetime import datetime
 
 from flask import g, has_request_context
 from flask_appbuilder import ModelView
+from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
+from wtforms import SelectField
 
 from ..models import WorkflowEvent
 from ..workflows import audit as wf
+from ..workflows import customers as customers_wf
 from ..workflows.actors import EXECUTIVE
 from .common import CrmModelRestApi
+from .dictionary import LABELS as DICT_LABELS
 
 ORDER = 95
 RIGHTS = {
@@ -34,6 +38,17 @@ ACTION_LABELS = {
     "delay": _l("暂缓流失"), "confirm": _l("确认流失"), "churn": _l("流失"),
     "handle": _l("处理"), "feedback": _l("反馈"), "upload": _l("上传"), "send": _l("发送"),
     "receive": _l("收取"), "commit": _l("提交"), "merge": _l("合并"), "merged": _l("被合并"),
+    "unlock": _l("解锁账号"),
+}
+# field names in the change records (before → after), by table; shown in Chinese
+FIELD_LABELS = {
+    **customers_wf.LABELS,
+    **DICT_LABELS,
+    # ab_user / ab_role (FAB's columns)
+    "first_name": _l("姓"), "last_name": _l("名"), "username": _l("用户名"),
+    "email": _l("电子邮件"), "active": _l("是否启用"), "roles": _l("角色"),
+    "groups": _l("用户组"), "password": _l("密码"), "fail_login_count": _l("连续登录失败次数"),
+    "permissions": _l("权限"), "name": _l("名称"),
 }
 LABELS = {
     "id": _l("序号"), "created_on": _l("时间"), "actor": _l("操作人"),
@@ -61,9 +76,15 @@ def _fmt_note(note):
         if isinstance(v, list):
             return "、".join(str(x) for x in v) or "（空）"
         return str(v)
-    lines = [Markup("<b>%s</b>: %s → %s") % (k, show(old), show(new))
+    lines = [Markup("<b>%s</b>: %s → %s") % (FIELD_LABELS.get(k, k), show(old), show(new))
              for k, (old, new) in changes.items()]
     return Markup("<br>").join(lines)
+
+
+def _choices(labels):
+    """Filter choices: the stored code, shown as its Chinese name (a lazy string per
+    request locale) — the filter's value is the code, so 等于 finds exactly it."""
+    return [(code, label) for code, label in labels.items()]
 
 
 class AuditView(ModelView):
@@ -78,6 +99,11 @@ class AuditView(ModelView):
                     "to_status", "note"]
     show_columns = ["id"] + list_columns
     search_columns = ["entity", "action", "actor", "created_on", "entity_id"]
+    # 对象 and 操作 are picked from their Chinese names, not typed as codes
+    search_form_extra_fields = {
+        "entity": SelectField(_l("对象"), choices=_choices(ENTITY_LABELS), widget=Select2Widget()),
+        "action": SelectField(_l("操作"), choices=_choices(ACTION_LABELS), widget=Select2Widget()),
+    }
     order_columns = ["created_on", "entity", "entity_id", "action"]
     base_order = ("id", "desc")
     page_size = 50
@@ -104,7 +130,6 @@ class AuditApi(CrmModelRestApi):
     order_columns = ["id", "created_on", "entity", "action"]
     base_order = ("id", "desc")
     label_columns = LABELS
-    list_title = show_title = _l("操作记录")
 
     # times are stored as local time without zone; answer RFC 3339 with the offset
     @staticmethod

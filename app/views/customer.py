@@ -187,6 +187,7 @@ class CustomerView(ExportMixin, GuardedModelView):
                 label = labels[status] = str(wf.status_label(status))
             yield [number, name, reg, f"{fn or ''}{ln or ''}" or un or "", lev, sat, credit, label]
     route_base = "/customer"
+    exclude_route_methods = {"action", "action_post", "download"}   # no @action, no files
     list_title = _l("客户信息")
     show_title = _l("客户详情")
     add_title = _l("新建客户")

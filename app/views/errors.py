@@ -1,10 +1,27 @@
-"""Chinese error pages (HTML) and JSON errors (API) for 400/403/404/409/500/503."""
-from flask import g, jsonify, render_template, request
+"""Chinese error pages (HTML) and JSON errors (API) for 400/403/404/409/500/503.
+
+When the database is unreachable the usual error page cannot be rendered: its menu
+and the signed-in user are read from the database. Those errors get a plain page
+(``error_plain.html``, no menu, no user, no context processors) and 503; the API
+answers 503 ``{"message": ...}`` in Chinese, also when the connection is lost
+inside one of FAB's ``@safe`` API methods (which would otherwise say "Fatal error").
+"""
+import logging
+import sys
+
+from flask import current_app, g, jsonify, render_template, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from ..workflows.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+# the database cannot be reached (refused, dropped, pool exhausted): 503, try again later
+DB_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 TITLES = {
     400: "请求有误", 401: "请先登录", 403: "无权执行此操作", 404: "页面或记录不存在",
@@ -23,11 +40,60 @@ def error_response(code, message=None):
     message = str(message) if message else title
     if wants_json():
         return jsonify(message=message), code
-    if "user" not in g:
-        # errors raised before FAB's before_request (e.g. CSRF) still render the menu
-        from flask_login import current_user
-        g.user = current_user
-    return render_template("error.html", code=code, title=title, message=message), code
+    try:
+        if "user" not in g:
+            # errors raised before FAB's before_request (e.g. CSRF) still render the menu
+            from flask_login import current_user
+            g.user = current_user
+        return render_template("error.html", code=code, title=title, message=message), code
+    except DB_UNAVAILABLE:
+        # the menu/user needed the database and it is unreachable: the same answer
+        # on a page that needs no database
+        _rollback()
+        log.exception("database error while rendering an error page")
+        return plain_error_response(code, message)
+
+
+def plain_error_response(code, message):
+    """An error page that needs no database: rendered straight from the Jinja
+    environment (no context processors: Flask-Login's would load the user), with
+    no menu and no user. For the API the same Chinese JSON as ``error_response``."""
+    title = _(TITLES.get(code, "出错了"))
+    if wants_json():
+        return jsonify(message=str(message)), code
+    from flask_login import AnonymousUserMixin
+    g._login_user = AnonymousUserMixin()   # nothing later in this request loads the user
+    template = current_app.jinja_env.get_template("error_plain.html")
+    html = template.render(code=code, title=title, message=str(message),
+                           lang=str(get_locale() or "zh"),
+                           retry_url="/" + request.full_path.lstrip("/"),   # never //host
+                           retry_label=_("重试"))
+    response = current_app.response_class(html, status=code, mimetype="text/html")
+    response.headers["Retry-After"] = "30"
+    return response
+
+
+def _rollback():
+    from ..extensions import db
+    try:
+        db.session.rollback()
+    except Exception:   # the connection is gone: nothing to roll back
+        log.debug("rollback after a database error failed", exc_info=True)
+
+
+def _api_response_500(original):
+    """FAB's ``@safe`` turns every exception of an API method into 500 "Fatal error"
+    (said in Chinese by ``chinese_api_errors``). A lost database connection is
+    not an internal error: 503 with a Chinese message."""
+    def response_500(self, message=None):
+        if isinstance(sys.exc_info()[1], DB_UNAVAILABLE):   # inside @safe's except
+            _rollback()
+            resp = self.response(503, message=_("数据库暂时无法连接，请稍后重试。"))
+            resp.headers["Retry-After"] = "30"
+            return resp
+        return original(self, message=message)
+    response_500._crm_wrapped = True
+    return response_500
 
 
 def register_error_handlers(app):
@@ -44,11 +110,17 @@ def register_error_handlers(app):
         return e
 
     @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(DisconnectionError)
+    @app.errorhandler(PoolTimeoutError)
     def _db_down(e):
-        from ..extensions import db
-        db.session.rollback()
+        _rollback()
         app.logger.exception("database error")
-        return error_response(503, _("数据库暂时无法连接，请稍后重试。"))
+        return plain_error_response(503, _("数据库暂时无法连接，请稍后重试。"))
+
+    from flask_appbuilder.api import BaseApi
+    if not getattr(BaseApi.response_500, "_crm_wrapped", False):
+        BaseApi.response_500 = _api_response_500(BaseApi.response_500)
 
 
 # FAB and flask-jwt-extended answer some API errors in English; say them in Chinese.
@@ -60,6 +132,8 @@ _API_ENGLISH = {
     "Not found": "记录不存在。",
     "Not Found": "记录不存在。",
     "Method Not Allowed": "该资源不支持这种请求方式（只读资源不能修改）。",
+    "Fatal error": "系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。",
+    "Internal error": "系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。",
 }
 
 

@@ -10,20 +10,28 @@ no record, and a committed one always has its record):
 * ``action`` — ``insert`` | ``update`` | ``delete``;
 * ``note`` — JSON ``{"field": [old, new], ...}`` (before → after); a password is
   never recorded, only ``"password": ["***", "***（已修改）"]``; a user's roles and
-  a role's permissions are recorded as lists of names;
+  a role's permissions are recorded as lists of names; foreign keys to dictionary
+  items and users as their text / name (``"华北 (#3)"``, ``"张三 (manager1)"``);
 * ``from_status``/``to_status`` — the status, when it changed;
 * ``created_by_fk`` — the signed-in user, else the ``crm-system`` user (CLI jobs).
 
-Bulk Core statements (seed-demo, compare-and-set status steps) do not pass
-through the ORM flush; the workflows record their own WorkflowEvents for those.
+UPDATE and DELETE statements on those tables (the
+compare-and-set edit of a customer, a status step, an import's bulk update) are
+recorded the same way by engine ``before_execute``/``after_execute`` listeners, which
+read the target rows before and after the statement. Bulk INSERTs (seed-demo, imports) are not: the
+import records its own 提交 event and report.
 """
 import json
 import logging
+import weakref
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import Delete, Update, event, insert, inspect, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +151,52 @@ def _before_flush(session, _ctx, _instances):
             pending.append(("insert", spec[0], obj, spec[1]))
 
 
+def _fk_label(conn, table, value):
+    from flask_appbuilder.security.sqla.models import User
+
+    from ..models import DictItem
+
+    if table == DictItem.__tablename__:
+        text = conn.execute(select(DictItem.item).where(DictItem.id == value)).scalar()
+        return f"{text} (#{value})" if text is not None else value
+    if table == User.__tablename__:
+        row = conn.execute(select(User.first_name, User.last_name, User.username)
+                           .where(User.id == value)).first()
+        if row is not None:
+            name = f"{row.first_name or ''}{row.last_name or ''}" or row.username
+            return f"{name} ({row.username})"
+    return value
+
+
+def _fk_labels(conn, model, data, cache):
+    """Foreign keys as what they name, not bare ids (``manager_id``: "张三 (manager1)",
+    ``region_id``: "华北 (#3)"), as they were at the time of the change."""
+    columns = inspect(model).columns
+    for key, pair in data.items():
+        col = columns.get(key)
+        if col is None or not col.foreign_keys:
+            continue
+        table = next(iter(col.foreign_keys)).column.table.name
+        for i, value in enumerate(pair):
+            if isinstance(value, int) and not isinstance(value, bool):
+                if (table, value) not in cache:
+                    cache[(table, value)] = _fk_label(conn, table, value)
+                pair[i] = cache[(table, value)]
+    return data
+
+
+def _row(entity, pk, action, data, actor, now):
+    status = data.get("status")
+    return {
+        "entity": entity, "entity_id": pk, "action": action,
+        "from_status": status[0] if status else None,
+        "to_status": status[1] if status else None,
+        "note": json.dumps(data, ensure_ascii=False, default=str),
+        "created_by_fk": actor, "changed_by_fk": actor,
+        "created_on": now, "changed_on": now,
+    }
+
+
 def _after_flush(session, _ctx):
     pending = session.info.pop(_INFO_KEY, [])
     if not pending:
@@ -156,24 +210,151 @@ def _after_flush(session, _ctx):
                   len(pending))
         return
     now = datetime.now()
-    rows = []
+    rows, cache = [], {}
     for action, entity, obj, data in pending:
         if action == "insert":
             data = _snapshot(obj, data, old=False)
         pk = inspect(obj).identity[0] if inspect(obj).identity else getattr(obj, "id", None)
         if pk is None:
             continue
-        status = data.get("status")
-        rows.append({
-            "entity": entity, "entity_id": pk, "action": action,
-            "from_status": status[0] if status else None,
-            "to_status": status[1] if status else None,
-            "note": json.dumps(data, ensure_ascii=False, default=str),
-            "created_by_fk": actor, "changed_by_fk": actor,
-            "created_on": now, "changed_on": now,
-        })
+        rows.append(_row(entity, pk, action, _fk_labels(conn, type(obj), data, cache), actor, now))
     if rows:
         conn.execute(insert(WorkflowEvent.__table__), rows)
+
+
+# ---- UPDATE/DELETE statements (compare-and-set steps, bulk updates) -----------------------
+# Most edits do not go through the flush: customers are saved by a compare-and-set
+# ``UPDATE ... WHERE status = 'normal'``, imports update in bulk. Engine events see
+# every UPDATE/DELETE statement: for one on a tracked table the target rows are read
+# before and after it, and the differences recorded. (Not Session.do_orm_execute:
+# any listener there breaks ``yield_per`` + ``selectinload`` in SQLAlchemy 2.0.44,
+# sqlalchemy#13301.) The ORM flush's own statements are left to the flush listener.
+
+_CHUNK = 500
+_PENDING = weakref.WeakKeyDictionary()   # Connection -> [(statement, model, rows before)]
+
+
+_TABLES = {}
+
+
+def _tracked_tables():
+    if not _TABLES:
+        _TABLES.update({model.__table__.name: model for model in _tracked()})
+    return _TABLES
+
+
+def _target_ids(conn, table, stmt, params):
+    """The ids an UPDATE/DELETE will touch, or None when it cannot be told."""
+    where = stmt.whereclause
+    if isinstance(params, (list, tuple)):        # executemany: WHERE id = :b_id [AND ...]
+        key = _id_param(where, table)
+        keys = [p.get(key) for p in params] if key else [None]
+        return None if any(k is None for k in keys) else sorted(set(keys))
+    query = select(table.c.id)
+    if where is not None:
+        query = query.where(where)
+    # lock them (PostgreSQL): the rows read are exactly the rows the statement changes
+    return list(conn.execute(query.with_for_update(), params or {}).scalars())
+
+
+def _id_param(where, table):
+    """The bound parameter of an ``id = :param`` term of ``where`` (one of its ANDs)."""
+    terms = list(where.clauses) if isinstance(where, BooleanClauseList) else [where]
+    for term in terms:
+        if not isinstance(term, BinaryExpression) or term.operator is not operators.eq:
+            continue
+        left, right = term.left, term.right
+        if (isinstance(right, BindParameter) and getattr(left, "key", None) == "id"
+                and getattr(getattr(left, "table", None), "name", None) == table.name):
+            return right.key
+    return None
+
+
+def _rows(conn, table, ids):
+    out = {}
+    for i in range(0, len(ids), _CHUNK):
+        for row in conn.execute(select(table).where(table.c.id.in_(ids[i:i + _CHUNK]))):
+            out[row.id] = dict(row._mapping)
+    return out
+
+
+def _diff(before, after):
+    out = {}
+    for key, old in before.items():
+        if key in NOISE or key == "id":
+            continue
+        new = after.get(key) if after is not None else None
+        if after is not None and old == new:
+            continue
+        if key in SECRET:
+            out[key] = ["***", None if after is None else "***（已修改）"]
+        else:
+            out[key] = [_value(old), None if after is None else _value(new)]
+    return out
+
+
+def _before_execute(conn, clause, multiparams, params, execution_options):
+    if not isinstance(clause, (Update, Delete)):
+        return
+    if "compiled_cache" in execution_options and not clause._annotations:
+        return      # the ORM flush (plain table statements): the flush listener records it
+    table = clause.table
+    model = _tracked_tables().get(getattr(table, "name", None))
+    if model is None:
+        return
+    ids = _target_ids(conn, table, clause, multiparams or params or None)
+    if ids is None:
+        log.warning("audit: %s on %s not recorded (cannot tell its rows)",
+                    type(clause).__name__, table.name)
+        return
+    _PENDING.setdefault(conn, []).append((clause, model, _rows(conn, table, ids)))
+
+
+def _after_execute(conn, clause, multiparams, params, execution_options, result):
+    pending = _PENDING.get(conn)
+    if not pending or pending[-1][0] is not clause:
+        return
+    _clause, model, before = pending.pop()
+    if not before:
+        return
+    actor = _actor_id(conn)
+    if actor is None:
+        return
+    table, delete = model.__table__, isinstance(clause, Delete)
+    after = {} if delete else _rows(conn, table, list(before))
+    now, cache, rows = datetime.now(), {}, []
+    for pk, old in before.items():
+        new = after.get(pk)
+        if not delete and new is None:
+            continue
+        changes = _diff(old, new)
+        if changes:
+            rows.append(_row(table.name, pk, "delete" if delete else "update",
+                             _fk_labels(conn, model, changes, cache), actor, now))
+    if rows:
+        from ..models import WorkflowEvent
+
+        conn.execute(insert(WorkflowEvent.__table__), rows)
+
+
+def _statement_failed(context):
+    # the statement raised: nothing changed, forget what was read before it
+    if context.connection is not None:
+        _PENDING.pop(context.connection, None)
+
+
+def record_change(session, entity, entity_id, action, changes):
+    """An explicit change record, for a change the listener leaves out as noise
+    (an admin unlocking an account resets ``fail_login_count``, which every login
+    changes too). Same shape as the listener's records; same transaction."""
+    from ..models import WorkflowEvent
+
+    conn = session.connection()
+    actor = _actor_id(conn)
+    if actor is None:
+        return
+    conn.execute(insert(WorkflowEvent.__table__),
+                 [_row(entity, entity_id, action, changes, actor, datetime.now())])
 
 
 def _after_rollback(session):
@@ -190,6 +371,9 @@ def install(current_user_id):
         event.listen(Session, "before_flush", _before_flush)
         event.listen(Session, "after_flush", _after_flush)
         event.listen(Session, "after_soft_rollback", lambda s, _t: _after_rollback(s))
+        event.listen(Engine, "before_execute", _before_execute)
+        event.listen(Engine, "after_execute", _after_execute)
+        event.listen(Engine, "handle_error", _statement_failed)
 
 
 def parse_note(note):
