@@ -49,6 +49,15 @@ class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
     list_columns = ["first_name", "last_name", "username", "email", "active", "roles",
                     "fail_login_count"]
     label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"))
+    # Chinese values instead of Python's (True / None / [高管])
+    formatters_columns = {
+        "active": lambda v: _l("是") if v else _l("否"),
+        "roles": lambda roles: "、".join(r.name for r in roles or []),
+        "fail_login_count": lambda v: v or 0,
+        "last_login": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
+        "created_on": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
+        "changed_on": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
+    }
 
     def _delete(self, pk):
         """FAB's delete, except when the database refuses it: a user who has

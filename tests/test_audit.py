@@ -285,3 +285,27 @@ def test_update_statements_are_recorded_like_flushes(dbs, user_id):
                   .values(phone="021-3", changed_by_fk=by))
         s.rollback()
         assert len(_events(s, "crm_customer", b.id, "update")) == 2
+
+
+def test_status_changes_are_shown_in_chinese(web, dbs, user_id, uniq):
+    """原状态 → 新状态 in the module's own Chinese names (the same code means different
+    things in different modules: an opportunity's ``assigned`` is 已指派（开发中）, a
+    service's is 已分配)."""
+    from app.workflows.audit import status_change_text
+
+    assert status_change_text("opportunity", "unassigned", "assigned") == "未指派 → 已指派（开发中）"
+    assert status_change_text("service", "created", "assigned") == "新创建 → 已分配"
+    assert status_change_text("churn", "warning", "lost") == "预警 → 已流失"
+    assert status_change_text("crm_customer", "normal", "lost") == "正常 → 已流失"
+    assert status_change_text("document", None, None) == ""
+    assert status_change_text("unknown", None, "x") == "— → x"
+    with dbs() as s:
+        opp = f.opportunity(s, user_id("supervisor"), customer_name=uniq("审计状态"))
+        s.add(WorkflowEvent(entity="opportunity", entity_id=opp.id, action="assign",
+                            from_status="unassigned", to_status="assigned",
+                            created_by_fk=user_id("supervisor"), changed_by_fk=user_id("supervisor")))
+        s.commit()
+        oid = opp.id
+    page = web("exec").get(f"/audit/list/?_flt_0_entity=opportunity&_flt_0_entity_id={oid}")
+    assert page.status_code == 200
+    assert "未指派 → 已指派（开发中）" in page.text and ">unassigned<" not in page.text

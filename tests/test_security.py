@@ -216,3 +216,11 @@ def test_searches_treat_sql_as_text(web, api, dbs, text):
     assert r.status_code == 200 and r.json["rows"] == []
     with dbs() as s:
         assert s.scalar(select(func.count()).select_from(Customer)) == before
+
+
+def test_user_pages_show_chinese_values(web):
+    page = web("admin").get("/users/list/").text
+    assert ">True<" not in page and ">None<" not in page and "[高管]" not in page
+    assert "高管" in page and ">是<" in page
+    info = web("exec").get("/users/userinfo/").text
+    assert ">True<" not in info and "[高管]" not in info and "高管" in info

@@ -20,3 +20,9 @@ class WorkflowEvent(AuditMixin, Model):
     note = Column(Text)
 
     actor = relationship("User", foreign_keys="WorkflowEvent.created_by_fk", viewonly=True)
+
+    def status_change(self):
+        """「原状态 → 新状态」 in the entity's Chinese status names (操作记录 list)."""
+        from ..workflows.audit import status_change_text
+
+        return status_change_text(self.entity, self.from_status, self.to_status)

@@ -53,7 +53,8 @@ FIELD_LABELS = {
 LABELS = {
     "id": _l("序号"), "created_on": _l("时间"), "actor": _l("操作人"),
     "created_by": _l("操作人"), "entity": _l("对象"), "entity_id": _l("记录编号"),
-    "action": _l("操作"), "from_status": _l("原状态"), "to_status": _l("新状态"),
+    "action": _l("操作"), "from_status": _l("原状态（代码）"), "to_status": _l("新状态（代码）"),
+    "status_change": _l("状态变化"),
     "note": _l("详情（修改前 → 修改后）"), "created_by_fk": _l("操作人"),
 }
 
@@ -95,9 +96,10 @@ class AuditView(ModelView):
     list_title = _l("操作记录")
     show_title = _l("操作记录详情")
     label_columns = LABELS
-    list_columns = ["created_on", "actor", "entity", "entity_id", "action", "from_status",
-                    "to_status", "note"]
-    show_columns = ["id"] + list_columns
+    list_columns = ["created_on", "actor", "entity", "entity_id", "action", "status_change",
+                    "note"]
+    show_columns = ["id", "created_on", "actor", "entity", "entity_id", "action",
+                    "status_change", "from_status", "to_status", "note"]
     search_columns = ["entity", "action", "actor", "created_on", "entity_id"]
     # 对象 and 操作 are picked from their Chinese names, not typed as codes
     search_form_extra_fields = {
@@ -110,7 +112,7 @@ class AuditView(ModelView):
     formatters_columns = {
         "created_on": lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if v else "",
         "actor": _user_name,
-        "entity": lambda v: f"{ENTITY_LABELS[v]} ({v})" if v in ENTITY_LABELS else v,
+        "entity": lambda v: ENTITY_LABELS.get(v, v),
         "action": lambda v: ACTION_LABELS.get(v, v),
         "note": _fmt_note,
     }

@@ -376,6 +376,27 @@ def install(current_user_id):
         event.listen(Engine, "handle_error", _statement_failed)
 
 
+def _status_labels():
+    from . import churn, customers, imports, mail, opportunities, service
+
+    return {"opportunity": opportunities.STATUS_LABELS, "customer": customers.STATUS_LABELS,
+            "crm_customer": customers.STATUS_LABELS, "churn": churn.STATUS_LABELS,
+            "service": service.STATUS_LABELS, "mail": mail.STATUS_LABELS,
+            "import": imports.STATUS_LABELS}
+
+
+def status_change_text(entity, from_status, to_status):
+    """``未指派 → 已指派（开发中）``: the codes of ``entity``'s module in Chinese; a code
+    with no name (or an entity without statuses) is shown as stored; "" when neither."""
+    if not from_status and not to_status:
+        return ""
+    labels = _status_labels().get(entity, {})
+
+    def name(code):
+        return "—" if not code else str(labels.get(code, code))
+    return f"{name(from_status)} → {name(to_status)}"
+
+
 def parse_note(note):
     """The note as {field: [old, new]} when it is a change record, else None."""
     if not note or not note.startswith("{"):
