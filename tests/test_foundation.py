@@ -287,3 +287,24 @@ def test_english_selectable(web):
     c = web("admin")
     page = c.get("/dictitem/list/?_l_=en")
     assert page.status_code == 200 and "Search" in page.text
+
+
+def test_api_labels_are_chinese(api):
+    """Every resource's list and _info name its columns in Chinese (FAB would fall back
+    to English names made from the column: "Created By Fk")."""
+    import re
+
+    c = api("admin")
+    spec = c.get("/api/v1/_openapi").json
+    resources = sorted({p.split("/")[3] for p in spec["paths"]
+                        if p.startswith("/api/v1/") and p.endswith("/_info")})
+    assert len(resources) >= 10
+    english = re.compile(r"[A-Za-z _]+")
+    for name in resources:
+        info = c.get(f"/api/v1/{name}/_info")
+        listed = c.get(f"/api/v1/{name}/", query_string={"q": "(page_size:1)"})
+        for r in (info, listed):
+            assert r.status_code == 200, (name, r.status_code)
+            labels = r.json.get("label_columns") or {}
+            bad = {k: v for k, v in labels.items() if english.fullmatch(str(v))}
+            assert not bad, (name, bad)

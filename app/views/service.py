@@ -318,7 +318,8 @@ class ServiceApi(CrmModelRestApi):
                       "handler_id", "service_type_id", "created_on"]
     order_columns = ["id", "number", "created_on", "assigned_on", "handled_on", "status"]
     base_order = ("id", "desc")
-    label_columns = {k: v for k, v in wf.LABELS.items()}
+    label_columns = dict(wf.LABELS, created_by_fk=wf.LABELS["creator_id"],
+                         service_type_id=wf.LABELS["service_type"])
 
     @staticmethod
     def _tickets(ids):
