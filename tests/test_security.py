@@ -224,3 +224,39 @@ def test_user_pages_show_chinese_values(web):
     assert "高管" in page and ">是<" in page
     info = web("exec").get("/users/userinfo/").text
     assert ">True<" not in info and "[高管]" not in info and "高管" in info
+
+
+def test_permissions_read_once_per_request_and_changes_apply_next_request(app, web):
+    """One query for the user's permissions per request (FAB: one per check, ~30 to
+    draw a page); a role change still applies to the very next request."""
+    from sqlalchemy import event
+
+    c = web("manager1")
+    statements = []
+
+    def count(_conn, _cur, stmt, *_a, **_k):
+        if "ab_permission_view_role" in stmt:
+            statements.append(stmt)
+    with app.app_context():
+        engine = db.engines[None]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert c.get("/churn/list/").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 1, len(statements)
+
+    with app.app_context():
+        sm = app.appbuilder.sm
+        role = sm.find_role("客户经理")
+        pv = sm.find_permission_view_menu("can_list", "ChurnView")
+        sm.del_permission_role(role, pv)
+    try:
+        r = c.get("/churn/list/")
+        assert r.status_code in (302, 403) and "/churn/list/" not in r.headers.get("Location", "")
+    finally:
+        with app.app_context():
+            sm = app.appbuilder.sm
+            sm.add_permission_role(sm.find_role("客户经理"),
+                                   sm.find_permission_view_menu("can_list", "ChurnView"))
+    assert c.get("/churn/list/").status_code == 200
