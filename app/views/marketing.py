@@ -17,11 +17,10 @@ from flask_appbuilder.widgets import ListWidget
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
-from sqlalchemy import select
 from wtforms import SelectField, StringField
 
 from ..extensions import db
-from ..models import Opportunity, PlanItem
+from ..models import Opportunity
 from ..workflows import opportunities as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
@@ -449,11 +448,7 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
 
     def export_rows(self):
         for chunk in chunked(self.export_query(), self.export_chunk):
-            items = {}
-            for item in db.session.scalars(
-                    select(PlanItem).where(PlanItem.opportunity_id.in_([o.id for o in chunk]))
-                    .order_by(PlanItem.opportunity_id, PlanItem.date, PlanItem.id)):
-                items.setdefault(item.opportunity_id, []).append(item)
+            items = wf.plan_items_by_opportunity(db.session, [o.id for o in chunk])
             for opp in chunk:
                 head = [opp.number, opp.customer_name, opp.summary, opp.assigned_on,
                         str(wf.status_label(opp.status))]
@@ -493,13 +488,8 @@ def opportunity_json(opp, items=None):
 
 
 def _plan_items_of(ids):
-    out = {i: [] for i in ids}
-    if ids:
-        rows = db.session.scalars(select(PlanItem).where(PlanItem.opportunity_id.in_(ids))
-                                  .order_by(PlanItem.date, PlanItem.id)).all()
-        for item in rows:
-            out[item.opportunity_id].append(plan_item_json(item))
-    return out
+    return {pk: [plan_item_json(i) for i in items]
+            for pk, items in wf.plan_items_by_opportunity(db.session, ids).items()}
 
 
 def _json_body():

@@ -430,3 +430,15 @@ def fail(session, actor, opp_id, note=None):
                         actor_id=actor.id)
     session.refresh(opp)
     return opp
+
+
+def plan_items_by_opportunity(session, opportunity_ids):
+    """{opportunity id: [PlanItem, ...] by date} for many opportunities in one query
+    (REST lists and the 我的开发计划 export; never one query per opportunity)."""
+    ids = list(opportunity_ids)
+    out = {i: [] for i in ids}
+    if ids:
+        for item in session.scalars(select(PlanItem).where(PlanItem.opportunity_id.in_(ids))
+                                    .order_by(PlanItem.date, PlanItem.id)):
+            out[item.opportunity_id].append(item)
+    return out
