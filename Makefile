@@ -8,7 +8,7 @@ PASSWORD ?= demo1234
 SCALE   ?= 200
 export CRM_DEMO_MODE ?= true
 
-.PHONY: run test venv translations init seed clean bench
+.PHONY: run test venv translations init seed clean bench docs
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,3 +43,6 @@ bench: venv translations
 
 clean:
 	rm -rf instance/*.db instance/documents
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet

@@ -7,7 +7,7 @@
 Builds (or reuses) the data set with `flask crm init` + `flask crm seed-demo`, then
 measures steps 1–7 per database, each app figure next to the raw SQL doing the
 same work on the same database, and prints one markdown table with the targets.
-See README.md (performance section).
+See docs/benchmarks.md.
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
 """Candidate fixes, applied by monkeypatching inside the benchmark process only
 (``bench.py --patch NAME`` / ``inproc.py --patch NAME``), so their effect can be
 measured before the owners change their modules. Each patch says which file and
-function it stands for; README.md (性能基准) has the proposed code.
+function it stands for; docs/benchmarks.md has the proposed code.
 
 * ``orders_page`` — app/workflows/sales.py ``orders_of_customer``: the order totals
   come from a GROUP BY over *all* order lines joined to the page (SQLite materialises

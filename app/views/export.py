@@ -1,6 +1,6 @@
 """导出 CSV / XLSX for any FAB ModelView list — streamed, exactly the rows the list shows.
 
-Usage (two lines, see README.md, 统计报表与导出)::
+Usage (two lines, see docs/modules/exports.md)::
 
     from .export import ExportMixin
 

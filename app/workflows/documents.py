@@ -12,7 +12,7 @@ commit that deleted its last reference — both are done by SQLAlchemy session h
 rolled-back upload leaves no file and no row, and a concurrent upload of the same
 content never loses its file.
 
-Rights (see README.md, 文档管理, for the reasoning):
+Rights (see docs/modules/documents.md for the reasoning):
 
 * read (list, metadata, download, preview): with ``DOCUMENT_READ_SCOPE="restricted"``
   (default) the customer's 客户经理, 销售主管, 高管, admin and the uploader; with
