@@ -109,3 +109,12 @@ CONTENT_SECURITY_POLICY = {
     "base-uri": "'self'",
     "form-action": "'self'",
 }
+
+# --- operations (app/ops.py) -----------------------------------------------------------
+# /healthz, /readyz and /metrics need no login. /metrics answers only a scraper on the
+# node's loopback that does not come through the load balancer, or one that sends
+# "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_ENABLED = True
+METRICS_TOKEN = None
+LOG_FORMAT = None        # "json": one JSON object per log line (with request_id); "text"
+ACCESS_LOG = False       # one log line per request (method, path, status, duration, user)

@@ -169,6 +169,9 @@ def create_app(config=None):
     from .views.errors import register_error_handlers
     register_error_handlers(app)
 
+    from .ops import init_ops
+    init_ops(app)
+
     @app.route("/favicon.ico")
     def favicon():
         from flask import send_from_directory

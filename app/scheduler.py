@@ -29,6 +29,7 @@ from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from . import metrics
 from .extensions import db
 from .models import NumberSequence
 
@@ -144,9 +145,11 @@ def scheduled_churn_job(app, day=None, runner=None):
                     summary = runner()
                 except Exception:
                     log.exception("churn check failed")
+                    metrics.job_run("churn", ok=False)
                     db.session.rollback()
                     release_claim(db.session, day)
                     return None
+                metrics.job_run("churn", ok=True)
             if isinstance(summary, dict):
                 log.info("churn check %s: opened %d, recovered %d", day,
                          len(summary.get("opened", ())), len(summary.get("recovered", ())))
