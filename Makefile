@@ -8,7 +8,7 @@ PASSWORD ?= demo1234
 SCALE   ?= 200
 export CRM_DEMO_MODE ?= true
 
-.PHONY: run test venv translations init seed clean bench docs
+.PHONY: test-cluster run test venv translations init seed clean bench docs
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ run: init
 
 test: venv translations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# two gunicorn nodes behind nginx on PostgreSQL + Redis, one node SIGKILLed under load
+test-cluster: venv translations
+	$(BIN)/python -m pytest tests/cluster -m cluster -rA $(PYTEST_ARGS)
 
 BENCH_ARGS ?= --scale M --db sqlite,postgresql
 bench: venv translations

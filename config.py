@@ -79,10 +79,16 @@ IMAP_MAILBOX = "INBOX"
 # --- jobs -------------------------------------------------------------------------
 SCHEDULER_ENABLED = False   # `make run` turns it on (one process)
 CHURN_MONTHS = 6
+# when the scheduled churn check runs (APScheduler cron fields); default Saturday 02:00
+# e.g. CRM_CHURN_CRON='{"day_of_week": "sun", "hour": 3, "minute": 30}'
+CHURN_CRON = None
 
 # --- login defences -----------------------------------------------------------------
 RATELIMIT_ENABLED = True
 RATELIMIT_STORAGE_URI = "memory://"     # production: redis://127.0.0.1:6379/0
+# Redis configured but unreachable: count in this process until it is back (logins keep
+# working; the limit is then per process for that time) instead of failing every login.
+RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
 AUTH_RATE_LIMITED = True                # form login (FAB) and API login (ours)
 AUTH_RATE_LIMIT = "10 per 20 second"
 LOCKOUT_ATTEMPTS = 5                    # failed logins in a row before the account locks

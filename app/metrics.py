@@ -26,8 +26,9 @@ def _define(registry):
 
 
 def init_app(app, guard):
-    multiproc = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiproc:
+        os.makedirs(multiproc, exist_ok=True)
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         exporter = GunicornInternalPrometheusMetrics(

@@ -42,9 +42,10 @@ ADVISORY_KEY = 0x43524D43  # "CRMC"
 STALE_SECONDS = 6 * 3600
 
 
-def churn_trigger(timezone=None):
-    """Every Saturday 02:00 (server local time unless ``timezone`` is given)."""
-    return CronTrigger(timezone=timezone, **CRON)
+def churn_trigger(timezone=None, cron=None):
+    """Every Saturday 02:00 (server local time unless ``timezone`` is given); ``cron``
+    (config ``CHURN_CRON``, APScheduler cron fields) replaces the default."""
+    return CronTrigger(timezone=timezone, **(cron or CRON))
 
 
 def marker_name(day):
@@ -161,7 +162,8 @@ def scheduled_churn_job(app, day=None, runner=None):
 def start_scheduler(app, start=True):
     """Start the background scheduler with the weekly churn job; returns it."""
     scheduler = BackgroundScheduler(daemon=True)
-    scheduler.add_job(scheduled_churn_job, trigger=churn_trigger(), args=[app], id=JOB_ID,
+    scheduler.add_job(scheduled_churn_job, trigger=churn_trigger(cron=app.config.get("CHURN_CRON")),
+                      args=[app], id=JOB_ID,
                       name="客户流失检查", replace_existing=True, coalesce=True,
                       max_instances=1, misfire_grace_time=3600)
     if start:
