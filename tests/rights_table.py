@@ -357,4 +357,8 @@ TABLE = {
     ("CrmViewMenuModelView.show", "GET"): NOBODY,
 
     ("favicon", "GET"): EVERYONE,
+    # operations (app/ops.py): no login; /metrics answers loopback scrapers only
+    ("ops.healthz", "GET"): EVERYONE,
+    ("ops.readyz", "GET"): EVERYONE,
+    ("prometheus_metrics", "GET"): EVERYONE,
 }
