@@ -82,6 +82,10 @@ CHURN_MONTHS = 6
 # when the scheduled churn check runs (APScheduler cron fields); default Saturday 02:00
 # e.g. CRM_CHURN_CRON='{"day_of_week": "sun", "hour": 3, "minute": 30}'
 CHURN_CRON = None
+# 每日计划提醒 (APScheduler cron fields, in BABEL_DEFAULT_TIMEZONE); default 08:00
+DIGEST_CRON = None
+# the address users open the CRM at, for the links in notification mails
+BASE_URL = "http://127.0.0.1:5000"
 
 # --- login defences -----------------------------------------------------------------
 RATELIMIT_ENABLED = True

@@ -137,7 +137,7 @@ def create_app(config=None):
 
     from .security import CrmSecurityManager
     from .views import register_views
-    from .views.index import CrmIndexView
+    from .views.dashboard import CrmIndexView
 
     with app.app_context():
         menu = Menu()
@@ -176,6 +176,20 @@ def create_app(config=None):
     def favicon():
         from flask import send_from_directory
         return send_from_directory(app.static_folder, "favicon.svg", mimetype="image/svg+xml")
+
+    @app.context_processor
+    def _notification_context():
+        def crm_unread_count():
+            from flask import g
+            from flask_login import current_user
+
+            if "crm_unread" not in g:
+                from .workflows.notifications import unread_count
+
+                g.crm_unread = (unread_count(db.session, current_user.id)
+                                if current_user.is_authenticated else 0)
+            return g.crm_unread
+        return {"crm_unread_count": crm_unread_count}
 
     @app.context_processor
     def _appbuilder_context():

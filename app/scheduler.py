@@ -21,7 +21,8 @@ import atexit
 import contextlib
 import logging
 import time
-from datetime import date
+import zlib
+from datetime import date, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -48,8 +49,8 @@ def churn_trigger(timezone=None, cron=None):
     return CronTrigger(timezone=timezone, **(cron or CRON))
 
 
-def marker_name(day):
-    return f"{LOCK_NAME}:{day.isoformat()}"
+def marker_name(day, job="churn"):
+    return f"lock:{job}:{day.isoformat()}"
 
 
 def _insert(session):
@@ -57,10 +58,10 @@ def _insert(session):
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-def claim_run(session, day):
-    """True for exactly one caller per ``day`` (commits the marker row)."""
+def claim_run(session, day, job="churn"):
+    """True for exactly one caller per ``day`` and job (commits the marker row)."""
     table = NumberSequence.__table__
-    stmt = (_insert(session)(table).values(name=marker_name(day), value=int(time.time()))
+    stmt = (_insert(session)(table).values(name=marker_name(day, job), value=int(time.time()))
             .on_conflict_do_nothing().returning(table.c.name))
     won = session.execute(stmt).first() is not None
     session.commit()
@@ -75,19 +76,22 @@ def release_claim(session, day):
 
 
 @contextlib.contextmanager
-def run_lock(engine=None):
-    """``with run_lock() as acquired:`` — never waits; ``acquired`` False when busy."""
+def run_lock(engine=None, job="churn"):
+    """``with run_lock() as acquired:`` — never waits; ``acquired`` False when busy.
+    One lock per ``job`` name."""
     engine = engine or db.engine
+    key = ADVISORY_KEY if job == "churn" else ADVISORY_KEY + zlib.crc32(job.encode()) % 100000 + 1
+    lock_name = LOCK_NAME if job == "churn" else f"lock:{job}"
     if engine.dialect.name == "postgresql":
         conn = engine.connect()
         try:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
             try:
                 yield bool(got)
             finally:
                 if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
         finally:
             conn.close()
@@ -95,9 +99,9 @@ def run_lock(engine=None):
     table = NumberSequence.__table__
     now = int(time.time())
     with engine.begin() as conn:
-        conn.execute(sqlite_insert(table).values(name=LOCK_NAME, value=0).on_conflict_do_nothing())
+        conn.execute(sqlite_insert(table).values(name=lock_name, value=0).on_conflict_do_nothing())
         got = conn.execute(
-            update(table).where(table.c.name == LOCK_NAME,
+            update(table).where(table.c.name == lock_name,
                                 (table.c.value == 0) | (table.c.value < now - STALE_SECONDS))
             .values(value=now)).rowcount == 1
     try:
@@ -105,7 +109,7 @@ def run_lock(engine=None):
     finally:
         if got:
             with engine.begin() as conn:
-                conn.execute(update(table).where(table.c.name == LOCK_NAME, table.c.value == now)
+                conn.execute(update(table).where(table.c.name == lock_name, table.c.value == now)
                              .values(value=0))
 
 
@@ -142,15 +146,20 @@ def scheduled_churn_job(app, day=None, runner=None):
                 if not acquired:
                     log.info("churn check already running elsewhere; skipped")
                     return None
+                started = datetime.now()
                 try:
                     summary = runner()
-                except Exception:
+                except Exception as exc:
                     log.exception("churn check failed")
                     metrics.job_run("churn", ok=False)
                     db.session.rollback()
                     release_claim(db.session, day)
+                    _record(app, "churn", started, False, str(exc))
                     return None
                 metrics.job_run("churn", ok=True)
+                if isinstance(summary, dict):
+                    _record(app, "churn", started, True,
+                            f"opened {len(summary.get('opened', ()))}, recovered {len(summary.get('recovered', ()))}")
             if isinstance(summary, dict):
                 log.info("churn check %s: opened %d, recovered %d", day,
                          len(summary.get("opened", ())), len(summary.get("recovered", ())))
@@ -159,9 +168,112 @@ def scheduled_churn_job(app, day=None, runner=None):
             db.session.remove()
 
 
+def _record(app, job, started, ok, summary=None):
+    """A JobRun row for the administrator's 工作台; never fails the job itself."""
+    from .workflows.dashboard import record_job
+
+    try:
+        record_job(db.session, job, started, ok, summary)
+        db.session.commit()
+    except Exception:  # noqa: BLE001
+        db.session.rollback()
+        log.exception("could not record the %s job run", job)
+
+
+def business_today(app):
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai")).date()
+
+
+def smtp_sender(config):
+    """``send(to, subject, text)`` over the configured SMTP server (MAIL_* settings),
+    the message built by the standard library's email package."""
+    import smtplib
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    def send(to, subject, body):
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = config.get("MAIL_DEFAULT_SENDER") or "crm@localhost"
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg.set_content(body)
+        cls = smtplib.SMTP_SSL if config.get("MAIL_USE_SSL") else smtplib.SMTP
+        with cls(config.get("MAIL_SERVER") or "127.0.0.1", int(config.get("MAIL_PORT") or 25),
+                 timeout=int(config.get("MAIL_TIMEOUT") or 20)) as smtp:
+            if config.get("MAIL_USE_TLS"):
+                smtp.starttls()
+            if config.get("MAIL_USERNAME"):
+                smtp.login(config["MAIL_USERNAME"], config.get("MAIL_PASSWORD") or "")
+            smtp.send_message(msg)
+    return send
+
+
+def notification_mail_job(app, send=None):
+    """Mail the pending notifications (every minute). Returns (sent, failed) or None
+    when another process holds the lock."""
+    from .workflows.notifications import send_pending
+
+    with app.app_context():
+        try:
+            with run_lock(job="notify-mail") as acquired:
+                if not acquired:
+                    return None
+                result = send_pending(db.session, send or smtp_sender(app.config),
+                                      base_url=app.config.get("BASE_URL") or "")
+            for ok, n in ((True, result[0]), (False, result[1])):
+                for _ in range(n):
+                    metrics.mail_sent(ok)
+            return result
+        except Exception:  # noqa: BLE001
+            db.session.rollback()
+            log.exception("notification mail job failed")
+            return None
+        finally:
+            db.session.remove()
+
+
+def digest_job(app, day=None, send=None):
+    """08:00 每日计划提醒: one notice (and mail) per user and day, then mail it.
+    Safe to run twice or after a kill: the notice's dedupe key is per user and day."""
+    from .workflows.notifications import raise_digests
+
+    with app.app_context():
+        day = day or business_today(app)
+        started = datetime.now()
+        try:
+            with run_lock(job="digest") as acquired:
+                if not acquired:
+                    return None
+                made = raise_digests(db.session, day)
+                db.session.commit()
+            metrics.job_run("digest", ok=True)
+            _record(app, "digest", started, True, f"{made} digests for {day.isoformat()}")
+        except Exception as exc:  # noqa: BLE001
+            db.session.rollback()
+            metrics.job_run("digest", ok=False)
+            log.exception("digest job failed")
+            _record(app, "digest", started, False, str(exc))
+            return None
+        finally:
+            db.session.remove()
+    notification_mail_job(app, send=send)
+    return made
+
+
 def start_scheduler(app, start=True):
-    """Start the background scheduler with the weekly churn job; returns it."""
+    """Start the background scheduler: the weekly churn check, the 08:00 digest and the
+    notification mailer (every minute); returns it."""
     scheduler = BackgroundScheduler(daemon=True)
+    zone = app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai"
+    scheduler.add_job(digest_job, trigger=CronTrigger(timezone=zone, **(app.config.get("DIGEST_CRON")
+                                                                           or {"hour": 8, "minute": 0})),
+                      args=[app], id="digest", name="每日计划提醒", replace_existing=True,
+                      coalesce=True, max_instances=1, misfire_grace_time=3600)
+    scheduler.add_job(notification_mail_job, trigger="interval", minutes=1, args=[app],
+                      id="notify-mail", name="通知邮件", replace_existing=True, coalesce=True,
+                      max_instances=1)
     scheduler.add_job(scheduled_churn_job, trigger=churn_trigger(cron=app.config.get("CHURN_CRON")),
                       args=[app], id=JOB_ID,
                       name="客户流失检查", replace_existing=True, coalesce=True,

@@ -357,6 +357,19 @@ TABLE = {
     ("CrmViewMenuModelView.show", "GET"): NOBODY,
 
     ("favicon", "GET"): EVERYONE,
+    # 工作台 and notifications: every signed-in user, each for their own data
+    ("DashboardView.list", "GET"): STAFF,
+    ("DashboardApi.get", "GET"): STAFF,
+    ("NotificationView.list", "GET"): STAFF,
+    ("NotificationView.read", "POST"): STAFF,
+    ("NotificationView.read_all", "POST"): STAFF,
+    ("NotificationView.settings", "GET"): STAFF,
+    ("NotificationView.settings", "POST"): STAFF,
+    ("NotificationApi.get_list", "GET"): STAFF,
+    ("NotificationApi.read", "POST"): STAFF,
+    ("NotificationApi.read_all", "POST"): STAFF,
+    ("NotificationApi.settings", "GET"): STAFF,
+    ("NotificationApi.put_settings", "PUT"): STAFF,
     # operations (app/ops.py): no login; /metrics answers loopback scrapers only
     ("ops.healthz", "GET"): EVERYONE,
     ("ops.readyz", "GET"): EVERYONE,

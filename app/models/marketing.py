@@ -53,6 +53,7 @@ class PlanItem(AuditMixin, Model):
     """开发计划项: 日期 fixed after creation, 计划内容, 执行效果."""
 
     __tablename__ = "crm_plan_item"
+    __table_args__ = (Index("ix_plan_item_date", "date"),)
 
     id = Column(Integer, primary_key=True)
     opportunity_id = Column(Integer, ForeignKey("crm_opportunity.id"), nullable=False,

@@ -1,0 +1,316 @@
+"""工作台 (the home page after login), the rows behind each tile, notifications (the bell,
+its list page, mark read, mail switches) and their REST twins:
+
+* ``GET /api/v1/dashboard/`` — the signed-in user's tiles (counts) and, per role, the
+  load table, KPI series and system status;
+* ``GET /api/v1/notification/`` (own only), ``POST /api/v1/notification/<id>/read``,
+  ``POST /api/v1/notification/read_all``, ``GET|PUT /api/v1/notification/settings``.
+
+The rules live in app/workflows/dashboard.py and app/workflows/notifications.py.
+"""
+import time
+from datetime import datetime
+
+from flask import current_app, flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView, IndexView, expose
+from flask_appbuilder.api import BaseApi, protect, safe
+from flask_appbuilder.security.decorators import has_access
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from ..extensions import db
+from ..workflows import dashboard as dwf
+from ..workflows import notifications as nwf
+from ..workflows.actors import ADMIN, EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows.errors import ValidationError
+from .common import api_errors, current_actor, html_errors
+
+ORDER = 5
+_ALL = "DashboardView|DashboardApi|NotificationView|NotificationApi"
+_PERMS = "can_list|can_get|can_get_list|can_read|can_read_all|can_settings|can_put_settings|menu_access"
+RIGHTS = {role: [(_ALL, _PERMS)] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+PAGE_SIZE = 50
+KPI_SECONDS = 600
+_kpi_cache = {}
+
+
+def business_today():
+    """Today in the configured zone (Asia/Shanghai by default), not the server's."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(current_app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai")
+    return datetime.now(zone).date()
+
+
+def _page():
+    try:
+        return max(0, min(int(request.args.get("page", 0)), 100000))
+    except (TypeError, ValueError):
+        raise ValidationError(_l("页码必须是 0 或正整数，例如 page=2。"), field="page")
+
+
+def _manager_role_id():
+    role = current_app.appbuilder.sm.find_role(MANAGER)
+    return role.id if role else -1
+
+
+def _kpis(today):
+    """KPI series for 高管/销售主管; the order totals read the sales system, cached per
+    process for KPI_SECONDS (the figures move by the day, not by the second)."""
+    now = datetime.now()
+    key = ("orders", today)
+    hit = _kpi_cache.get(key)
+    if hit is None or hit[0] < time.time():
+        with db.engines["sales"].connect() as conn:
+            orders = dwf.orders_by_month(conn, today)
+        _kpi_cache.clear()
+        _kpi_cache[key] = hit = (time.time() + KPI_SECONDS, orders)
+    return {
+        "orders_by_month": hit[1],
+        "new_customers_by_month": dwf.new_customers_by_month(db.session, today),
+        "churn_by_quarter": dwf.churn_by_quarter(db.session, today),
+        "satisfaction_avg": dwf.satisfaction_avg(db.session, now),
+        "open_tickets_by_age": dwf.open_tickets_by_age(db.session, now),
+    }
+
+
+def _system(now):
+    cfg = current_app.config
+    jobs = {}
+    for job, label in (("churn", _("客户流失检查")), ("mail_fetch", _("收取邮件")),
+                       ("backup", _("备份")), ("digest", _("每日计划提醒"))):
+        run = dwf.last_job(db.session, job)
+        jobs[job] = {"label": label,
+                     "started_on": run.started_on.isoformat(timespec="seconds") if run else None,
+                     "ok": run.ok if run else None, "summary": run.summary if run else None}
+    return {"jobs": jobs, "failed_mails": dwf.failed_mail_counts(db.session),
+            "locked_accounts": [dict(a, since=a["since"].isoformat(timespec="seconds") if a["since"] else None)
+                                for a in dwf.locked_accounts(db.session, cfg.get("LOCKOUT_ATTEMPTS", 5),
+                                                             cfg.get("LOCKOUT_MINUTES", 15), now)]}
+
+
+def dashboard_data(actor):
+    today, now = business_today(), datetime.now()
+    data = {"today": today.isoformat(), "counts": dwf.counts(db.session, actor, today),
+            "tiles": [{"key": m.key, "label": str(m.label), "group": str(m.group), "warn": m.warn,
+                       "entity": m.entity} for m in dwf.metrics_for(actor)],
+            "unread_notifications": nwf.unread_count(db.session, actor.id)}
+    if "tickets_mine" in data["counts"]:
+        data["oldest_ticket_days"] = dwf.oldest_ticket_days(db.session, actor, now)
+    if actor.is_supervisor or actor.is_admin:
+        data["manager_load"] = dwf.manager_load(db.session, _manager_role_id())
+    if actor.is_supervisor or actor.is_executive or actor.is_admin:
+        data["kpi"] = _kpis(today)
+    if actor.is_admin:
+        data["system"] = _system(now)
+    return data
+
+
+class CrmIndexView(IndexView):
+    """The home page: the 工作台 for a signed-in user, the login prompt otherwise."""
+
+    index_template = "index.html"
+
+    @expose("/")
+    def index(self):
+        if g.user is None or not g.user.is_authenticated:
+            return self.render_template(self.index_template, appbuilder=self.appbuilder, data=None)
+        return self.render_template(self.index_template, appbuilder=self.appbuilder,
+                                    data=dashboard_data(current_actor()))
+
+
+class DashboardView(BaseView):
+    """The rows behind a 工作台 tile (same query as its count)."""
+
+    route_base = "/dashboard"
+    default_view = "list"
+
+    @expose("/list/<key>")
+    @has_access
+    @html_errors
+    def list(self, key):
+        page = _page()
+        today = business_today()
+        metric, items, total = dwf.rows(db.session, current_actor(), key, today, page, PAGE_SIZE)
+        return self.render_template("dashboard/list.html", metric=metric, items=items, total=total,
+                                    page=page, page_size=PAGE_SIZE, today=today, now=datetime.now(),
+                                    title=str(metric.label))
+
+
+class NotificationView(BaseView):
+    route_base = "/notifications"
+    default_view = "list"
+
+    @expose("/")
+    @has_access
+    @html_errors
+    def list(self):
+        page = _page()
+        unread = request.args.get("unread") == "1"
+        items, total = nwf.for_user(db.session, g.user.id, unread, page, PAGE_SIZE)
+        return self.render_template("dashboard/notifications.html", items=items, total=total,
+                                    page=page, page_size=PAGE_SIZE, unread=unread,
+                                    kind_label=nwf.kind_label, title=_("通知"))
+
+    @expose("/<int:pk>/read", methods=["POST"])
+    @has_access
+    @html_errors
+    def read(self, pk):
+        n = nwf.mark_read(db.session, g.user.id, pk)
+        db.session.commit()
+        if request.form.get("go") and n.link and n.link.startswith("/") and not n.link.startswith("//"):
+            return redirect(n.link)
+        return redirect(url_for("NotificationView.list"))
+
+    @expose("/read_all", methods=["POST"])
+    @has_access
+    @html_errors
+    def read_all(self):
+        count = nwf.mark_all_read(db.session, g.user.id)
+        db.session.commit()
+        flash(_("已将 %(n)d 条通知标为已读。", n=count), "success")
+        return redirect(url_for("NotificationView.list"))
+
+    @expose("/settings", methods=["GET", "POST"])
+    @has_access
+    @html_errors
+    def settings(self):
+        if request.method == "POST":
+            values = {k: request.form.get(f"mail_{k}") == "1" for k in nwf.KIND_LABELS}
+            nwf.save_settings(db.session, g.user.id, values)
+            db.session.commit()
+            flash(_("通知设置已保存。"), "success")
+            return redirect(url_for("NotificationView.settings"))
+        return self.render_template("dashboard/settings.html",
+                                    values=nwf.settings(db.session, g.user.id),
+                                    labels=nwf.KIND_LABELS, title=_("通知设置"))
+
+
+class DashboardApi(BaseApi):
+    resource_name = "dashboard"
+    openapi_spec_tag = "工作台"
+
+    @expose("/", methods=["GET"])
+    @protect()
+    @safe
+    def get(self):
+        """The signed-in user's 工作台: counts per tile and, per role, load, KPI, system.
+        ---
+        get:
+          responses:
+            200:
+              description: counts (and per role manager_load, kpi, system)
+              content:
+                application/json:
+                  schema: {type: object, properties: {today: {type: string}, counts: {type: object, additionalProperties: {type: integer}}, unread_notifications: {type: integer}}}
+            401: {$ref: '#/components/responses/401'}
+        """
+        return self.response(200, **dashboard_data(current_actor()))
+
+
+class NotificationApi(BaseApi):
+    resource_name = "notification"
+    openapi_spec_tag = "通知"
+
+    @expose("/", methods=["GET"])
+    @protect()
+    @safe
+    @api_errors
+    def get_list(self):
+        """The signed-in user's notifications, newest first (never another user's).
+        ---
+        get:
+          parameters:
+          - {in: query, name: page, schema: {type: integer, minimum: 0}}
+          - {in: query, name: unread, schema: {type: integer, enum: [0, 1]}}
+          responses:
+            200:
+              description: notifications
+              content:
+                application/json:
+                  schema: {type: object, properties: {count: {type: integer}, unread: {type: integer}, result: {type: array, items: {type: object}}}}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+        """
+        items, total = nwf.for_user(db.session, g.user.id, request.args.get("unread") == "1",
+                                    _page(), PAGE_SIZE)
+        return self.response(200, count=total, unread=nwf.unread_count(db.session, g.user.id),
+                             result=[nwf.to_json(n) for n in items])
+
+    @expose("/<int:pk>/read", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def read(self, pk):
+        """Mark one of one's own notifications read (another user's: 403).
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200: {description: the notification}
+            401: {$ref: '#/components/responses/401'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+        """
+        n = nwf.mark_read(db.session, g.user.id, pk)
+        db.session.commit()
+        return self.response(200, result=nwf.to_json(db.session.get(type(n), n.id)))
+
+    @expose("/read_all", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def read_all(self):
+        """Mark all of one's own notifications read.
+        ---
+        post:
+          responses:
+            200: {description: how many were marked}
+            401: {$ref: '#/components/responses/401'}
+        """
+        count = nwf.mark_all_read(db.session, g.user.id)
+        db.session.commit()
+        return self.response(200, marked=count)
+
+    @expose("/settings", methods=["GET"])
+    @protect()
+    @safe
+    def settings(self):
+        """Which notification kinds also come by mail.
+        ---
+        get:
+          responses:
+            200: {description: "{kind: true|false}"}
+            401: {$ref: '#/components/responses/401'}
+        """
+        return self.response(200, result=nwf.settings(db.session, g.user.id))
+
+    @expose("/settings", methods=["PUT"])
+    @protect()
+    @safe
+    @api_errors
+    def put_settings(self):
+        """Switch mail per kind: ``{"ticket_assigned": false, ...}``.
+        ---
+        put:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, additionalProperties: {type: boolean}}
+          responses:
+            200: {description: the settings}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+        """
+        data = request.get_json(silent=True)
+        result = nwf.save_settings(db.session, g.user.id, data)
+        db.session.commit()
+        return self.response(200, result=result)
+
+
+def register(appbuilder):
+    appbuilder.add_view_no_menu(DashboardView)
+    appbuilder.add_view_no_menu(NotificationView)
+    appbuilder.add_api(DashboardApi)
+    appbuilder.add_api(NotificationApi)
