@@ -796,14 +796,21 @@ def _addresses(msg, *names):
 
 def _filename(part):
     """An attachment's file name: RFC 2231 ``filename*``, RFC 2047 in ``filename=`` or
-    ``name=`` (Outlook, Foxmail), raw 8-bit names; control characters removed."""
+    ``name=`` (Outlook, Foxmail; gb2312 labels read as GB18030), raw 8-bit names;
+    control characters removed."""
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        for value in _raw_headers(part, header):
+            try:
+                name = email_policy.default.header_factory(header, value).params.get(param)
+            except Exception:  # noqa: BLE001 - try the next form
+                continue
+            if name:
+                return decode_header_value(name) or None
     try:
         name = part.get_filename()
     except Exception:  # noqa: BLE001
         name = None
-    if not name:
-        return None
-    return decode_header_value(name) or None
+    return decode_header_value(name) or None if name else None
 
 
 def _text_body(msg):
