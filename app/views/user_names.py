@@ -30,7 +30,7 @@ class PlainName:
             raise FormValidationError(str(e.message))
 
 
-NAME_VALIDATORS = {"first_name": [PlainName(_l("名"))], "last_name": [PlainName(_l("姓"))]}
+NAME_VALIDATORS = {"first_name": [PlainName(_l("姓"))], "last_name": [PlainName(_l("名"))]}
 
 
 class CrmUserInfoEdit(UserInfoEdit):
