@@ -66,6 +66,12 @@ def create_user_cmd(username, full_name, email, role, password):
         raise click.ClickException(f"角色“{role}”不存在，请先运行 flask crm init。")
     if sm.find_user(username=username):
         raise click.ClickException(f"用户名“{username}”已存在。")
+    from .workflows.errors import ValidationError
+    from .workflows.names import check_name
+    try:
+        check_name(full_name, "name", "姓名")
+    except ValidationError as e:
+        raise click.ClickException(str(e.message))
     user = sm.add_user(username, full_name[:1], full_name[1:] or full_name, email, [r],
                        password=password)
     if not user:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .models import RoleGrant
 from .views.common import SafeActionsMixin
+from .views.user_names import NAME_VALIDATORS, UserInfoEditView
 from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, ROLES, SUPERVISOR  # noqa: F401
 
 
@@ -50,6 +51,7 @@ class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
     list_columns = ["first_name", "last_name", "username", "email", "active", "roles",
                     "fail_login_count"]
     label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"))
+    validators_columns = dict(UserDBModelView.validators_columns, **NAME_VALIDATORS)  # no CR/LF …
     # Chinese values instead of Python's (True / None / [高管])
     formatters_columns = {
         "active": lambda v: _l("是") if v else _l("否"),
@@ -200,6 +202,7 @@ class CrmSecurityManager(SecurityManager):
     permissionmodelview = CrmPermissionModelView
     viewmenumodelview = CrmViewMenuModelView
     permissionviewmodelview = CrmPermissionViewModelView
+    userinfoeditview = UserInfoEditView     # 修改个人信息 with the name check
 
     def is_locked(self, user):
         from datetime import datetime, timedelta

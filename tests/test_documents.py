@@ -203,8 +203,15 @@ BAD_UPLOADS = [
     ("empty", "空文件.pdf", b"", 400, "空文件"),
     ("traversal", "../../etc/passwd", b"root:x:0:0\n", 400, "路径"),
     ("absolute", "/etc/passwd", b"root:x:0:0\n", 400, "路径"),
-    # werkzeug's multipart parser drops the backslashes (the unit test checks them)
-    ("windows path", "..\\..\\boot.ini", b"[boot]\n", 400, ""),
+    # werkzeug's multipart parser dropped the backslashes: stored as "....boot.ini.txt"
+    ("windows path", "..\\..\\boot.ini.txt", b"[boot]\n", 400, "路径"),
+    ("backslash", "报价\\单.txt", b"x\n", 400, "路径"),
+    ("bidi RLO", "合同\u202egpj.pdf", pdf_bytes("rlo"), 400, "U+202E"),
+    ("bidi LRI", "合同\u2066.pdf", pdf_bytes("lri"), 400, "U+2066"),
+    ("bidi RLM", "合同\u200f.pdf", pdf_bytes("rlm"), 400, "U+200F"),
+    ("bidi ALM", "合同\u061c.pdf", pdf_bytes("alm"), 400, "U+061C"),
+    ("zero width", "合同\u200b.pdf", pdf_bytes("zw"), 400, "U+200B"),
+    ("C1 control", "合同\x85.pdf", pdf_bytes("c1"), 400, "U+0085"),
     ("drive", "C:合同.pdf", pdf_bytes("drive"), 400, "路径"),
     ("nul", "合同.pdf\x00.txt", pdf_bytes("nul"), 400, "路径"),
     ("no extension", "README", b"hello\n", 400, "扩展名"),
@@ -452,3 +459,59 @@ def test_content_disposition_fallbacks():
     assert cd == "attachment; filename=\"document-7.pdf\"; filename*=UTF-8''%E5%90%88%E5%90%8C.pdf"
     cd = content_disposition(SimpleNamespace(id=8, name='报价 "v2".png'), True)
     assert cd.startswith('inline; filename="_v2_.png"') and "%22v2%22" in cd
+
+
+# ---- names that display as something else -------------------------------------------------
+
+def test_bidi_and_backslash_names_refused_on_html_upload(web, app, customer_of, dbs):
+    """HTML form: the same 400 (Chinese page naming the character), nothing stored."""
+    cid = customer_of("manager1")
+    w = web("manager1")
+    form_url = f"/documents/customer/{cid}"
+    before = store_files(app)
+    for name, expect in (("合同\u202egpj.pdf", "U+202E"), ("..\\..\\boot.ini.txt", "路径"),
+                         ("C:\\boot.ini.txt", "路径")):
+        r = w.post_form(f"/documents/customer/{cid}/upload",
+                        {"file": [(io.BytesIO(pdf_bytes()), name)]},
+                        form_url=form_url, content_type="multipart/form-data")
+        assert r.status_code == 400, (name, r.status_code)
+        assert expect in r.text, name
+    assert doc_count(dbs, cid) == 0
+    assert store_files(app) == before
+
+
+def test_bidi_message_says_which_character_and_how_to_fix(api, customer_of):
+    cid = customer_of("manager1")
+    r = upload(api("manager1"), cid, [("合同\u202egpj.pdf", pdf_bytes())])
+    assert r.status_code == 400 and r.json["field"] == "file"
+    msg = r.json["message"]
+    assert "U+202E" in msg and "方向" in msg and "改名" in msg
+    # the plain name is fine
+    assert upload(api("manager1"), cid, [("合同gpj.pdf", pdf_bytes())]).status_code == 201
+
+
+def test_folder_names_refuse_control_characters(api, customer_of):
+    cid = customer_of("manager1")
+    c = api("manager1")
+    for bad in ("合同\u202e", "a\u200fb", "x\ty"):
+        r = c.post("/api/v1/document/folders", json={"customer_id": cid, "name": bad})
+        assert r.status_code == 400 and r.json["field"] == "name", (bad, r.json)
+
+
+def test_upload_name_keeps_backslashes_the_client_sent():
+    """Unit: the raw multipart header is used when werkzeug would drop backslashes."""
+    from werkzeug.datastructures import FileStorage, Headers
+
+    from app.views.documents import upload_name
+
+    def storage(header, parsed):
+        return FileStorage(io.BytesIO(b"x"), filename=parsed,
+                           headers=Headers([("Content-Disposition", header)]))
+
+    assert upload_name(storage('form-data; name="file"; filename="..\\..\\boot.ini.txt"',
+                               "....boot.ini.txt")) == "..\\..\\boot.ini.txt"
+    assert upload_name(storage('form-data; name="file"; filename="采购合同.pdf"',
+                               "采购合同.pdf")) == "采购合同.pdf"
+    with pytest.raises(wf.ValidationError):
+        wf.clean_file_name(upload_name(storage('form-data; name="file"; filename="a\\b.txt"',
+                                               "ab.txt")))

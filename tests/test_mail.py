@@ -8,6 +8,7 @@
   runs twice.
 """
 import email
+import email.header
 import hashlib
 import os
 import pwd
@@ -597,3 +598,331 @@ def test_parse_message_decodes_headers_and_bodies():
     raw = b"Subject: \xd6\xd0\xce\xc4\xd6\xf7\xcc\xe2\r\nFrom: \xd5\xc5\xc8\xfd <a@b.cn>\r\n\r\nx"
     p = wf.parse_message(raw)
     assert p["subject"] == "中文主题" and p["sender"] == "张三 <a@b.cn>"
+
+
+# ---- attachments need the document read right (issue 17 item 4) ---------------------------
+
+def _sent_subjects(smtp):
+    return {str(email.message_from_bytes(c, policy=policy.default)["Subject"])
+            for _f, _r, c in smtp.messages}
+
+
+def test_unreadable_document_cannot_be_attached_api_or_html(app, api, web, dbs, smtp, user_id,
+                                                             uniq):
+    """manager1 may not download manager2's customer's contract, so he may not mail it
+    out either: 403, nothing stored, nothing sent; the compose page does not list it."""
+    m2 = user_id("manager2")
+    secret_name = f"机密合同-{uniq()}.pdf"
+    with dbs() as s:
+        cust, (contact,) = make_customer(s, m2, uniq)
+        doc = make_document(app, s, cust, m2, secret_name, b"%PDF-1.4 " + os.urandom(500))
+        s.commit()
+        cust_id, contact_id, doc_id = cust.id, contact.id, doc.id
+    assert api("manager1").get(f"/api/v1/document/{doc_id}/download").status_code == 403
+    subject = f"外泄 {uniq()}"
+    before = len(smtp.messages)
+    for payload in ({"contact_ids": [contact_id], "document_ids": [doc_id]},
+                    {"to": ["outside@gmail.com"], "customer_id": cust_id, "document_ids": [doc_id]}):
+        r = api("manager1").post("/api/v1/mail/", json=dict(payload, subject=subject, body="见附件"))
+        assert r.status_code == 403, r.json
+        assert "无权" in r.json["message"]
+    # HTML: the compose page lists only documents the user may read; posting the id anyway → 403
+    w = web("manager1")
+    form_url = f"/mail/compose?customer_id={cust_id}"
+    page = w.get(form_url)
+    assert page.status_code == 200 and secret_name not in page.text
+    r = w.post_form("/mail/compose", {"customer_id": cust_id, "contact_ids": contact_id,
+                                      "to": "outside@gmail.com", "subject": subject,
+                                      "body": "x", "document_ids": doc_id}, form_url=form_url)
+    assert r.status_code == 403 and "无权" in r.text
+    with dbs() as s:
+        assert mail_count(s, subject=subject) == 0
+    assert len(smtp.messages) == before and subject not in _sent_subjects(smtp)
+    # the customer's own 客户经理 sees it on the page and may attach it
+    page2 = web("manager2").get(form_url)
+    assert secret_name in page2.text
+    r = api("manager2").post("/api/v1/mail/", json={"contact_ids": [contact_id], "subject": subject,
+                                                   "document_ids": [doc_id], "body": "合同"})
+    assert r.status_code == 201 and r.json["result"]["attachments"][0]["document_id"] == doc_id
+
+
+def test_uploader_may_attach_own_document_of_another_managers_customer(app, api, dbs, smtp,
+                                                                       user_id, uniq):
+    """Same rule as downloading: the uploader reads his own upload."""
+    m1, m2 = user_id("manager1"), user_id("manager2")
+    with dbs() as s:
+        cust, (contact,) = make_customer(s, m2, uniq)
+        doc = make_document(app, s, cust, m1, "我上传的.pdf", b"%PDF-1.4 " + os.urandom(300))
+        s.commit()
+        contact_id, doc_id = contact.id, doc.id
+    assert api("manager1").get(f"/api/v1/document/{doc_id}/download").status_code == 200
+    r = api("manager1").post("/api/v1/mail/", json={"contact_ids": [contact_id], "subject": uniq("s"),
+                                                   "document_ids": [doc_id]})
+    assert r.status_code == 201, r.json
+
+
+# ---- names with control characters (issue 17 item 8) ---------------------------------------
+
+@pytest.fixture
+def new_user(app, uniq):
+    """A throw-away 客户经理 (so tests may damage its name): returns (username, id)."""
+    from tests.conftest import PASSWORD
+
+    name = uniq("nm")
+    with app.app_context():
+        sm = app.appbuilder.sm
+        u = sm.add_user(name, "测试", "用户", f"{name}@demo.crm", sm.find_role("客户经理"),
+                        password=PASSWORD)
+        uid = u.id
+        db.session.remove()
+    return name, uid
+
+
+def _user(app, uid):
+    from flask_appbuilder.security.sqla.models import User
+
+    with app.app_context():
+        u = db.session.get(User, uid)
+        out = (u.first_name, u.last_name)
+        db.session.remove()
+    return out
+
+
+def test_legacy_name_with_crlf_cannot_break_or_inject_headers(app, api, dbs, smtp, new_user, uniq):
+    name, uid = new_user
+    from flask_appbuilder.security.sqla.models import User
+
+    with dbs() as s:  # a name saved before the check existed
+        s.get(User, uid).first_name = "张\r\nBcc: spy@evil.cn\r\n"
+        s.get(User, uid).last_name = "伟\u202e"
+        s.commit()
+    subject = f"老数据 {uniq()}"
+    r = api(name).post("/api/v1/mail/", json={"to": ["client@partner.cn"], "subject": subject,
+                                             "body": "正文"})
+    assert r.status_code == 201, r.json
+    mail_from, rcpts, msg = smtp.find(r.json["result"]["message_id"])
+    assert rcpts == ["client@partner.cn"]
+    assert msg["Bcc"] is None and "spy@evil.cn" not in str(msg["From"].addresses[0].addr_spec)
+    assert msg["From"].addresses[0].addr_spec == "crm@demo.crm"
+    shown = msg["From"].addresses[0].display_name
+    assert "\r" not in shown and "\n" not in shown and "\u202e" not in shown
+    assert shown.startswith("张")
+
+
+def test_user_forms_refuse_control_characters_in_names(app, web, new_user, uniq):
+    from tests.conftest import WebClient
+
+    name, uid = new_user
+    admin = web("admin")
+    with app.app_context():
+        role_id = app.appbuilder.sm.find_role("客户经理").id
+        db.session.remove()
+    # admin: edit form
+    form = {"first_name": "张\r\n", "last_name": "伟", "username": name,
+            "email": f"{name}@demo.crm", "active": "y", "roles": str(role_id)}
+    r = admin.post_form(f"/users/edit/{uid}", form)
+    assert r.status_code == 200 and "控制字符" in r.text and "U+000D" in r.text
+    assert _user(app, uid) == ("测试", "用户")
+    form.update(first_name="张", last_name="伟\u202e")
+    r = admin.post_form(f"/users/edit/{uid}", form)
+    assert r.status_code == 200 and "U+202E" in r.text
+    assert _user(app, uid) == ("测试", "用户")
+    form.update(first_name="张", last_name="伟 明")  # an ordinary space is fine
+    assert admin.post_form(f"/users/edit/{uid}", form).status_code == 302
+    assert _user(app, uid) == ("张", "伟 明")
+    # admin: add form
+    other = uniq("nm")
+    r = admin.post_form("/users/add", {"first_name": "李\n", "last_name": "四", "username": other,
+                                       "email": f"{other}@demo.crm", "active": "y",
+                                       "roles": str(role_id), "password": "Strong-pass-9",
+                                       "conf_password": "Strong-pass-9"})
+    assert r.status_code == 200 and "控制字符" in r.text
+    with app.app_context():
+        assert app.appbuilder.sm.find_user(username=other) is None
+        db.session.remove()
+    # the user's own profile form
+    me = WebClient(app, name)
+    url = "/userinfoeditview/form"
+    assert me.get(url).status_code == 200
+    r = me.post_form(url, {"first_name": "张\u2066", "last_name": "伟"})
+    assert r.status_code == 200 and "U+2066" in r.text
+    assert _user(app, uid) == ("张", "伟 明")
+    assert me.post_form(url, {"first_name": "张", "last_name": "三"}).status_code == 302
+    assert _user(app, uid) == ("张", "三")
+
+
+def test_customer_and_contact_names_refuse_control_characters(api, dbs, user_id, uniq):
+    m1 = user_id("manager1")
+    with dbs() as s:
+        cust, (contact,) = make_customer(s, m1, uniq)
+        s.commit()
+        cust_id, contact_id, cust_name = cust.id, contact.id, cust.name
+    c = api("manager1")
+    r = c.put(f"/api/v1/customer/{cust_id}", json={"name": "坏公司\r\nBcc: x@y.cn"})
+    assert r.status_code == 400 and r.json["field"] == "name" and "控制字符" in r.json["message"]
+    r = c.put(f"/api/v1/contact/{contact_id}", json={"name": "李\u202e四"})
+    assert r.status_code == 400 and r.json["field"] == "name" and "U+202E" in r.json["message"]
+    with dbs() as s:
+        from app.models import Contact, Customer
+        assert s.get(Customer, cust_id).name == cust_name
+        assert s.get(Contact, contact_id).name == "联系人0"
+
+
+def test_names_unit():
+    from app.workflows import names
+
+    assert names.check_name("张 伟", "x", "名") == "张 伟"
+    for bad in ("a\nb", "a\rb", "a\tb", "a\u202eb", "a\u200bb", "a\x85b", "a\u2028b"):
+        with pytest.raises(wf.ValidationError):
+            names.check_name(bad, "x", "名")
+    assert names.header_safe("张\r\n Bcc: x\u202e") == "张 Bcc: x"
+
+
+# ---- mail as the clients people use (issue 18 item 7) ------------------------------------------
+
+def _b(text, charset="utf-8"):
+    import base64
+    return f"=?{charset}?b?{base64.b64encode(text.encode(charset)).decode()}?="
+
+
+def test_display_name_recipients_api_and_html(app, api, web, dbs, smtp, uniq):
+    subject = f"显示名 {uniq()}"
+    r = api("manager1").post("/api/v1/mail/", json={
+        "to": "王总 <Wang@Partner.CN>；李四 <li@partner.cn>; c@partner.cn",
+        "cc": ['"Zhang, San" <zs@partner.cn>，赵六<zl@partner.cn>'],
+        "subject": subject, "body": "您好"})
+    assert r.status_code == 201, r.json
+    res = r.json["result"]
+    assert res["recipients"] == ["Wang@partner.cn", "li@partner.cn", "c@partner.cn"]
+    assert res["to_addresses"] == [{"name": "王总", "address": "Wang@partner.cn"},
+                                   {"name": "李四", "address": "li@partner.cn"},
+                                   {"name": "", "address": "c@partner.cn"}]
+    assert res["cc_addresses"] == [{"name": "Zhang, San", "address": "zs@partner.cn"},
+                                   {"name": "赵六", "address": "zl@partner.cn"}]
+    mail_from, rcpts, msg = smtp.find(res["message_id"])
+    assert set(rcpts) == {"Wang@partner.cn", "li@partner.cn", "c@partner.cn", "zs@partner.cn",
+                          "zl@partner.cn"}
+    assert [(a.display_name, a.addr_spec) for a in msg["To"].addresses] == [
+        ("王总", "Wang@partner.cn"), ("李四", "li@partner.cn"), ("", "c@partner.cn")]
+    assert [(a.display_name, a.addr_spec) for a in msg["Cc"].addresses] == [
+        ("Zhang, San", "zs@partner.cn"), ("赵六", "zl@partner.cn")]
+    show = web("manager1").get(f"/mail/show/{r.json['id']}")
+    assert "王总 &lt;Wang@partner.cn&gt;" in show.text
+    # the address part is still validated
+    for bad in ("王总 <不是地址>", "王总 wang@partner.cn", "王总 <a@b.cn> 多余", "<>"):
+        r = api("manager1").post("/api/v1/mail/", json={"to": bad, "subject": subject})
+        assert r.status_code == 400 and r.json["field"] == "to", (bad, r.json)
+    # the HTML form accepts the same
+    w = web("manager1")
+    subject2 = f"表单显示名 {uniq()}"
+    r = w.post_form("/mail/compose", {"to": "王总 <wang@partner.cn>, 李四 <li@partner.cn>",
+                                      "subject": subject2, "body": "x"}, form_url="/mail/compose")
+    assert r.status_code == 302, r.text
+    with dbs() as s:
+        m = s.scalar(select(MailMessage).where(MailMessage.subject == subject2))
+        assert m.recipients == "王总 <wang@partner.cn>, 李四 <li@partner.cn>"
+
+
+def test_sent_attachment_names_as_mail_clients_read_them(app, api, dbs, smtp, user_id, uniq):
+    """filename* (RFC 2231) on Content-Disposition and name= (RFC 2047) on Content-Type."""
+    m1 = user_id("manager1")
+    long_name = "报价单（2026年第二季度）激光打印机与复印机租赁方案 最终版.pdf"
+    with dbs() as s:
+        cust, (contact,) = make_customer(s, m1, uniq)
+        d1 = make_document(app, s, cust, m1, long_name, b"%PDF-1.4 " + os.urandom(100))
+        d2 = make_document(app, s, cust, m1, "price-list 2026.pdf", b"%PDF-1.4 " + os.urandom(100))
+        s.commit()
+        contact_id, ids = contact.id, [d1.id, d2.id]
+    r = api("manager1").post("/api/v1/mail/", json={
+        "contact_ids": [contact_id], "subject": f"附件名 {uniq()}", "document_ids": ids})
+    assert r.status_code == 201, r.json
+    content = next(c for _f, _r, c in smtp.messages
+                   if r.json["result"]["message_id"].encode() in c)
+    assert b"filename*" in content and b'name="=?utf-8?b?' in content
+    modern = email.message_from_bytes(content, policy=policy.default)
+    legacy = email.message_from_bytes(content)  # compat32, as older clients parse
+    for msg in (modern, legacy):
+        parts = [p for p in msg.walk() if p.get_content_maintype() == "application"]
+        assert len(parts) == 2
+        # Content-Disposition filename* (RFC 2231)
+        assert [p.get_filename() for p in parts] == [long_name, "price-list 2026.pdf"]
+        # Content-Type name= (RFC 2047 encoded words), what Outlook/Foxmail read
+        names = [str(email.header.make_header(email.header.decode_header(p.get_param("name"))))
+                 for p in parts]
+        assert names == [long_name, "price-list 2026.pdf"], names
+    atts = list(modern.iter_attachments())
+    assert [a.get_filename() for a in atts] == [long_name, "price-list 2026.pdf"]
+    assert [a.get_content_type() for a in atts] == ["application/pdf", "application/pdf"]
+
+
+def test_mail_fetch_decodes_like_a_mail_client_routes_to_manager_and_shows_local_time(
+        app, api, web, dbs, smtp, mailbox, user_id, uniq):
+    m2 = user_id("manager2")
+    with dbs() as s:
+        cust, (contact,) = make_customer(s, m2, uniq)   # managed by manager2
+        s.commit()
+        cust_id, contact_email = cust.id, contact.email
+    tag = uniq()
+    boundary = "=_b_" + tag
+    headers = "\r\n".join([
+        f"From: {_b('王总')} <{contact_email}>",
+        "To: crm@demo.crm",
+        # folded as mail clients fold long subjects; the spaces are part of the subject
+        f"Subject: Re:\r\n {_b('确认订购')}\r\n 10 {_b('台')} {tag}",
+        "Date: Mon, 02 Mar 2026 02:00:00 +0000",
+        f"Message-ID: <own-{tag}@kehu.cn>",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{boundary}"',
+    ])
+    parts = [
+        ("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit",
+         "请确认订购 10 台。".encode()),
+        # Foxmail: only name= on Content-Type, labelled gb2312, GBK-only character 镕
+        (f'Content-Type: application/pdf; name="{_b("朱镕基报价单.pdf", "gbk").replace("gbk", "gb2312")}"\r\n'
+         "Content-Transfer-Encoding: base64", b"JVBERi0xLjQ="),
+        # RFC 2231
+        ("Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+         "Content-Disposition: attachment; filename*=utf-8''%E5%90%88%E5%90%8C%202026.docx",
+         b"UEsDBA=="),
+        # Outlook: RFC 2047 inside filename=
+        ("Content-Type: application/vnd.ms-excel\r\nContent-Transfer-Encoding: base64\r\n"
+         f'Content-Disposition: attachment; filename="{_b("清单 2026.xls")}"', b"0M8R4A=="),
+    ]
+    body = b""
+    for head, payload in parts:
+        body += f"--{boundary}\r\n{head}\r\n\r\n".encode() + payload + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    mailbox(headers.encode() + b"\r\n\r\n" + body)
+    r = app.test_cli_runner().invoke(args=["crm", "mail-fetch"])
+    assert r.exit_code == 0 and "新邮件 1 封" in r.output, r.output
+    with dbs() as s:
+        m = s.scalar(select(MailMessage).where(MailMessage.message_id == f"<own-{tag}@kehu.cn>"))
+        assert m.subject == f"Re: 确认订购 10 台 {tag}"
+        assert m.sender == f"王总 <{contact_email}>"
+        assert m.customer_id == cust_id
+        assert m.owner_id == m2   # not a reply: routed to the customer's 客户经理
+        assert [a.filename for a in m.attachments] == ["朱镕基报价单.pdf", "合同 2026.docx",
+                                                       "清单 2026.xls"]
+        mail_id = m.id
+    got = api("manager2").get(f"/api/v1/mail/{mail_id}").json["result"]
+    assert got["received_on"] == "2026-03-02T10:00:00+08:00"
+    inbox = api("manager2").get(f"/api/v1/mail/?box=inbox&subject={tag}").json
+    assert [x["id"] for x in inbox["result"]] == [mail_id]
+    assert inbox["result"][0]["received_on"].endswith("+08:00")
+    # no longer only in the admin's inbox of unowned mail
+    admin_inbox = api("admin").get(f"/api/v1/mail/?box=inbox&subject={tag}").json
+    assert mail_id not in [x["id"] for x in admin_inbox["result"]]
+    w = web("manager2")
+    assert "2026-03-02 10:00" in w.get(f"/mail/show/{mail_id}").text
+    assert "2026-03-02 10:00" in w.get(f"/mail/box?tab=inbox&subject={tag}").text
+
+
+def test_parse_message_keeps_spaces_next_to_encoded_words():
+    raw = ("Subject: Re: " + _b("关于") + " 确认订购 10 台\r\n"
+           "From: " + _b("李经理") + " <li@kehu.cn>\r\n\r\nx").encode("utf-8")
+    p = wf.parse_message(raw)
+    assert p["subject"] == "Re: 关于 确认订购 10 台"
+    assert p["sender"] == "李经理 <li@kehu.cn>"
+    # an encoded CR/LF cannot smuggle a line break into what is stored
+    p = wf.parse_message(("Subject: " + _b("坏\r\nBcc: x@y.cn") + "\r\n\r\nx").encode())
+    assert "\n" not in p["subject"] and "\r" not in p["subject"]

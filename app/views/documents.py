@@ -66,6 +66,28 @@ def _upload_limit():
         request.max_content_length = cfg.max_bytes * cfg.max_files + wf.MB
 
 
+_FILENAME_PARAM = re.compile(r'(?i)(?:^|;)\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def upload_name(storage):
+    """The file name exactly as the client sent it.
+
+    Werkzeug treats a backslash inside the quoted ``filename="…"`` as an escape and drops
+    it, so ``..\\..\\boot.ini.txt`` arrived as ``....boot.ini.txt``. Browsers send
+    backslashes literally (they percent-encode only ``"``, CR and LF), so when the raw
+    header holds a backslash that raw value is used, and the documents workflow refuses
+    the name (400: a name may not contain a path)."""
+    raw = storage.headers.get("Content-Disposition", "") if storage.headers else ""
+    m = _FILENAME_PARAM.search(raw)
+    if m:
+        value = m.group(1).strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if "\\" in value:
+            return value
+    return storage.filename
+
+
 def content_disposition(doc, inline):
     """RFC 6266/5987: an ASCII fallback (``document-<id>.<ext>`` when the name has no
     ASCII letters, e.g. 采购合同.pdf) plus ``filename*=UTF-8''…`` with the exact name."""
@@ -194,7 +216,7 @@ class DocumentView(BaseView):
     @has_access
     @html_errors
     def upload(self, customer_id):
-        files = [(f.filename, f.stream) for f in request.files.getlist("file") if f and f.filename]
+        files = [(upload_name(f), f.stream) for f in request.files.getlist("file") if f and f.filename]
         docs = wf.store(db.session, current_actor(), customer_id, files,
                         folder_id=request.form.get("folder_id"),
                         opportunity_id=request.form.get("opportunity_id"),
@@ -386,7 +408,7 @@ class DocumentApi(BaseApi):
         """
         if not request.form.get("customer_id"):
             raise ValidationError(_l("请指定客户（customer_id）。"), "customer_id")
-        files = [(f.filename, f.stream)
+        files = [(upload_name(f), f.stream)
                  for key in ("file", "files") for f in request.files.getlist(key)
                  if f and f.filename]
         docs = wf.store(db.session, current_actor(), request.form.get("customer_id"), files,

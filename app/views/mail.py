@@ -3,6 +3,8 @@ the customer page section, and the ``mail`` REST resource.
 
 Rules live in app/workflows/mail.py; this module parses input and renders.
 """
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, protect, safe
@@ -28,8 +30,27 @@ TABS = [("inbox", _l("收件箱")), ("sent", _l("已发送")), ("failed", _l("�
 PAGE_SIZE = 20
 
 
+def local_time(value):
+    """A stored time (naive = server-local, like ``datetime.now()``) in the configured
+    zone (``BABEL_DEFAULT_TIMEZONE``, default Asia/Shanghai), timezone-aware."""
+    if value is None:
+        return None
+    zone = current_app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai"
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("Asia/Shanghai")
+    aware = value if value.tzinfo is not None else value.astimezone()
+    return aware.astimezone(tz)
+
+
 def fmt_time(value):
-    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+    return local_time(value).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def iso_time(value):
+    """ISO 8601 with the configured zone's offset, e.g. 2026-03-02T10:00:00+08:00."""
+    return local_time(value).isoformat(timespec="seconds") if value else None
 
 
 def mail_time(m):
@@ -95,7 +116,8 @@ class MailView(BaseView):
         customer_id = (source.get("customer_id") or "").strip() or None
         if customer_id is not None and not customer_id.isdigit():
             raise ValidationError(_l("客户编号必须是整数。"), field="customer_id")
-        choices = wf.compose_choices(db.session, customer_id)
+        actor = current_actor()
+        choices = wf.compose_choices(db.session, actor, customer_id, current_app.config)
         values = {
             "contact_ids": _ids(source, "contact_ids"),
             "user_ids": _ids(source, "user_ids"),
@@ -110,7 +132,7 @@ class MailView(BaseView):
                         user_ids=sorted(values["user_ids"]),
                         document_ids=sorted(values["document_ids"]))
             try:
-                mail = wf.send(db.session, current_actor(), data, current_app.config)
+                mail = wf.send(db.session, actor, data, current_app.config)
             except ValidationError as e:
                 db.session.rollback()
                 error = e
@@ -152,11 +174,13 @@ def mail_json(m, full=True):
     out = {
         "id": m.id, "status": m.status, "subject": m.subject, "sender": m.sender,
         "recipients": wf.split_addresses(m.recipients), "cc": wf.split_addresses(m.cc),
+        "to_addresses": [{"name": n, "address": a} for n, a in wf.address_pairs(m.recipients)],
+        "cc_addresses": [{"name": n, "address": a} for n, a in wf.address_pairs(m.cc)],
         "customer_id": m.customer_id, "owner_id": m.owner_id, "message_id": m.message_id,
         "in_reply_to": m.in_reply_to, "error": m.error,
-        "sent_on": m.sent_on.isoformat() if m.sent_on else None,
-        "received_on": m.received_on.isoformat() if m.received_on else None,
-        "created_on": m.created_on.isoformat() if m.created_on else None,
+        "sent_on": iso_time(m.sent_on),
+        "received_on": iso_time(m.received_on),
+        "created_on": iso_time(m.created_on),
     }
     if full:
         out["body"] = m.body

@@ -32,6 +32,7 @@ from ..models import Activity, Contact, Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
 from . import numbering
 from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .names import check_name
 from .rights import can_manage_customer
 
 NORMAL, LOST, MERGED = "normal", "lost", "merged"
@@ -283,6 +284,8 @@ def clean(session, data, current=None):
         if f in data:
             # 邮政编码: its format check below says what is wrong
             out[f] = _text(data, f, LABELS, 100 if f == "zip_code" else MAX_LEN[f])
+    if out.get("name"):  # it ends up in mail and lists: no CR/LF or invisible characters
+        check_name(out["name"], "name", LABELS["name"])
     if out.get("zip_code") and not ZIP_RE.match(out["zip_code"]):
         raise ValidationError(_l("邮政编码必须是 6 位数字，例如 100080。"), field="zip_code")
     for f in ("phone", "fax"):
@@ -418,6 +421,8 @@ def clean_contact(data, partial=False):
         if f in CONTACT_REQUIRED and not v:
             raise _required(CONTACT_LABELS[f], f)
         out[f] = v
+    if out.get("name"):  # shown as a mail recipient's name: no CR/LF or invisible characters
+        check_name(out["name"], "name", CONTACT_LABELS["name"])
     if out.get("gender") and out["gender"] not in GENDERS:
         raise ValidationError(_l("性别只能是“男”或“女”。"), field="gender")
     if out.get("office_phone"):

@@ -40,6 +40,7 @@ from ..models import (Customer, Document, DocumentBlob, DocumentFolder, Opportun
                       ServiceTicket)
 from . import events
 from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .names import check_file_name_chars, check_name
 from .rights import can_manage_customer, can_read_customer
 
 ENTITY = "document"
@@ -189,6 +190,7 @@ def clean_file_name(name, field="file"):
                                  name=name.replace("\x00", "\\0")), field)
     if _CONTROL.search(name):
         raise ValidationError(_l("文件名不能包含控制字符。"), field)
+    check_file_name_chars(name, field)  # bidi overrides (合同\u202egpj.pdf), other Cc/Cf
     if name.strip() in (".", ".."):
         raise ValidationError(_l("文件名“%(name)s”不合法。", name=name), field)
     if len(name) > NAME_MAX:
@@ -209,6 +211,7 @@ def clean_folder_name(name):
         raise ValidationError(_l("文件夹名称不能为空。"), "name")
     if "/" in name or "\\" in name or _CONTROL.search(name) or name in (".", ".."):
         raise ValidationError(_l("文件夹名称不能包含 /、\\ 或控制字符。"), "name")
+    check_name(name, "name", _l("文件夹名称"))
     if len(name) > FOLDER_MAX:
         raise ValidationError(_l("文件夹名称太长（最多 %(n)d 个字符）。", n=FOLDER_MAX), "name")
     return name

@@ -27,8 +27,10 @@ import smtplib
 import socket
 from datetime import datetime
 from email import message_from_bytes, policy as email_policy
-from email.header import decode_header
-from email.utils import getaddresses, make_msgid, parseaddr, parsedate_to_datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import (format_datetime, getaddresses, make_msgid, parseaddr,
+                         parsedate_to_datetime)
 
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import gettext as _
@@ -38,7 +40,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..models import Contact, Customer, Document, MailAttachment, MailMessage
 from . import events
+from . import documents as docs_wf
 from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .names import header_safe
 from .rights import can_read_customer
 
 ENTITY = "mail"
@@ -57,17 +61,107 @@ def status_label(status):
     return STATUS_LABELS.get(status, status)
 
 
-def split_addresses(text):
-    """'a@x.cn, b@y.cn; c@z.cn' (or a list of such) → ['a@x.cn', ...] (as typed)."""
-    if text is None:
+_SEPARATORS = {",", ";", "，", "；", "、", "\n", "\r"}
+
+
+def _split_outside_quotes(text):
+    """'王总 <a@x.cn>; "Li, Si" <b@y.cn>，c@z.cn' → the pieces between separators
+    (, ; ， ； 、 or a line break) that are not inside quotes or <>."""
+    pieces, buf, quoted, angle, escaped = [], [], False, False, False
+    for ch in text:
+        if escaped:
+            buf.append(ch)
+            escaped = False
+            continue
+        if ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            angle = True
+        elif ch == ">" and not quoted:
+            angle = False
+        elif ch in _SEPARATORS and not quoted and not angle:
+            pieces.append("".join(buf))
+            buf = []
+            continue
+        buf.append(ch)
+    pieces.append("".join(buf))
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def parse_address_list(value, field="to"):
+    """Recipients as people type them → [(display name, address)], addresses validated.
+
+    Accepts ``王总 <wang@partner.cn>``, ``"Wang, Zong" <w@p.cn>``, bare addresses, and
+    lists separated by , ; ， ； 、 or line breaks (bare addresses also by spaces), as a
+    string or a list of strings. The display name is kept (control characters removed);
+    the address part must be a valid address, else ValidationError naming ``field``.
+    """
+    if value is None or value == "":
         return []
-    items = text if isinstance(text, (list, tuple)) else [text]
+    items = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for item in items:
         if not isinstance(item, str):
-            raise ValidationError(_l("收件人地址必须是字符串。"), field="to")
-        out.extend(p.strip() for p in re.split(r"[,;，；\s]+", item) if p.strip())
+            raise ValidationError(_l("收件人地址必须是字符串。"), field=field)
+        for piece in _split_outside_quotes(item):
+            if "<" in piece or '"' in piece:
+                pairs = getaddresses([piece])
+                if len(pairs) != 1 or not pairs[0][1]:
+                    raise ValidationError(_l("邮件地址“%(addr)s”格式不正确。", addr=piece),
+                                          field=field)
+                name, addr = pairs[0]
+                if "<" in piece and not re.search(r"<\s*[^<>]+\s*>\s*$", piece):
+                    raise ValidationError(_l("邮件地址“%(addr)s”格式不正确。", addr=piece),
+                                          field=field)
+                out.append((header_safe(name), normalize_address(addr, field, shown=piece)))
+            else:
+                for token in piece.split():
+                    out.append(("", normalize_address(token, field)))
     return out
+
+
+def split_addresses(text):
+    """The bare addresses of a stored or typed recipient list (tolerant: never raises
+    for stored text; pieces that are not addresses are skipped)."""
+    if not text:
+        return []
+    out = []
+    for piece in _split_outside_quotes(text if isinstance(text, str) else ", ".join(text)):
+        if "<" in piece or '"' in piece:
+            addr = getaddresses([piece])[0][1] if getaddresses([piece]) else ""
+            if addr:
+                out.append(addr)
+        else:
+            out.extend(t for t in piece.split() if "@" in t)
+    return out
+
+
+def address_pairs(text):
+    """[(display name, address)] of a stored recipient list (tolerant)."""
+    if not text:
+        return []
+    out = []
+    for piece in _split_outside_quotes(text):
+        if "<" in piece or '"' in piece:
+            pairs = getaddresses([piece])
+            if pairs and pairs[0][1]:
+                out.append((header_safe(pairs[0][0]), pairs[0][1]))
+        else:
+            out.extend(("", t) for t in piece.split() if "@" in t)
+    return out
+
+
+def format_address(name, addr):
+    """'王总 <wang@partner.cn>' (display name quoted when needed) or the bare address."""
+    name = header_safe(name)
+    if not name:
+        return addr
+    try:
+        return str(Address(display_name=name, addr_spec=addr))
+    except (ValueError, IndexError, TypeError):
+        return addr
 
 
 _ADDRESS_RE = re.compile(
@@ -76,13 +170,11 @@ _ADDRESS_RE = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 
 
-def normalize_address(addr, field="to"):
-    """A validated address (domain lower-cased) or ValidationError naming the field.
-    Accepts 'name <a@b.cn>' too; internal domains (corp.local) are allowed."""
-    _name, bare = parseaddr(addr or "")
-    bare = (bare or addr or "").strip()
+def normalize_address(addr, field="to", shown=None):
+    """A validated bare address (domain lower-cased) or ValidationError naming the field."""
+    bare = (addr or "").strip()
     if not _ADDRESS_RE.match(bare):
-        raise ValidationError(_l("邮件地址“%(addr)s”格式不正确。", addr=addr), field=field)
+        raise ValidationError(_l("邮件地址“%(addr)s”格式不正确。", addr=shown or addr), field=field)
     local, domain = bare.rsplit("@", 1)
     return f"{local}@{domain.lower()}"
 
@@ -140,10 +232,10 @@ def _default_sender(config):
 
 
 def _sender_for(actor, config):
-    """From: '<actor name> <company sender address>' (replies come back to the CRM mailbox)."""
+    """From: '<actor name> <company sender address>' (replies come back to the CRM mailbox).
+    The name is made header-safe (a legacy name with CR/LF cannot break sending)."""
     _name, addr = parseaddr(_default_sender(config))
-    name = (actor.name or "").replace('"', "").replace("<", "").replace(">", "").strip()
-    return f"{name} <{addr}>" if name else addr
+    return format_address(actor.name or "", addr)
 
 
 # ---- rights -------------------------------------------------------------------------
@@ -243,17 +335,20 @@ def customer_mail(session, customer_id, limit=10):
 
 # ---- compose ------------------------------------------------------------------------
 
-def compose_choices(session, customer_id=None):
+def compose_choices(session, actor, customer_id=None, config=None):
     """What the compose form offers: the customer's contacts with e-mail, its documents
-    (newest 100) and active colleagues with an e-mail address."""
+    that the actor may read (newest 100; the documents workflow's read rule) and active
+    colleagues with an e-mail address."""
     customer = contacts = documents = None
     if customer_id:
         customer = session.get(Customer, int(customer_id))
         if customer is None:
             raise NotFound(_l("客户不存在。"))
         contacts = [c for c in customer.contacts if c.email]
+        scope = docs_wf.settings(config).read_scope
         documents = session.scalars(
-            select(Document).where(Document.customer_id == customer.id)
+            select(Document).join(Customer, Customer.id == Document.customer_id)
+            .where(Document.customer_id == customer.id, docs_wf.readable_clause(actor, scope))
             .order_by(Document.id.desc()).limit(100)).all()
     users = session.execute(
         select(User.id, User.first_name, User.last_name, User.username, User.email)
@@ -305,7 +400,7 @@ def _resolve(session, actor, data, config):
             elif c.customer_id != customer.id:
                 raise ValidationError(_l("联系人“%(name)s”不属于该客户。", name=c.name),
                                       field="contact_ids")
-            recipients.append(normalize_address(c.email, "contact_ids"))
+            recipients.append(("", normalize_address(c.email, "contact_ids")))
     user_ids = _int_list(data.get("user_ids"), "user_ids")
     if user_ids:
         users = dict(session.execute(
@@ -314,25 +409,29 @@ def _resolve(session, actor, data, config):
             if not users.get(uid):
                 raise ValidationError(_l("同事 %(id)s 不存在、已停用或没有电子邮件地址。", id=uid),
                                       field="user_ids")
-            recipients.append(normalize_address(users[uid], "user_ids"))
-    for addr in split_addresses(data.get("to")):
-        recipients.append(normalize_address(addr, "to"))
-    cc = [normalize_address(a, "cc") for a in split_addresses(data.get("cc"))]
+            recipients.append(("", normalize_address(users[uid], "user_ids")))
+    recipients.extend(parse_address_list(data.get("to"), "to"))
+    cc_pairs = parse_address_list(data.get("cc"), "cc")
 
     seen, unique = set(), []
-    for addr in recipients:
+    for name, addr in recipients:
         if addr.lower() not in seen:
             seen.add(addr.lower())
-            unique.append(addr)
-    cc = [a for a in dict.fromkeys(cc) if a.lower() not in seen]
+            unique.append((name, addr))
+    cc = []
+    for name, addr in cc_pairs:
+        if addr.lower() not in seen:
+            seen.add(addr.lower())
+            cc.append((name, addr))
     if not unique:
         raise ValidationError(_l("请至少填写一个收件人（联系人、同事或邮件地址）。"), field="to")
     if len(unique) + len(cc) > MAX_RECIPIENTS:
         raise ValidationError(_l("收件人最多 %(n)d 个。", n=MAX_RECIPIENTS), field="to")
 
     if customer is None:
-        matches = contacts_by_address(session, unique + cc)
-        for addr in unique + cc:
+        bare = [a for _n, a in unique + cc]
+        matches = contacts_by_address(session, bare)
+        for addr in bare:
             if addr.lower() in matches:
                 customer = matches[addr.lower()].customer
                 break
@@ -345,11 +444,21 @@ def _resolve(session, actor, data, config):
                                   field="document_ids")
         docs = {d.id: d for d in session.scalars(
             select(Document).where(Document.id.in_(doc_ids))).all()}
+        scope = docs_wf.settings(config).read_scope
+        owners = {c.id: c for c in session.scalars(select(Customer).where(
+            Customer.id.in_({d.customer_id for d in docs.values()}))).all()} if docs else {}
         limit = int(config.get("MAIL_MAX_ATTACHMENT_BYTES") or DEFAULT_MAX_ATTACHMENT_BYTES)
         total = 0
         for did in doc_ids:
             d = docs.get(did)
-            if d is None or d.customer_id != customer.id:
+            if d is None:
+                raise ValidationError(_l("文档 %(id)s 不存在或不属于该客户。", id=did),
+                                      field="document_ids")
+            # attaching = sending the file out: the same read right as downloading it
+            if not docs_wf.can_read(actor, d, owners.get(d.customer_id), scope):
+                raise Forbidden(_l("您无权查看文档 %(id)s，不能把它作为附件发送（只有能下载该文档的人"
+                                   "才能把它附加到邮件）。", id=did))
+            if d.customer_id != customer.id:
                 raise ValidationError(_l("文档 %(id)s 不存在或不属于该客户。", id=did),
                                       field="document_ids")
             if not os.path.exists(blob_path(config, d.sha256)):
@@ -375,7 +484,8 @@ def create_draft(session, actor, data, config):
     mail = MailMessage(
         owner_id=actor.id, status="draft", message_id=make_msgid(domain=domain),
         subject=subject, body=body, sender=_sender_for(actor, config),
-        recipients=", ".join(recipients), cc=", ".join(cc) or None,
+        recipients=", ".join(format_address(n, a) for n, a in recipients),
+        cc=", ".join(format_address(n, a) for n, a in cc) or None,
         customer_id=customer.id if customer else None,
         created_by_fk=actor.id, changed_by_fk=actor.id,
     )
@@ -446,63 +556,121 @@ def deliver(session, actor, mail_id, config, expected=("draft",)):
     return mail
 
 
-class _TimeoutConnection:
-    """Flask-Mail's Connection, with a socket timeout and the settings read from the
-    config at send time (Flask-Mail's state is captured once at init_app)."""
-
-    def __new__(cls, state, timeout):
-        from flask_mail import Connection
-
-        class Conn(Connection):
-            def configure_host(self):
-                m = self.mail
-                if m.use_ssl:
-                    host = smtplib.SMTP_SSL(m.server, m.port, timeout=timeout)
-                else:
-                    host = smtplib.SMTP(m.server, m.port, timeout=timeout)
-                if m.use_tls:
-                    host.starttls()
-                if m.username and m.password:
-                    host.login(m.username, m.password)
-                return host
-
-            def __exit__(self, exc_type, exc, tb):
-                if self.host is not None:
-                    try:
-                        self.host.quit()
-                    except (smtplib.SMTPException, OSError):
-                        self.host.close()
-
-        return Conn(state)
+# Outgoing messages are built with the standard library (EmailMessage + headerregistry):
+# display names are RFC 2047 encoded by the header policy and every value passes through
+# ``header_safe`` first, so no stored name can inject a header or break sending.
+# Raw (pre-folded) header values are never refolded: that keeps the ``name=`` fallback
+# on attachments' Content-Type exactly as written below.
+SEND_POLICY = email_policy.SMTP.clone(refold_source="none")
 
 
 class AttachmentMissing(Exception):
     """An attachment's file is no longer in the document store."""
 
 
-def _smtp_send(mail, config):
-    from flask_mail import Message
-
-    from ..extensions import mail as flask_mail
-
-    state = flask_mail.init_mail(config, testing=False)
-    msg = Message(subject=mail.subject, recipients=split_addresses(mail.recipients),
-                  cc=split_addresses(mail.cc), body=mail.body, sender=mail.sender,
-                  charset="utf-8")
-    msg.msgId = mail.message_id
-    if mail.in_reply_to:
-        msg.extra_headers = {"In-Reply-To": mail.in_reply_to, "References": mail.in_reply_to}
-    for att in mail.attachments:
+def _address_objects(text):
+    out = []
+    for name, addr in address_pairs(text):
         try:
-            with open(blob_path(config, att.sha256 or ""), "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise AttachmentMissing(att.filename) from exc
-        msg.attach(att.filename, att.mime or "application/octet-stream", data)
-    if state.suppress:
+            out.append(Address(display_name=name, addr_spec=addr))
+        except (ValueError, IndexError, TypeError):
+            continue
+    return out
+
+
+def _encoded_words(text, chunk=10):
+    """RFC 2047 base64 encoded words, one per folded line (≤ 78 characters each)."""
+    import base64
+
+    words = []
+    for i in range(0, len(text), chunk):
+        b64 = base64.b64encode(text[i:i + chunk].encode("utf-8")).decode("ascii")
+        words.append(f"=?utf-8?b?{b64}?=")
+    return words
+
+
+def _name_param(mime, filename):
+    """Content-Type with the legacy ``name=`` parameter (RFC 2047 encoded when not ASCII),
+    which Outlook and Foxmail read; Content-Disposition carries RFC 2231 ``filename*``."""
+    try:
+        filename.encode("ascii")
+        value = filename.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{mime};\n name="{value}"'
+    except UnicodeEncodeError:
+        return f'{mime};\n name="' + "\n ".join(_encoded_words(filename)) + '"'
+
+
+def build_message(mail, config, read_blob=None):
+    """The EmailMessage for a stored outgoing mail (headers, text body, attachments)."""
+    msg = EmailMessage(policy=SEND_POLICY)
+    msg["Subject"] = header_safe(mail.subject)
+    sender = _address_objects(mail.sender)
+    msg["From"] = sender[0] if sender else Address(addr_spec=parseaddr(_default_sender(config))[1])
+    msg["To"] = _address_objects(mail.recipients)
+    if mail.cc:
+        msg["Cc"] = _address_objects(mail.cc)
+    msg["Date"] = format_datetime(datetime.now().astimezone())
+    msg["Message-ID"] = header_safe(mail.message_id)
+    if mail.in_reply_to:
+        msg["In-Reply-To"] = header_safe(mail.in_reply_to)
+        msg["References"] = header_safe(mail.in_reply_to)
+    msg.set_content(mail.body or "", charset="utf-8", cte="base64")
+    for att in mail.attachments:
+        if read_blob is not None:
+            data = read_blob(att)
+        else:
+            try:
+                with open(blob_path(config, att.sha256 or ""), "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                raise AttachmentMissing(att.filename) from exc
+        mime = (att.mime or "application/octet-stream").lower()
+        if not re.match(r"^[a-z0-9.+-]+/[a-z0-9.+-]+$", mime):
+            mime = "application/octet-stream"
+        maintype, subtype = mime.split("/", 1)
+        filename = header_safe(att.filename) or "附件"
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+        part = list(msg.iter_attachments())[-1]
+        # store this one header verbatim (compat32 keeps the string; SEND_POLICY does not refold it)
+        part.policy = email_policy.compat32
+        part.replace_header("Content-Type", _name_param(mime, filename))
+        part.policy = SEND_POLICY
+    return msg
+
+
+def _smtp_connection(config):
+    server = config.get("MAIL_SERVER") or "127.0.0.1"
+    port = int(config.get("MAIL_PORT") or 25)
+    timeout = float(config.get("MAIL_TIMEOUT") or 30)
+    if config.get("MAIL_USE_SSL"):
+        host = smtplib.SMTP_SSL(server, port, timeout=timeout)
+    else:
+        host = smtplib.SMTP(server, port, timeout=timeout)
+    try:
+        if config.get("MAIL_USE_TLS"):
+            host.starttls()
+        if config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD"):
+            host.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+    except BaseException:
+        host.close()
+        raise
+    return host
+
+
+def _smtp_send(mail, config):
+    msg = build_message(mail, config)
+    if config.get("MAIL_SUPPRESS_SEND"):
         return
-    with _TimeoutConnection(state, float(config.get("MAIL_TIMEOUT") or 30)) as conn:
-        conn.send(msg)
+    envelope_from = parseaddr(_default_sender(config))[1]
+    rcpts = list(dict.fromkeys(split_addresses(mail.recipients) + split_addresses(mail.cc)))
+    host = _smtp_connection(config)
+    try:
+        host.send_message(msg, from_addr=envelope_from, to_addrs=rcpts)
+    finally:
+        try:
+            host.quit()
+        except (smtplib.SMTPException, OSError):
+            host.close()
 
 
 def _server_text(code, resp):
@@ -568,39 +736,81 @@ def decode_bytes(data, charset=None):
 
 
 def decode_header_value(value):
-    """An RFC 2047 header (=?gbk?b?...?=, =?utf-8?q?...?=, or raw 8-bit) as text."""
+    """An RFC 2047 header value (=?gbk?b?...?=, =?utf-8?q?...?=, or raw 8-bit) as text,
+    decoded by the standard library's header policy (``email.policy.default``): the
+    whitespace between an encoded word and plain text is kept (``Re: =?..?= 确认订购 10 台``),
+    the whitespace between two encoded words is dropped, as RFC 2047 says."""
     if value is None:
         return ""
-    if not isinstance(value, str) and not hasattr(value, "_chunks"):
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):  # raw 8-bit bytes (careless mailers)
+        text = decode_bytes(text.encode("ascii", "surrogateescape"))
+    text = re.sub(r"\r?\n(?=[ \t])", "", text)
+    text = _gb_labels(text)
+    try:
+        decoded = str(email_policy.default.header_factory("Subject", text))
+    except Exception:  # noqa: BLE001 - never let one odd header stop a fetch
+        decoded = text
+    return header_safe(decoded)
+
+
+_GB_LABEL = re.compile(r"=\?(gb2312|gbk|x-gbk|cp936|euc-cn|gb_2312-80)(\*[^?]*)?\?", re.I)
+
+
+def _gb_labels(text):
+    """Encoded words labelled gb2312/gbk are read as GB18030 (a superset: real mail labels
+    GBK text such as 镕 as gb2312)."""
+    return _GB_LABEL.sub("=?gb18030?", text)
+
+
+def _raw_headers(msg, name):
+    """The raw values of header ``name`` (8-bit bytes decoded as UTF-8 or GB18030,
+    unfolded), ready for the header policy."""
+    out = []
+    for key, value in msg.raw_items():
+        if key.lower() != name.lower():
+            continue
         value = str(value)
-    parts = []
-    for chunk, charset in decode_header(value):
-        if isinstance(chunk, bytes):
-            parts.append(decode_bytes(chunk, charset))
-        else:
-            parts.append(chunk)
-    return re.sub(r"\s*\r?\n\s*", " ", "".join(parts)).strip()
-
-
-def _header_text(value):
-    """A header value for address parsing: encoded words kept, raw 8-bit decoded."""
-    if value is None:
-        return ""
-    if hasattr(value, "_chunks"):  # compat32 returns 8-bit headers as Header objects
-        return decode_header_value(value)
-    value = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        return decode_bytes(value.encode("ascii", "surrogateescape"))
-    return value
+        if any("\udc80" <= ch <= "\udcff" for ch in value):
+            value = decode_bytes(value.encode("ascii", "surrogateescape"))
+        out.append(_gb_labels(re.sub(r"\r?\n(?=[ \t])", "", value)))
+    return out
 
 
 def _addresses(msg, *names):
-    values = [_header_text(v) for name in names for v in (msg.get_all(name) or [])]
+    """[(display name, address)] of the address headers, decoded by the header policy."""
     out = []
-    for disp, addr in getaddresses(values):
-        if addr and "@" in addr:
-            out.append((decode_header_value(disp), addr.strip()))
+    for name in names:
+        for value in _raw_headers(msg, name):
+            try:
+                header = email_policy.default.header_factory(name, value)
+                pairs = [(a.display_name, a.addr_spec) for a in header.addresses]
+            except Exception:  # noqa: BLE001 - fall back to the tolerant parser
+                pairs = getaddresses([value])
+            for disp, addr in pairs:
+                addr = header_safe(addr)
+                if addr and "@" in addr:
+                    out.append((decode_header_value(disp), addr))
     return out
+
+
+def _filename(part):
+    """An attachment's file name: RFC 2231 ``filename*``, RFC 2047 in ``filename=`` or
+    ``name=`` (Outlook, Foxmail; gb2312 labels read as GB18030), raw 8-bit names;
+    control characters removed."""
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        for value in _raw_headers(part, header):
+            try:
+                name = email_policy.default.header_factory(header, value).params.get(param)
+            except Exception:  # noqa: BLE001 - try the next form
+                continue
+            if name:
+                return decode_header_value(name) or None
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001
+        name = None
+    return decode_header_value(name) or None if name else None
 
 
 def _text_body(msg):
@@ -611,11 +821,11 @@ def _text_body(msg):
         if part.is_multipart():
             continue
         ctype = part.get_content_type()
-        disp = (part.get("Content-Disposition") or "").lower()
-        filename = part.get_filename()
+        disp = str(part.get("Content-Disposition") or "").lower()
+        filename = _filename(part)
         if filename or disp.startswith("attachment"):
             payload = part.get_payload(decode=True) or b""
-            attachments.append((decode_header_value(filename or "附件"), ctype, payload))
+            attachments.append((filename or "附件", ctype, payload))
             continue
         if ctype == "text/plain" and plain is None:
             plain = decode_bytes(part.get_payload(decode=True) or b"", part.get_content_charset())
@@ -632,22 +842,25 @@ def _text_body(msg):
 
 def parse_message(raw):
     """Raw RFC 822 bytes → a dict of the fields we store (no database access)."""
-    msg = message_from_bytes(raw, policy=email_policy.compat32)
-    message_id = (msg.get("Message-ID") or "").strip()
-    message_id = re.sub(r"\s+", "", message_id)[:255]
+    msg = message_from_bytes(raw, policy=email_policy.default)
+    message_id = " ".join(_raw_headers(msg, "Message-ID")[:1]).strip()
+    message_id = re.sub(r"\s+", "", header_safe(message_id))[:255]
     if not message_id:
         message_id = f"<{hashlib.sha256(raw).hexdigest()[:40]}@{SYNTH_DOMAIN}>"
     senders = _addresses(msg, "From")
     to = _addresses(msg, "To")
     cc = _addresses(msg, "Cc")
-    refs = (msg.get("In-Reply-To") or "").split() + (msg.get("References") or "").split()
+    refs = [header_safe(r) for v in _raw_headers(msg, "In-Reply-To") + _raw_headers(msg, "References")
+            for r in v.split()]
     when = None
-    if msg.get("Date"):
+    dates = _raw_headers(msg, "Date")
+    if dates:
         try:
-            when = parsedate_to_datetime(str(msg.get("Date")))
+            when = parsedate_to_datetime(dates[0].strip())
             if when.tzinfo is not None:
+                # stored like every other time in the database: server-local, naive
                 when = when.astimezone().replace(tzinfo=None)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             when = None
     body, attachments = _text_body(msg)
     name, addr = senders[0] if senders else ("", "")
@@ -655,11 +868,13 @@ def parse_message(raw):
         "message_id": message_id,
         "in_reply_to": (refs[0] if refs else None),
         "references": refs,
-        "subject": decode_header_value(msg.get("Subject"))[:MAX_SUBJECT],
-        "sender": (f"{name} <{addr}>" if name else addr)[:320],
+        "subject": " ".join(decode_header_value(v) for v in _raw_headers(msg, "Subject")[:1])[:MAX_SUBJECT],
+        "sender": format_address(name, addr)[:320],
         "sender_address": addr,
         "to": [a for _n, a in to],
         "cc": [a for _n, a in cc],
+        "to_pairs": to,
+        "cc_pairs": cc,
         "date": when,
         "body": body,
         "attachments": attachments,
@@ -682,6 +897,8 @@ def store_received(session, parsed, actor_id, contacts=None, users=None):
         if c is not None:
             customer_id = c.customer_id
             break
+    # the owner: a colleague it was addressed to; else the sender of the CRM mail it
+    # answers; else (a customer's own mail to the company mailbox) the customer's 客户经理
     for addr in parsed["to"] + parsed["cc"]:
         if (addr or "").lower() in users:
             owner_id = users[addr.lower()]
@@ -694,11 +911,18 @@ def store_received(session, parsed, actor_id, contacts=None, users=None):
         if parent is not None:
             owner_id = owner_id if owner_id is not None else parent.owner_id
             customer_id = customer_id if customer_id is not None else parent.customer_id
+    if owner_id is None and customer_id is not None:
+        owner_id = session.scalar(
+            select(Customer.manager_id).where(Customer.id == customer_id)
+            .join(User, User.id == Customer.manager_id).where(User.active.is_(True)))
     mail = MailMessage(
         owner_id=owner_id, status="received", message_id=parsed["message_id"],
         in_reply_to=(parsed["in_reply_to"] or None) and parsed["in_reply_to"][:255],
         subject=parsed["subject"], body=parsed["body"], sender=parsed["sender"],
-        recipients=", ".join(parsed["to"]), cc=", ".join(parsed["cc"]) or None,
+        recipients=", ".join(format_address(n, a) for n, a in parsed.get("to_pairs") or
+                             [("", a) for a in parsed["to"]]),
+        cc=", ".join(format_address(n, a) for n, a in parsed.get("cc_pairs") or
+                     [("", a) for a in parsed["cc"]]) or None,
         customer_id=customer_id, received_on=parsed["date"] or datetime.now(),
         created_by_fk=actor_id, changed_by_fk=actor_id,
     )
