@@ -110,6 +110,8 @@ def cell_text(value, zone=None):
 
 def csv_value(value, zone=None):
     """A CSV cell: typed values as text, text neutralised."""
+    if type(value) is str:  # the common case first (100k-row exports)
+        return neutralise(value) if value and value[0] in FORMULA_TRIGGERS else value
     if _missing(value) or _number(value) or isinstance(value, (date, bool)):
         return cell_text(value, zone)
     return neutralise(str(value))
@@ -242,10 +244,15 @@ class _XlsxCells:
         return c
 
     def cell(self, v):
+        if type(v) is str:  # the common case first (100k-row exports)
+            if v and (v[0] in FORMULA_TRIGGERS or v[0] == "#" or _XLSX_ILLEGAL.search(v)
+                      or len(v) > XLSX_MAX_CELL):
+                return self.text(v)
+            return v    # openpyxl keeps any other str a plain string cell
         if _missing(v):
             return None
         if isinstance(v, bool):
-            return self.text("是" if v else "否")
+            return "是" if v else "否"
         if isinstance(v, datetime):
             return self.typed(local_naive(v, self.zone), DATETIME_FORMAT)
         if isinstance(v, date):
@@ -258,7 +265,7 @@ class _XlsxCells:
             if not isinstance(v, (int, float)):   # numpy scalars and the like
                 v = v.item() if hasattr(v, "item") else float(v)
             return v
-        return self.text(v)
+        return self.cell(str(v))
 
 
 def xlsx_stream(title, header, rows, widths=None, zone=None, sample_rows=SAMPLE_ROWS,
