@@ -262,6 +262,7 @@ TABLE = {
     ("ProductApi.get_list", "GET"): STAFF,
     ("ProductApi.info", "GET"): STAFF,
 
+    ("ProductView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
     ("ProductView.list", "GET"): STAFF,
     ("ProductView.show", "GET"): STAFF,
 
@@ -322,6 +323,7 @@ TABLE = {
     ("StockApi.get_list", "GET"): STAFF,
     ("StockApi.info", "GET"): STAFF,
 
+    ("StockView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
     ("StockView.list", "GET"): STAFF,
     ("StockView.show", "GET"): STAFF,
 

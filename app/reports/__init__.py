@@ -17,7 +17,7 @@ from flask_babel import LazyString, lazy_gettext as _l
 from ..workflows.errors import NotFound
 from . import churn, composition, contribution, service
 from .common import (  # noqa: F401
-    BY_CHOICES, cell_text, content_disposition, parse_params, xlsx_stream,
+    BY_CHOICES, cell_text, content_disposition, csv_stream, parse_params, xlsx_bytes, xlsx_stream,
 )
 
 REPORTS = {m.NAME: m for m in (contribution, composition, service, churn)}
@@ -71,22 +71,18 @@ class Report:
             df[k] = [(str(v) if isinstance(v, LazyString) else v) for v in df[k]]
         return df.rename(columns={k: str(v) for k, v in self.columns.items()})
 
-    def to_csv(self):
+    def to_csv(self, zone=None):
+        """UTF-8 CSV with BOM; text cells neutralised (app/workflows/spreadsheet.py)."""
         df = self.export_frame()
-        for k in df.columns:
-            df[k] = [cell_text(v) for v in df[k]]
-        return df.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
+        return b"".join(csv_stream(list(df.columns), df.itertuples(index=False, name=None),
+                                   zone=zone))
 
-    def to_xlsx(self):
-        """XLSX via openpyxl's write-only mode: numbers and dates stay typed."""
+    def to_xlsx(self, zone=None):
+        """XLSX via openpyxl's write-only mode: numbers and dates stay typed, text is
+        never a formula; widths from the content, header frozen, autofilter."""
         df = self.export_frame()
-        widths = []
-        for col in df.columns:
-            sample = [len(str(col))] + [len(cell_text(v)) for v in df[col].head(200)]
-            widths.append(min(60, max(sample) * 2 + 2))
-        body = xlsx_stream(self.title, list(df.columns),
-                           df.itertuples(index=False, name=None), widths=widths)
-        return b"".join(body)
+        return xlsx_bytes(self.title, list(df.columns), df.itertuples(index=False, name=None),
+                          zone=zone)
 
 
 def _json_value(v):

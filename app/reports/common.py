@@ -2,20 +2,17 @@
 
 No Flask request here: the views pass the query args in as a plain mapping.
 """
-import csv
-import io
-import os
-import tempfile
-from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import quote
 
 from flask_babel import lazy_gettext as _l
 
 from ..workflows.errors import ValidationError
+from ..workflows.spreadsheet import (  # noqa: F401
+    BOM, CSV_MIME, XLSX_MIME, cell_text, csv_stream, csv_value, xlsx_bytes, xlsx_stream,
+)
 
 CENT = Decimal("0.01")
-BOM = "\ufeff"
 FORMATS = ("json", "csv", "xlsx")
 BY_CHOICES = {"level": _l("按等级"), "credit": _l("按信用度"), "satisfaction": _l("按满意度")}
 
@@ -78,108 +75,11 @@ def percents(counts):
 
 
 # ---- output ---------------------------------------------------------------------
+# The file rules (formula neutralisation, typed cells, sheet titles, widths) live once
+# in app/workflows/spreadsheet.py (imported above for the existing callers).
+
 
 def content_disposition(filename, ascii_fallback):
-    """RFC 6266/5987: an ASCII fallback plus the UTF-8 Chinese name."""
-    return f"attachment; filename=\"{ascii_fallback}\"; filename*=UTF-8''{quote(filename)}"
-
-
-def cell_text(value):
-    """A value as CSV text: dates YYYY-MM-DD, money two decimals, None empty."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, date):
-        return value.strftime("%Y-%m-%d")
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    return str(value)
-
-
-def cell_xlsx(value):
-    """A value for openpyxl: numbers and dates stay typed, the rest is text."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, (int, float, Decimal, date, datetime)):
-        return value
-    return str(value)
-
-
-def csv_stream(header, rows, chunk_rows=500):
-    """Yield a UTF-8 CSV with BOM, a few hundred rows per chunk (flat memory)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    yield (BOM + buf.getvalue()).encode("utf-8")
-    buf.seek(0)
-    buf.truncate()
-    n = 0
-    for row in rows:
-        writer.writerow([cell_text(v) for v in row])
-        n += 1
-        if n % chunk_rows == 0:
-            yield buf.getvalue().encode("utf-8")
-            buf.seek(0)
-            buf.truncate()
-    if buf.tell():
-        yield buf.getvalue().encode("utf-8")
-
-
-def xlsx_stream(sheet_title, header, rows, widths=None, chunk_bytes=64 * 1024):
-    """Yield an XLSX built with openpyxl's write-only mode (rows go to a temporary
-    file as they come, not into memory), then the file in chunks."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title=str(sheet_title)[:31])
-    for i, w in enumerate(widths or [18] * len(header)):
-        ws.column_dimensions[_col_letter(i)].width = w
-    head = []
-    for h in header:
-        c = WriteOnlyCell(ws, value=str(h))
-        c.font = Font(bold=True)
-        head.append(c)
-    ws.append(head)
-    for row in rows:
-        cells = []
-        for v in row:
-            v = cell_xlsx(v)
-            if isinstance(v, Decimal):
-                c = WriteOnlyCell(ws, value=v)
-                c.number_format = "#,##0.00"
-                cells.append(c)
-            elif isinstance(v, datetime):
-                c = WriteOnlyCell(ws, value=v)
-                c.number_format = "yyyy-mm-dd hh:mm:ss"
-                cells.append(c)
-            elif isinstance(v, date):
-                c = WriteOnlyCell(ws, value=v)
-                c.number_format = "yyyy-mm-dd"
-                cells.append(c)
-            else:
-                cells.append(v)
-        ws.append(cells)
-    fd, path = tempfile.mkstemp(suffix=".xlsx")
-    os.close(fd)
-    try:
-        wb.save(path)
-        with open(path, "rb") as fh:
-            while True:
-                data = fh.read(chunk_bytes)
-                if not data:
-                    break
-                yield data
-    finally:
-        os.unlink(path)
-
-
-def _col_letter(i):
-    from openpyxl.utils import get_column_letter
-    return get_column_letter(i + 1)
+    """RFC 6266/5987: an ASCII fallback plus the UTF-8 Chinese name (every reserved
+    character percent-encoded, so a customer name with ``/`` stays one file name)."""
+    return f"attachment; filename=\"{ascii_fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -101,10 +101,10 @@ class ChurnView(BaseView):
                 for w in chunk:
                     yield [w.customer.number, w.customer.name,
                            names.get(w.customer.manager_id, ""), w.last_order_date,
-                           _fmt_dt(w.warned_on), str(wf.status_label(w.status)),
+                           w.warned_on, str(wf.status_label(w.status)),
                            "\n".join(f"{_fmt_dt(m.created_on)} {names.get(m.created_by_fk, '')}："
                                      f"{m.text}" for m in measures.get(w.id, [])),
-                           w.reason or "", _fmt_dt(w.confirmed_on)]
+                           w.reason or "", w.confirmed_on]  # real datetimes in the file
         return export_response(fmt, str(_l("客户流失预警")), "churn", headers, rows())
 
     @staticmethod

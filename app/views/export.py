@@ -20,20 +20,23 @@ list page. The export:
   100k+ rows. CSV is UTF-8 with BOM (Excel shows Chinese). XLSX uses openpyxl's
   write-only mode (rows go to a temporary file), then the file is streamed;
 * headers are the view's Chinese ``label_columns``; a column's values go through
-  ``export_formatters[col]`` (a dict code → Chinese name, or a callable).
+  ``export_formatters[col]`` (a dict code → Chinese name, or a callable);
+* the cells are written by app/workflows/spreadsheet.py: text that a spreadsheet
+  would read as a formula is neutralised, numbers and dates stay typed, the XLSX
+  sheet title is valid, columns are sized from the content, the header is frozen
+  and filtered.
 """
 from datetime import date
 
-from flask import Response, abort, request, stream_with_context
+from flask import Response, abort, current_app, request, stream_with_context
 from flask_appbuilder import expose
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import LazyString
 from sqlalchemy.orm import joinedload, lazyload
 
-from ..reports.common import content_disposition, csv_stream, xlsx_stream
-
-XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+from ..reports.common import content_disposition
+from ..workflows.spreadsheet import CSV_MIME, XLSX_MIME, csv_stream, xlsx_stream
 
 
 def _attr(item, col):
@@ -59,14 +62,13 @@ def export_response(fmt, stem, ascii_stem, headers, rows):
         abort(404)
     day = date.today().strftime("%Y-%m-%d")
     headers = [str(h) for h in headers]
+    zone = current_app.config.get("BABEL_DEFAULT_TIMEZONE")
     if fmt == "csv":
-        body = csv_stream(headers, rows)
-        mime = "text/csv; charset=utf-8"
-    else:
-        body = xlsx_stream(stem, headers, rows,
-                           widths=[max(10, min(40, len(h) * 2 + 4)) for h in headers])
-        mime = XLSX_MIME
-    resp = Response(stream_with_context(body), mimetype=mime)
+        body, mime = csv_stream(headers, rows, zone=zone), CSV_MIME
+    else:  # widths from the header and the first rows (write-only mode can't resize later)
+        body, mime = xlsx_stream(stem, headers, rows, zone=zone), XLSX_MIME
+    resp = Response(stream_with_context(body))
+    resp.content_type = mime  # exactly one charset (mimetype= would add a second)
     resp.headers["Content-Disposition"] = content_disposition(
         f"{stem}_{day}.{fmt}", f"{ascii_stem}_{day}.{fmt}")
     resp.headers["Cache-Control"] = "no-store"

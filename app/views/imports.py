@@ -161,8 +161,9 @@ class ImportView(BaseView):
     def template(self, kind):
         if kind not in wf.KINDS:
             abort(404)
-        resp = Response(wf.template_csv(kind).encode("utf-8"), mimetype="text/csv")
-        from ..reports.common import content_disposition
+        from ..reports.common import CSV_MIME, content_disposition
+        resp = Response(wf.template_csv(kind).encode("utf-8"))
+        resp.content_type = CSV_MIME
         name = "客户导入模板.csv" if kind == wf.CUSTOMER else "联系人导入模板.csv"
         resp.headers["Content-Disposition"] = content_disposition(name, f"{kind}-template.csv")
         return resp
@@ -274,8 +275,9 @@ def _send_report(job):
     path = wf.report_path(job)
     if job.status != wf.COMMITTED or not os.path.exists(path):
         raise NotFound(_l("这次导入没有结果报告。"))
-    from ..reports.common import content_disposition
-    resp = send_file(path, mimetype="text/csv; charset=utf-8", max_age=0)
+    from ..reports.common import CSV_MIME, content_disposition
+    resp = send_file(path, mimetype="text/csv", max_age=0)
+    resp.content_type = CSV_MIME  # exactly one charset
     resp.headers["Content-Disposition"] = content_disposition(
         f"导入结果_{job.id}.csv", f"import-{job.id}-report.csv")
     return resp

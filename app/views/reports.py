@@ -5,7 +5,7 @@ Only 销售主管, 高管 and admin see them (客户经理 gets 403). The number
 from app/reports (SQL aggregation, pandas shaping); this module only parses the
 request and renders.
 """
-from flask import Response, abort, request, url_for
+from flask import Response, abort, current_app, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access, permission_name
@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from .. import reports
 from ..extensions import db
-from ..reports.common import BY_CHOICES
+from ..reports.common import BY_CHOICES, CSV_MIME, XLSX_MIME
 from ..workflows.actors import EXECUTIVE, SUPERVISOR
 from ..workflows.errors import DomainError
 from .common import api_errors
@@ -30,16 +30,17 @@ MENU = [  # (report name, menu name, label, icon)
 _VIEWS = "ReportView|ReportApi|Reports|" + "|".join(m[1] for m in MENU)
 RIGHTS = {role: [(_VIEWS, "can_report|can_get|menu_access")] for role in (EXECUTIVE, SUPERVISOR)}
 
-XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PAGE_SIZE = 50
 
 
 def file_response(report, fmt):
+    zone = current_app.config.get("BABEL_DEFAULT_TIMEZONE")
     if fmt == "csv":
-        body, mime = report.to_csv(), "text/csv; charset=utf-8"
+        body, mime = report.to_csv(zone), CSV_MIME
     else:
-        body, mime = report.to_xlsx(), XLSX_MIME
-    resp = Response(body, mimetype=mime)
+        body, mime = report.to_xlsx(zone), XLSX_MIME
+    resp = Response(body)
+    resp.content_type = mime  # exactly one charset (mimetype= would add a second)
     resp.headers["Content-Disposition"] = report.content_disposition(fmt)
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -49,7 +49,7 @@ def counted_statuses():
     return list(COUNTED_ORDER_STATUSES)
 
 
-class ProductView(ModelView):
+class ProductView(ExportMixin, ModelView):
     datamodel = SQLAInterface(Product, db.session)
     route_base = "/product"
     list_title = show_title = _l("产品查询")
@@ -58,12 +58,13 @@ class ProductView(ModelView):
     show_columns = list_columns
     search_columns = ["name", "model", "batch"]
     base_permissions = ["can_list", "can_show"]
-    include_route_methods = {"list", "show"}  # read-only: no add/edit/delete/action routes
+    # read-only: no add/edit/delete/action routes; 导出 CSV / XLSX of the filtered list
+    include_route_methods = {"list", "show", "export_list"}
     formatters_columns = {"price": money}
     page_size = 50
 
 
-class StockView(ModelView):
+class StockView(ExportMixin, ModelView):
     datamodel = SQLAInterface(Stock, db.session)
     route_base = "/stock"
     list_title = show_title = _l("库存查询")
@@ -72,7 +73,8 @@ class StockView(ModelView):
     show_columns = list_columns
     search_columns = ["product", "warehouse"]
     base_permissions = ["can_list", "can_show"]
-    include_route_methods = {"list", "show"}  # read-only: no add/edit/delete/action routes
+    # read-only: no add/edit/delete/action routes; 导出 CSV / XLSX of the filtered list
+    include_route_methods = {"list", "show", "export_list"}
     page_size = 50
 
 

@@ -28,7 +28,6 @@ same file that match each other are flagged too (the later ones are not imported
 """
 import codecs
 import csv
-import io
 import json
 import os
 import re
@@ -49,7 +48,7 @@ from ..models import (
 from ..models.customer import CHURN_OPEN
 from ..models.dictionary import LEVEL, REGION
 from . import customers as cwf
-from . import events, numbering
+from . import events, numbering, spreadsheet
 from .errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 
 CUSTOMER, CONTACT = "customer", "contact"
@@ -962,7 +961,7 @@ def commit(session, actor, job_id, default_action=SKIP, actions=None, progress=N
     counts = {"created": 0, "updated": 0, "skipped": 0, "failed": 0}
     try:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
-            out = csv.writer(fh)
+            out = spreadsheet.csv_writer(fh)  # text from the file cannot become a formula
             out.writerow([_l("行号"), _l("结果"), _l("原因"), _l("记录")])
             writer = _CustomerWriter if job.kind == CUSTOMER else _ContactWriter
             writer(session, actor, job, conn, default_action, per_row, now, out, counts,
@@ -1183,9 +1182,7 @@ class _ContactWriter(_Writer):
 
 def template_csv(kind):
     """A UTF-8-with-BOM CSV with the Chinese headers (a file to fill in)."""
-    buf = io.StringIO()
-    csv.writer(buf).writerow([field_label(kind, f) for f in TEMPLATE_COLUMNS[kind]])
-    return "\ufeff" + buf.getvalue()
+    return spreadsheet.csv_text([field_label(kind, f) for f in TEMPLATE_COLUMNS[kind]])
 
 
 # ---- merge ---------------------------------------------------------------------------------------

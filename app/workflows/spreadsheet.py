@@ -1,0 +1,312 @@
+"""Every CSV and XLSX file the product writes goes through this module (the one place
+for the rules; docs/modules/exports.md):
+
+* **No formula from user text.** A text cell that a spreadsheet would read as a
+  formula (first character ``= + - @ | %`` or tab / CR / LF) is neutralised:
+  in CSV it gets a leading ``'`` (and ``|`` becomes ``\\|``) — the rule of the
+  ``defusedcsv`` package, plus tab/CR/LF; plain numbers such as ``-5`` or
+  ``1,234.50`` are left alone. In XLSX every text cell is written as a string cell
+  (``t="inlineStr"``; openpyxl would otherwise turn a str starting with ``=`` into a
+  formula and ``#N/A`` into an error), and a formula-like one also carries Excel's
+  *quote prefix* style, so re-editing the cell in Excel keeps it text. Numbers,
+  dates and datetimes are never escaped: they stay typed.
+* **Typed values.** Numbers are numeric cells (``Decimal`` with ``#,##0.00``),
+  dates and datetimes are real dates with a number format; an aware datetime is
+  converted to the configured zone (``BABEL_DEFAULT_TIMEZONE``, Asia/Shanghai) and
+  written naive. Naive datetimes are the app's own wall-clock times (it stores
+  ``datetime.now()``) and are written as they are — the file shows what the page shows.
+* **Files that open well.** The sheet title is made valid for Excel (no
+  ``\\ / ? * [ ] :``, at most 31 characters); column widths come from the header and
+  the first rows (CJK counts double, capped); the header row is bold and frozen
+  and an autofilter covers the data.
+* **Streaming, flat memory.** CSV is produced a few hundred rows at a time; XLSX
+  uses openpyxl's write-only mode (rows go to a temporary file); only the first
+  ``sample_rows`` rows are held, to size the columns.
+
+Pure functions: no Flask request here; the views pass the zone in.
+"""
+import csv
+import io
+import math
+import numbers
+import os
+import re
+import tempfile
+import unicodedata
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import chain, islice
+from zoneinfo import ZoneInfo
+
+CSV_MIME = "text/csv; charset=utf-8"
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+BOM = "\ufeff"
+DEFAULT_ZONE = "Asia/Shanghai"
+
+DATE_FORMAT = "yyyy-mm-dd"
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+MONEY_FORMAT = "#,##0.00"
+
+#: first characters that make a spreadsheet read a cell as a formula (or DDE)
+FORMULA_TRIGGERS = frozenset("=+-@|%\t\r\n")
+_PLAIN_NUMBER = re.compile(r"-?[0-9,.]+")   # defusedcsv: "-5", "1,234.50" stay as they are
+XLSX_MAX_CELL = 32767                       # Excel's limit on the characters in a cell
+_XLSX_ILLEGAL = re.compile(r"[\000-\010\013\014\016-\037]")  # not allowed in XML
+_SHEET_BAD = str.maketrans({"/": "／", "\\": "＼", "?": "？", "*": "＊", "[": "【",
+                            "]": "】", ":": "："})
+SHEET_MAX = 31
+MIN_WIDTH, MAX_WIDTH, SAMPLE_ROWS = 8, 60, 200
+
+
+# ---- the rule ---------------------------------------------------------------------
+
+def is_formula_like(text):
+    """True when a spreadsheet could read this text as a formula."""
+    return bool(text) and text[0] in FORMULA_TRIGGERS and not _PLAIN_NUMBER.fullmatch(text)
+
+
+def neutralise(text):
+    """The CSV form of a text cell: ``'`` in front of formula-like text (defusedcsv)."""
+    if is_formula_like(text):
+        return "'" + text.replace("|", "\\|")
+    return text
+
+
+def _missing(value):
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, NaT
+    except (TypeError, ValueError):
+        return False
+
+
+def _number(value):
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+def local_naive(value, zone=None):
+    """An aware datetime in ``zone`` (default Asia/Shanghai) without tzinfo; naive as is."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(ZoneInfo(zone or DEFAULT_ZONE)).replace(tzinfo=None)
+    return value
+
+
+def cell_text(value, zone=None):
+    """A value as text: dates YYYY-MM-DD, datetimes YYYY-MM-DD HH:MM:SS, money two
+    decimals, booleans 是/否, None empty. (Not escaped: see :func:`csv_value`.)"""
+    if _missing(value):
+        return ""
+    if isinstance(value, datetime):
+        return local_naive(value, zone).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return str(value)
+
+
+def csv_value(value, zone=None):
+    """A CSV cell: typed values as text, text neutralised."""
+    if type(value) is str:  # the common case first (100k-row exports)
+        return neutralise(value) if value and value[0] in FORMULA_TRIGGERS else value
+    if _missing(value) or _number(value) or isinstance(value, (date, bool)):
+        return cell_text(value, zone)
+    return neutralise(str(value))
+
+
+# ---- CSV ----------------------------------------------------------------------------
+
+class CsvWriter:
+    """``csv.writer`` whose every cell goes through :func:`csv_value`."""
+
+    def __init__(self, fh, zone=None, **fmt):
+        self._writer = csv.writer(fh, **fmt)
+        self.zone = zone
+
+    def writerow(self, row):
+        return self._writer.writerow([csv_value(v, self.zone) for v in row])
+
+    def writerows(self, rows):
+        for row in rows:
+            self.writerow(row)
+
+
+def csv_writer(fh, zone=None, **fmt):
+    return CsvWriter(fh, zone, **fmt)
+
+
+def csv_text(header, rows=(), zone=None, bom=True):
+    """A small CSV as one str (e.g. an import template)."""
+    buf = io.StringIO()
+    w = csv_writer(buf, zone)
+    w.writerow(header)
+    w.writerows(rows)
+    return (BOM if bom else "") + buf.getvalue()
+
+
+def csv_stream(header, rows, chunk_rows=500, zone=None):
+    """Yield a UTF-8 CSV with BOM, a few hundred rows per chunk (flat memory)."""
+    buf = io.StringIO()
+    writer = csv_writer(buf, zone)
+    writer.writerow(header)
+    yield (BOM + buf.getvalue()).encode("utf-8")
+    buf.seek(0)
+    buf.truncate()
+    n = 0
+    for row in rows:
+        writer.writerow(row)
+        n += 1
+        if n % chunk_rows == 0:
+            yield buf.getvalue().encode("utf-8")
+            buf.seek(0)
+            buf.truncate()
+    if buf.tell():
+        yield buf.getvalue().encode("utf-8")
+
+
+# ---- XLSX ---------------------------------------------------------------------------
+
+def sheet_title(title):
+    """A valid Excel sheet name: ``\\ / ? * [ ] :`` become their full-width forms, no
+    leading/trailing apostrophe, at most 31 characters, never empty."""
+    text = _XLSX_ILLEGAL.sub("", str(title or "")).translate(_SHEET_BAD)
+    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    text = text.strip().strip("'").strip()[:SHEET_MAX].strip().strip("'")
+    if not text:
+        return "Sheet1"
+    if text.lower() == "history":  # reserved by Excel
+        return text + "_"
+    return text
+
+
+def xlsx_text(value):
+    """Text as an XLSX string cell can hold it (no XML-illegal control characters,
+    at most 32767 characters)."""
+    return _XLSX_ILLEGAL.sub("", str(value))[:XLSX_MAX_CELL]
+
+
+def display_width(text):
+    """Columns a text needs: CJK / full-width characters count 2; the longest line."""
+    best = 0
+    for line in str(text).split("\n"):
+        w = 0
+        for ch in line:
+            if unicodedata.combining(ch):
+                continue
+            w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        best = max(best, w)
+    return best
+
+
+def _shown(value, zone=None):
+    """The text a cell shows (for sizing the column)."""
+    if isinstance(value, Decimal) and not _missing(value):
+        return f"{value:,.2f}"
+    return cell_text(value, zone)
+
+
+def column_widths(header, sample, zone=None, minimum=MIN_WIDTH, maximum=MAX_WIDTH):
+    """Widths from the header and the sample rows (+2 padding, capped)."""
+    n = max([len(header)] + [len(r) for r in sample])
+    widths = [0] * n
+    for i, h in enumerate(header):
+        widths[i] = display_width(h)
+    for row in sample:
+        for i, v in enumerate(row):
+            if widths[i] < maximum:
+                widths[i] = max(widths[i], display_width(_shown(v, zone)))
+    return [max(minimum, min(maximum, w + 2)) for w in widths]
+
+
+class _XlsxCells:
+    """Typed openpyxl cells for one write-only sheet."""
+
+    def __init__(self, ws, zone=None):
+        from openpyxl.cell import WriteOnlyCell
+        self.ws, self.zone, self.Cell = ws, zone, WriteOnlyCell
+
+    def text(self, value, bold=False):
+        c = self.Cell(self.ws, value=xlsx_text(value))
+        c.data_type = "s"   # not openpyxl's guess ("=…" → formula, "#N/A" → error)
+        if c.value[:1] in FORMULA_TRIGGERS:
+            c.quotePrefix = True     # Excel keeps it text when the cell is edited
+        if bold:
+            from openpyxl.styles import Font
+            c.font = Font(bold=True)
+        return c
+
+    def typed(self, value, fmt):
+        c = self.Cell(self.ws, value=value)
+        c.number_format = fmt
+        return c
+
+    def cell(self, v):
+        if type(v) is str:  # the common case first (100k-row exports)
+            if v and (v[0] in FORMULA_TRIGGERS or v[0] == "#" or _XLSX_ILLEGAL.search(v)
+                      or len(v) > XLSX_MAX_CELL):
+                return self.text(v)
+            return v    # openpyxl keeps any other str a plain string cell
+        if _missing(v):
+            return None
+        if isinstance(v, bool):
+            return "是" if v else "否"
+        if isinstance(v, datetime):
+            return self.typed(local_naive(v, self.zone), DATETIME_FORMAT)
+        if isinstance(v, date):
+            return self.typed(v, DATE_FORMAT)
+        if isinstance(v, Decimal):
+            return self.typed(v, MONEY_FORMAT) if v.is_finite() else None
+        if _number(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if not isinstance(v, (int, float)):   # numpy scalars and the like
+                v = v.item() if hasattr(v, "item") else float(v)
+            return v
+        return self.cell(str(v))
+
+
+def xlsx_stream(title, header, rows, widths=None, zone=None, sample_rows=SAMPLE_ROWS,
+                chunk_bytes=64 * 1024):
+    """Yield an XLSX (one sheet ``title``) built with openpyxl's write-only mode: rows go
+    to a temporary file as they come, not into memory; then the file in chunks.
+    Column widths come from ``widths`` or from the header and the first ``sample_rows``
+    rows; the header is bold and frozen; an autofilter covers header + data."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    rows = iter(rows)
+    first = list(islice(rows, sample_rows))
+    header = [str(h) for h in header]
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(title=sheet_title(title))
+    for i, w in enumerate(widths or column_widths(header, first, zone)):
+        ws.column_dimensions[get_column_letter(i + 1)].width = w
+    ws.freeze_panes = "A2"
+    cells = _XlsxCells(ws, zone)
+    ws.append([cells.text(h, bold=True) for h in header])
+    n, ncols = 0, max(len(header), 1)
+    for row in chain(first, rows):
+        row = list(row)
+        ws.append([cells.cell(v) for v in row])
+        n += 1
+        ncols = max(ncols, len(row))
+    ws.auto_filter.ref = f"A1:{get_column_letter(ncols)}{n + 1}"
+    fd, path = tempfile.mkstemp(suffix=".xlsx")
+    os.close(fd)
+    try:
+        wb.save(path)
+        with open(path, "rb") as fh:
+            while True:
+                data = fh.read(chunk_bytes)
+                if not data:
+                    break
+                yield data
+    finally:
+        os.unlink(path)
+
+
+def xlsx_bytes(title, header, rows, **kw):
+    return b"".join(xlsx_stream(title, header, rows, **kw))
