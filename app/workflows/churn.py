@@ -448,7 +448,7 @@ def add_measure(session, actor, warning_id, text, now=None):
     ).rowcount == 1
     if moved:
         events.record_event(session, ENTITY, w.id, "delay", "warning", "delaying",
-                            note=text[:200], actor_id=actor.id)
+                            note=text[:200], actor_id=actor.id, when=now)
     else:
         events.compare_and_set(session, ChurnWarning, w.id, ("delaying",), touched,
                                _l("该流失预警已被他人处理，请刷新后重试。"))
@@ -481,9 +481,9 @@ def confirm(session, actor, warning_id, reason, now=None):
         {"status": "lost", "changed_on": now, "changed_by_fk": actor.id},
         _l("该客户已不是正常状态，不能确认流失。"))
     events.record_event(session, ENTITY, w.id, "confirm", "delaying", "lost", note=reason,
-                        actor_id=actor.id)
+                        actor_id=actor.id, when=now)
     events.record_event(session, "customer", w.customer_id, "churn", "normal", "lost",
-                        note=reason, actor_id=actor.id)
+                        note=reason, actor_id=actor.id, when=now)
     session.flush()
     session.refresh(w)
     return w
