@@ -113,8 +113,10 @@ def run_lock(engine=None, job="churn"):
                              .values(value=0))
 
 
-def run_churn_check(as_of=None, progress=None, customer_ids=None):
-    """One churn check in the current app context, committed; returns the summary."""
+def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False):
+    """One churn check in the current app context, committed; returns the summary.
+
+    ``dry_run``: a preview — computed with SELECTs only, then rolled back."""
     from .cli import system_user_id
     from .workflows.churn import check_churn
 
@@ -124,8 +126,12 @@ def run_churn_check(as_of=None, progress=None, customer_ids=None):
     months = int(current_app.config.get("CHURN_MONTHS") or 6)
     try:
         summary = check_churn(db.session, db.engines["sales"], as_of=as_of, actor_id=actor,
-                              progress=progress, months=months, customer_ids=customer_ids)
-        db.session.commit()
+                              progress=progress, months=months, customer_ids=customer_ids,
+                              dry_run=dry_run)
+        if dry_run:
+            db.session.rollback()
+        else:
+            db.session.commit()
     except Exception:
         db.session.rollback()
         raise

@@ -226,33 +226,63 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
         total += len(chunk)
     progress("销售机会", n_opp)
 
-    # ---- service tickets in every status (2 per customer) -----------------------------
+    # ---- service tickets (2 per customer), a company's history -------------------------
+    # A quarter of the tickets came in over the last 45 days, the rest over three years.
+    # Old ones are archived; recent ones are open in every state, newest the least far
+    # along. Summary, request, handling and result match the ticket's 服务类型.
     n_srv = max(8, scale * 2)
     sv_day = {}
+    type_text = dict(db.session.execute(select(DictItem.id, DictItem.item)
+                                        .where(DictItem.type == SERVICE_TYPE)).all())
+    type_ids = dict_ids[SERVICE_TYPE]
+    type_weights = [SERVICE_TYPE_WEIGHTS.get(type_text[t], 1) for t in type_ids]
+    sup = users["supervisor"]
+
+    def status_for_age(age, i):
+        if i < 4:  # at least one open ticket in every state, whatever the scale
+            return ("created", "assigned", "handled", "archived")[i]
+        if age <= 2:
+            return rnd.choices(["created", "assigned"], [7, 3])[0]
+        if age <= 10:
+            return rnd.choices(["created", "assigned", "handled", "archived"], [1, 4, 3, 3])[0]
+        if age <= 45:
+            return rnd.choices(["assigned", "handled", "archived"], [1, 2, 7])[0]
+        return "archived"
 
     def services():
-        sts = ["created", "assigned", "handled", "archived"]
         for i in range(n_srv):
-            st = sts[i % 4]
-            cid = cust_ids[i % len(cust_ids)]
-            created = now - timedelta(days=rnd.randint(0, 3 * 365), minutes=rnd.randint(0, 1440))
+            age = rnd.randint(0, 45) if (i < 4 or rnd.random() < 0.25) else rnd.randint(46, 3 * 365)
+            st = status_for_age(age, i)
+            cid = cust_ids[rnd.randrange(len(cust_ids))]
+            created = now - timedelta(days=age, minutes=rnd.randint(0, 600))
             d = created.date()
             sv_day[d] = sv_day.get(d, 0) + 1
             mgr = cust_mgr[cid]
+            type_id = rnd.choices(type_ids, type_weights)[0]
+            texts = SERVICE_TEXTS.get(type_text[type_id], SERVICE_TEXTS["咨询"])
+            k = rnd.randrange(len(texts))
+            summary, request, handling, result = texts[k]
             assigned = st != "created"
             handled = st in ("handled", "archived")
+            # most tickets go to the customer's manager, a few to the 销售主管
+            assignee = (sup if rnd.random() < 0.15 else mgr) if assigned else None
+            assigned_on = min(created + timedelta(hours=rnd.randint(1, 30)), now) if assigned else None
+            handled_on = (min(assigned_on + timedelta(hours=rnd.randint(2, 96)), now)
+                          if handled else None)
+            changed = handled_on or assigned_on or created
+            if st == "archived":
+                changed = min(handled_on + timedelta(days=rnd.randint(1, 5)), now)
             yield {"number": format_number(PREFIX_SERVICE, d, sv_day[d]),
-                   "service_type_id": dict_ids[SERVICE_TYPE][i % len(dict_ids[SERVICE_TYPE])],
-                   "summary": rnd.choice(["咨询产品价格", "建议增加功能", "投诉送货延迟", "咨询售后政策"]),
-                   "customer_id": cid, "request": "客户来电，请尽快处理。",
-                   "assignee_id": mgr if assigned else None,
-                   "assigned_on": created + timedelta(hours=2) if assigned else None,
-                   "handling": "已电话联系客户并解决。" if handled else None,
-                   "handler_id": mgr if handled else None,
-                   "handled_on": created + timedelta(days=1) if handled else None,
-                   "result": "客户满意" if st == "archived" else None,
-                   "satisfaction": rnd.randint(3, 5) if st == "archived" else None,
-                   "status": st, **audit(created, mgr)}
+                   "service_type_id": type_id, "summary": summary,
+                   "customer_id": cid, "request": request,
+                   "assignee_id": assignee, "assigned_on": assigned_on,
+                   "handling": handling if handled else None,
+                   "handler_id": assignee if handled else None,
+                   "handled_on": handled_on,
+                   "result": result if st == "archived" else None,
+                   "satisfaction": rnd.choices([3, 4, 5], [2, 5, 4])[0] if st == "archived" else None,
+                   "status": st, "created_on": created, "changed_on": changed,
+                   "created_by_fk": mgr, "changed_by_fk": assignee or mgr}
     total = 0
     for chunk in _chunks(services()):
         db.session.execute(insert(ServiceTicket), chunk)
@@ -272,41 +302,106 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
     return users
 
 
+SERVICE_TYPE_WEIGHTS = {"咨询": 6, "建议": 2, "投诉": 3}
+# per 服务类型: (概要, 服务请求, 服务处理, 处理结果)
+SERVICE_TEXTS = {
+    "咨询": [
+        ("咨询产品价格", "客户来电询问激光打印机批量采购的价格和交货期。",
+         "已发送最新报价单，并说明批量采购折扣。", "客户收到报价，表示满意"),
+        ("咨询售后政策", "客户想了解设备保修期和上门维修的收费标准。",
+         "已电话说明三年保修政策和上门服务流程。", "客户清楚了售后政策"),
+        ("咨询发票开具", "客户询问增值税专用发票的开具时间和所需资料。",
+         "已告知所需资料，财务当天开具并快递。", "客户已收到发票"),
+        ("咨询产品使用方法", "客户不清楚新购扫描仪的网络设置方法。",
+         "技术人员远程协助完成设置，并发送操作手册。", "客户已能正常使用"),
+        ("咨询以旧换新活动", "客户询问旧设备以旧换新的折价办法。",
+         "已说明折价标准并预约上门评估。", "客户接受折价方案"),
+    ],
+    "建议": [
+        ("建议增加送货时段", "客户建议增加周末送货，方便其仓库收货。",
+         "已反馈物流部，试行周六上午送货。", "客户认可改进"),
+        ("建议优化报价单格式", "客户建议报价单列出每种产品的保修期限。",
+         "已修改报价单模板，增加保修期一栏。", "客户表示新格式清楚"),
+        ("建议提供上门培训", "客户建议为新员工提供设备使用培训。",
+         "已安排技术人员每季度上门培训一次。", "客户满意培训安排"),
+        ("建议增加产品型号", "客户建议引进 A3 幅面的彩色打印机。",
+         "已转交采购部评估，并告知客户评估进度。", "客户期待新型号"),
+    ],
+    "投诉": [
+        ("投诉送货延迟", "客户投诉上周订单比约定晚三天送达，影响生产。",
+         "已向客户道歉，核实为物流中转延误，本次运费全免。", "客户接受处理"),
+        ("投诉产品质量问题", "客户投诉新到的一批显示器有两台屏幕有坏点。",
+         "已上门更换两台显示器，并检查同批次其他设备。", "客户对更换结果满意"),
+        ("投诉售后响应慢", "客户投诉报修后两天没有工程师联系。",
+         "已安排工程师当天上门维修，并调整报修响应流程。", "客户认可改进措施"),
+        ("投诉发票错误", "客户投诉发票抬头写错，无法报销。",
+         "已作废原发票并重新开具，当天快递给客户。", "客户已收到正确的发票"),
+    ],
+}
+
 CHURN_MEASURES = ["电话回访，了解停止采购的原因", "提供老客户九折优惠", "安排技术人员上门检修设备",
                   "邀请参加新品发布会", "总经理带队拜访"]
 CHURN_REASONS = ["客户经营困难，暂停采购", "被竞争对手以低价抢走", "客户业务转型，不再需要我司产品",
                  "对售后服务不满意", "客户公司已注销"]
-CHURN_WORKED = 300  # warnings given measures / confirmed through the workflow (the rest stay 预警)
+CHURN_ROUNDS = 8         # quarterly checks over the last two years, then today's
+CHURN_WORKED_PER_ROUND = 80  # warnings the managers work on after each check (workflow calls)
 
 
 def seed_churn(rnd, progress):
-    """客户流失: the real churn check on the demo orders (about 1 customer in 5 has not
-    ordered for 6 months), then the 客户经理 work on some warnings through the workflow:
-    a third get a 暂缓措施, a third a measure and 确认流失 — so the churn list, the
-    customer pages and the 客户流失分析 report have data. One transaction; skipped
-    when warnings exist (a re-run after an interrupted seed)."""
-    from .scheduler import run_churn_check
+    """客户流失 as a company's history: the real churn check run once a quarter over
+    the last two years and today (each opening warnings dated that day), and after each
+    check the 客户经理 work on the new warnings through the workflow, dated in the
+    following weeks: customers who never ordered again get a 暂缓措施 and most are
+    confirmed lost a few weeks later (so 确认流失 falls in many months); customers who
+    did order again later are recovered by the next check (some after a measure);
+    the latest warnings stay open (预警 / 暂缓流失). Deterministic (``rnd``), one
+    transaction; skipped when warnings exist (a re-run after an interrupted seed)."""
+    from .cli import system_user_id
     from .workflows import churn as churn_wf
-    from .workflows.actors import MANAGER, Actor
+    from .workflows.actors import Actor
 
     if db.session.scalar(select(func.count()).select_from(ChurnWarning)):
         return
-    summary = run_churn_check(as_of=date.today())
-    opened = [wid for wid, _ in summary["opened"]]
+    today = date.today()
+    now = datetime.now().replace(microsecond=0)
+    system = system_user_id()
+    months = int(current_app.config.get("CHURN_MONTHS") or 6)
+    sales = db.engines["sales"]
+    last_ever = dict(churn_wf.last_order_dates(sales, today))
+    numbers = dict(db.session.execute(select(Customer.id, Customer.number)).all())
+    managers = dict(db.session.execute(select(Customer.id, Customer.manager_id)).all())
+    rounds = [today - timedelta(days=91 * k) for k in range(CHURN_ROUNDS, 0, -1)] + [today]
+    opened_total = 0
     try:
-        for i, wid in enumerate(opened[:CHURN_WORKED]):
-            if i % 3 == 2:
-                continue
-            w = db.session.get(ChurnWarning, wid)
-            actor = Actor(id=w.customer.manager_id, roles=frozenset({MANAGER}))
-            churn_wf.add_measure(db.session, actor, wid, rnd.choice(CHURN_MEASURES))
-            if i % 3 == 0:
-                churn_wf.confirm(db.session, actor, wid, rnd.choice(CHURN_REASONS))
+        for n, as_of in enumerate(rounds):
+            summary = churn_wf.check_churn(db.session, sales, as_of=as_of, actor_id=system,
+                                           months=months)
+            opened = summary["opened"]
+            opened_total += len(opened)
+            recent = n >= len(rounds) - 2          # the last two checks: work in progress
+            for wid, cid in opened[:CHURN_WORKED_PER_ROUND]:
+                last = last_ever.get(numbers[cid])
+                came_back = last is not None and last > as_of
+                measure_on = (datetime.combine(as_of, datetime.min.time())
+                              + timedelta(days=rnd.randint(2, 20), hours=rnd.randint(9, 17)))
+                if measure_on > now or (recent and rnd.random() < 0.35):
+                    continue                         # not looked at yet: stays 预警
+                if came_back and rnd.random() < 0.5:
+                    continue                         # recovered by a later check, no measure
+                actor = Actor(id=managers[cid], roles=frozenset({MANAGER}))
+                churn_wf.add_measure(db.session, actor, wid, rnd.choice(CHURN_MEASURES),
+                                     now=measure_on)
+                if came_back:
+                    continue                         # the measure worked: recovered later
+                confirm_on = measure_on + timedelta(days=rnd.randint(10, 60))
+                if confirm_on <= now and (not recent or rnd.random() < 0.4):
+                    churn_wf.confirm(db.session, actor, wid, rnd.choice(CHURN_REASONS),
+                                     now=confirm_on)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    progress("流失预警", len(opened))
+    progress("流失预警", opened_total)
 
 
 def analyze():
@@ -349,8 +444,9 @@ def seed_sales(cust_numbers, rnd, fake, today, progress):
             r = ci % 20
             if r == 0:
                 continue  # never ordered
+            # the silent ones stopped ordering at different times over the last two years
             silent = r in (1, 2, 3)
-            newest = 200 if silent else 0
+            newest = 200 + (ci * 37) % 560 if silent else 0
             for k in range(10):
                 order_id += 1
                 days = rnd.randint(newest, 3 * 365)

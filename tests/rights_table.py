@@ -23,7 +23,8 @@ EVERYONE = STAFF | {ANON}
 WRITERS = frozenset({ADMIN_, SUP, MGR})         # 客户经理/销售主管 write, 高管 reads
 REPORTERS = frozenset({ADMIN_, EXEC, SUP})      # 统计报表
 SUPERVISORS = frozenset({ADMIN_, SUP})          # 指派, 合并
-MANAGERS = frozenset({ADMIN_, MGR})             # 制定/执行开发计划 (the assignee)
+MANAGERS = frozenset({ADMIN_, MGR})             # 执行开发计划, 开发成功/终止 (the assignee)
+PLANNERS = frozenset({ADMIN_, SUP, MGR})        # 制定开发计划: the assignee or 销售主管
 AUDITORS = frozenset({ADMIN_, EXEC})            # 操作记录
 
 # FAB actions: who may run which @action (``/action/<name>/<pk>`` and
@@ -205,9 +206,9 @@ TABLE = {
     ("OpportunityApi.get", "GET"): STAFF,
     ("OpportunityApi.get_list", "GET"): STAFF,
     ("OpportunityApi.info", "GET"): STAFF,
-    ("OpportunityApi.plan_item_add", "POST"): MANAGERS,
-    ("OpportunityApi.plan_item_delete", "DELETE"): MANAGERS,
-    ("OpportunityApi.plan_item_put", "PUT"): MANAGERS,
+    ("OpportunityApi.plan_item_add", "POST"): PLANNERS,
+    ("OpportunityApi.plan_item_delete", "DELETE"): PLANNERS,
+    ("OpportunityApi.plan_item_put", "PUT"): PLANNERS,
     ("OpportunityApi.post", "POST"): WRITERS,
     ("OpportunityApi.put", "PUT"): WRITERS,
     ("OpportunityApi.succeed", "POST"): MANAGERS,
@@ -225,10 +226,10 @@ TABLE = {
     ("OpportunityView.fail", "POST"): MANAGERS,
     ("OpportunityView.list", "GET"): STAFF,
     ("OpportunityView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
-    ("OpportunityView.plan", "GET"): MANAGERS,
-    ("OpportunityView.plan_add", "POST"): MANAGERS,
-    ("OpportunityView.plan_delete", "POST"): MANAGERS,
-    ("OpportunityView.plan_edit", "POST"): MANAGERS,
+    ("OpportunityView.plan", "GET"): PLANNERS,
+    ("OpportunityView.plan_add", "POST"): PLANNERS,
+    ("OpportunityView.plan_delete", "POST"): PLANNERS,
+    ("OpportunityView.plan_edit", "POST"): PLANNERS,
     ("OpportunityView.show", "GET"): STAFF,
     ("OpportunityView.succeed", "POST"): MANAGERS,
 
@@ -293,6 +294,7 @@ TABLE = {
     ("SecurityApi.refresh", "POST"): STAFF,
 
     ("ServiceApi.assign", "POST"): WRITERS,
+    ("ServiceApi.reassign", "POST"): WRITERS,   # the workflow: 销售主管/admin only (403)
     ("ServiceApi.feedback", "POST"): WRITERS,
     ("ServiceApi.get", "GET"): STAFF,
     ("ServiceApi.get_list", "GET"): STAFF,
@@ -305,6 +307,7 @@ TABLE = {
     ("ServiceArchiveView.show", "GET"): STAFF,
 
     ("ServiceAssignView.assign", "POST"): SUPERVISORS,
+    ("ServiceAssignView.reassign", "POST"): SUPERVISORS,
     ("ServiceAssignView.list", "GET"): SUPERVISORS,
 
     ("ServiceCreateView.create", "GET"): WRITERS,

@@ -510,12 +510,12 @@ def test_cli_churn_check(app, dbs, user_id):
         s.commit()
         cid, number = c.id, c.number
     runner = app.test_cli_runner()
-    r = runner.invoke(args=["crm", "churn-check", "--as-of", "2000-01-01"])
+    r = runner.invoke(args=["crm", "churn-check", "--as-of", "2000-01-01", "--write"])
     assert r.exit_code == 0, r.output
     assert "新开流失预警" in r.output and number in r.output and "1999-07-01" in r.output
     with dbs() as s:
         assert warnings_of(s, cid)[0].status == "warning"
-    r = runner.invoke(args=["crm", "churn-check", "--as-of", "2000-01-01"])
+    r = runner.invoke(args=["crm", "churn-check", "--as-of", "2000-01-01", "--write"])
     assert "新开流失预警: 0 条" in r.output
     r = runner.invoke(args=["crm", "churn-check", "--as-of", "2000/01/01"])
     assert r.exit_code != 0 and "YYYY-MM-DD" in r.output
@@ -591,3 +591,134 @@ def test_run_lock_never_waits(app):
         with run_lock() as again:
             assert again
         db.session.remove()
+
+
+# ---- history runs never destroy work (issue 18 item 1) ---------------------------------------
+
+def _table_state(s):
+    """Row counts and max ids of everything a churn check could write."""
+    out = []
+    for model in (ChurnWarning, ChurnMeasure, WorkflowEvent, Customer):
+        out.append(s.execute(select(func.count(), func.max(model.id))).one())
+    out.append(s.execute(select(ChurnWarning.status, func.count()).group_by(ChurnWarning.status)
+                         .order_by(ChurnWarning.status)).all())
+    return out
+
+
+def _delaying_with_measure(app, dbs, warned):
+    cid, wid = warned()
+    with dbs() as s:
+        wf.add_measure(s, actor(app, "manager1"), wid, "上门拜访，提供九折报价")
+        s.commit()
+    return cid, wid
+
+
+def test_past_as_of_is_a_preview_that_writes_nothing(app, dbs, warned):
+    cid, wid = _delaying_with_measure(app, dbs, warned)
+    past = date.today() - timedelta(days=200)     # the old rule "recovered" the warning here
+    with dbs() as s:
+        before = _table_state(s)
+    r = app.test_cli_runner().invoke(args=["crm", "churn-check", "--as-of", past.isoformat()])
+    assert r.exit_code == 0, r.output
+    assert "预览" in r.output and "--write" in r.output and "数据库未改变" in r.output
+    with dbs() as s:
+        assert _table_state(s) == before
+        assert warnings_of(s, cid)[0].status == "delaying"
+    # --preview also previews a check as of today
+    r = app.test_cli_runner().invoke(args=["crm", "churn-check", "--preview"])
+    assert r.exit_code == 0 and "预览" in r.output, r.output
+    with dbs() as s:
+        assert _table_state(s) == before
+    r = app.test_cli_runner().invoke(args=["crm", "churn-check", "--preview", "--write"])
+    assert r.exit_code != 0
+
+
+def test_history_run_then_normal_run_keeps_delaying_and_measures(app, dbs, warned):
+    """The reported scenario: 暂缓 with measures → check as of a past day (even written)
+    → the normal check: still the same 暂缓 warning with its measures, no fresh 预警."""
+    cid, wid = _delaying_with_measure(app, dbs, warned)
+    past = date.today() - timedelta(days=200)
+    r = app.test_cli_runner().invoke(args=["crm", "churn-check", "--as-of", past.isoformat()])
+    assert r.exit_code == 0, r.output
+    written = run_check(app, [cid], as_of=past)          # explicit write of the past day
+    assert written["recovered"] == [] and written["opened"] == []
+    normal = run_check(app, [cid], as_of=date.today())
+    assert normal["opened"] == [] and normal["recovered"] == [] and normal["reopened"] == []
+    with dbs() as s:
+        ws = warnings_of(s, cid)
+        assert [(w.id, w.status) for w in ws] == [(wid, "delaying")]
+        assert [m.text for m in ws[0].measures] == ["上门拜访，提供九折报价"]
+    with dbs() as s:           # and it can still be confirmed, measures and all
+        wf.confirm(s, actor(app, "manager1"), wid, "客户转向竞争对手")
+        s.commit()
+
+
+def test_write_flag_applies_a_past_as_of(app, dbs, user_id):
+    with dbs() as s:
+        c = make_customer(s, user_id("manager2"), created_on=datetime(1998, 1, 1))
+        s.commit()
+        cid, number = c.id, c.number
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["crm", "churn-check", "--as-of", "1999-01-01"])
+    assert r.exit_code == 0 and number in r.output and "将新开流失预警" in r.output, r.output
+    with dbs() as s:
+        assert warnings_of(s, cid) == []
+    r = runner.invoke(args=["crm", "churn-check", "--as-of", "1999-01-01", "--write"])
+    assert r.exit_code == 0 and "预览" not in r.output, r.output
+    with dbs() as s:
+        ws = warnings_of(s, cid)
+        assert [w.status for w in ws] == ["warning"]
+        assert ws[0].warned_on == datetime(1999, 1, 1)
+
+
+def test_recovery_needs_an_order_newer_than_the_warnings(app, dbs, user_id):
+    """An order before the warning's last order never recovers it, whatever the as-of."""
+    with dbs() as s:
+        c = make_customer(s, user_id("manager1"))
+        add_order(s, c.number, CUTOFF - timedelta(days=30))
+        s.commit()
+        cid = c.id
+    (wid, _), = run_check(app, [cid])["opened"]
+    for as_of in (CUTOFF, CUTOFF - timedelta(days=10), AS_OF - timedelta(days=90)):
+        assert run_check(app, [cid], as_of=as_of)["recovered"] == []
+    with dbs() as s:
+        assert warnings_of(s, cid)[0].status == "warning"
+
+
+def test_mistaken_recovery_is_reopened_with_its_measures(app, dbs, warned, user_id):
+    """A warning recovered by the old rule (past as-of) comes back as the same 暂缓
+    warning with its measures, instead of a fresh 预警 without them."""
+    cid, wid = _delaying_with_measure(app, dbs, warned)
+    past = datetime.combine(date.today() - timedelta(days=200), time())
+    with dbs() as s:             # what the old code did on a past --as-of
+        s.execute(ChurnWarning.__table__.update().where(ChurnWarning.id == wid)
+                  .values(status="recovered", recovered_on=past, changed_by_fk=user_id("admin")))
+        s.commit()
+    summary = run_check(app, [cid], as_of=date.today())
+    assert summary["reopened"] == [(wid, cid)] and summary["opened"] == []
+    with dbs() as s:
+        ws = warnings_of(s, cid)
+        assert [(w.id, w.status, w.recovered_on) for w in ws] == [(wid, "delaying", None)]
+        assert len(ws[0].measures) == 1
+        assert (events_of(s, wid)[-1].action, events_of(s, wid)[-1].to_status) == \
+            ("reopen", "delaying")
+    again = run_check(app, [cid], as_of=date.today())
+    assert again["reopened"] == [] and again["opened"] == []
+
+
+def test_genuine_recovery_then_new_warning_shows_earlier_measures(app, dbs, web, warned):
+    cid, wid = _delaying_with_measure(app, dbs, warned)
+    with dbs() as s:
+        number = s.get(Customer, cid).number
+        add_order(s, number, date.today() - timedelta(days=1))
+        s.commit()
+    assert run_check(app, [cid], as_of=date.today())["recovered"] == [(wid, cid)]
+    later = date.today() + timedelta(days=200)      # silent again for > 6 months
+    summary = run_check(app, [cid], as_of=later)
+    assert summary["reopened"] == [] and len(summary["opened"]) == 1
+    new_id = summary["opened"][0][0]
+    with dbs() as s:
+        assert s.get(ChurnWarning, wid).status == "recovered"
+        assert len(s.get(ChurnWarning, wid).measures) == 1
+    page = web("manager1").get(f"/churn/show/{new_id}").get_data(as_text=True)
+    assert "该客户以前的预警及暂缓措施" in page and "上门拜访，提供九折报价" in page

@@ -434,9 +434,11 @@ def test_other_manager_cannot_plan(api, web, dbs, user_id):
                       (f"/opportunity/execute/{pk}/item/{item}", {"result": "x"}),
                       (f"/opportunity/succeed/{pk}", {}), (f"/opportunity/fail/{pk}", {})):
         assert w.post_form(url, data, form_url="/opportunity/list/").status_code == 403, url
-    # 销售主管 may read but not plan
-    assert api("supervisor").post(f"/api/v1/opportunity/{pk}/plan_items",
-                                  json={"date": "2007-12-13", "content": "x"}).status_code == 403
+    # 高管 may read but not plan; 销售主管 may plan (see below) but not record results
+    assert api("exec").post(f"/api/v1/opportunity/{pk}/plan_items",
+                            json={"date": "2007-12-13", "content": "x"}).status_code == 403
+    assert api("supervisor").put(f"/api/v1/opportunity/{pk}/plan_items/{item}",
+                                 json={"result": "x"}).status_code == 403
     # an item of another opportunity is not reachable through this one
     other = assigned_opp(dbs, user_id, "manager2", items=1)
     other_item = snapshot(dbs, other)["items"][0][0]
@@ -545,3 +547,87 @@ def test_compare_and_set_catches_stale_read(app, dbs, user_id):
     row = snapshot(dbs, pk)
     assert (row["status"], row["assignee_id"]) == ("assigned", user_id("manager1"))
     assert [e[0] for e in events_of(dbs, pk)] == ["assign"]
+
+
+# ---- 销售主管 makes plans too (issue 18 item 3) ------------------------------------------------
+
+def test_supervisor_plans_any_assigned_opportunity_api(api, dbs, user_id):
+    pk = assigned_opp(dbs, user_id, "manager2", items=1)
+    item = snapshot(dbs, pk)["items"][0][0]
+    sup = api("supervisor")
+    r = sup.post(f"/api/v1/opportunity/{pk}/plan_items", json={"date": "2030-01-15", "content": "主管：安排技术交流"})
+    assert r.status_code == 201, r.json
+    new_item = r.json["id"]
+    r = sup.put(f"/api/v1/opportunity/{pk}/plan_items/{item}", json={"content": "主管改：上门演示"})
+    assert r.status_code == 200 and r.json["result"]["content"] == "主管改：上门演示"
+    with dbs() as s:
+        assert s.get(PlanItem, new_item).created_by_fk == user_id("supervisor")
+    # results, 开发成功 and 终止开发 stay with the assignee
+    before = snapshot(dbs, pk)
+    assert sup.put(f"/api/v1/opportunity/{pk}/plan_items/{item}",
+                   json={"content": "y", "result": "x"}).status_code == 403
+    assert sup.post(f"/api/v1/opportunity/{pk}/succeed").status_code == 403
+    assert sup.post(f"/api/v1/opportunity/{pk}/fail").status_code == 403
+    assert snapshot(dbs, pk) == before
+    # the assignee sees the supervisor's items and records their results
+    m2 = api("manager2")
+    assert m2.put(f"/api/v1/opportunity/{pk}/plan_items/{new_item}", json={"result": "客户认可"}).status_code == 200
+    assert sup.delete(f"/api/v1/opportunity/{pk}/plan_items/{item}").status_code == 200
+    assert [i["content"] for i in m2.get(f"/api/v1/opportunity/{pk}").json["result"]["plan_items"]] == \
+        ["主管：安排技术交流"]
+
+
+def test_supervisor_plans_html(web, dbs, user_id):
+    pk = assigned_opp(dbs, user_id, "manager1", items=1)
+    item = snapshot(dbs, pk)["items"][0][0]
+    w = web("supervisor")
+    plan_url = f"/opportunity/plan/{pk}"
+    page = w.get(plan_url)
+    assert page.status_code == 200 and "添加计划项" in page.text
+    assert f"/opportunity/succeed/{pk}" not in page.text      # no closing buttons for 主管
+    assert f'href="{plan_url}"' in w.get(f"/opportunity/show/{pk}").text
+    assert f"/opportunity/execute/{pk}" not in w.get(f"/opportunity/show/{pk}").text
+    r = w.post_form(f"{plan_url}/add", {"date": "2030-02-01", "content": "主管安排：报价"}, form_url=plan_url)
+    assert r.status_code == 302
+    r = w.post_form(f"{plan_url}/item/{item}/edit", {"content": "主管修改"}, form_url=plan_url)
+    assert r.status_code == 302
+    contents = [i[2] for i in snapshot(dbs, pk)["items"]]
+    assert "主管安排：报价" in contents and "主管修改" in contents
+    r = w.post_form(f"{plan_url}/item/{item}/delete", {}, form_url=plan_url)
+    assert r.status_code == 302
+    before = snapshot(dbs, pk)
+    assert w.get(f"/opportunity/execute/{pk}").status_code == 403
+    new_item = before["items"][0][0]
+    for url, data in ((f"/opportunity/execute/{pk}/item/{new_item}", {"result": "x"}),
+                      (f"/opportunity/succeed/{pk}", {}), (f"/opportunity/fail/{pk}", {})):
+        assert w.post_form(url, data, form_url=plan_url).status_code == 403, url
+    assert snapshot(dbs, pk) == before
+
+
+def test_plan_rules_in_workflow(dbs, user_id):
+    sup = Actor(user_id("supervisor"), frozenset({"销售主管"}))
+    m1 = Actor(user_id("manager1"), frozenset({"客户经理"}))
+    m2 = Actor(user_id("manager2"), frozenset({"客户经理"}))
+    ex = Actor(user_id("exec"), frozenset({"高管"}))
+    pk = assigned_opp(dbs, user_id, "manager1")
+    unassigned = new_opp(dbs, user_id("manager1"))
+    with dbs() as s:
+        o, u = s.get(Opportunity, pk), s.get(Opportunity, unassigned)
+        assert wf.can_plan(sup, o) and wf.can_plan(m1, o)
+        assert not wf.can_plan(m2, o) and not wf.can_plan(ex, o)
+        assert not wf.can_plan(sup, u)
+        assert wf.can_develop(m1, o) and not wf.can_develop(sup, o)
+        with pytest.raises(wf.Forbidden):
+            wf.require_plan(m2, o)
+        with pytest.raises(Conflict):
+            wf.require_plan(sup, u)
+        wf.require_plan(sup, o)
+
+
+def test_supervisor_plan_on_closed_opportunity_is_conflict(api, dbs, user_id):
+    pk = assigned_opp(dbs, user_id, "manager1", items=1)
+    assert api("manager1").post(f"/api/v1/opportunity/{pk}/fail").status_code == 200
+    before = snapshot(dbs, pk)
+    r = api("supervisor").post(f"/api/v1/opportunity/{pk}/plan_items", json={"date": "2030-01-01", "content": "x"})
+    assert r.status_code == 409
+    assert snapshot(dbs, pk) == before

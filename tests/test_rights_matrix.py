@@ -476,6 +476,7 @@ ROW_CASES = [
     ("service feedback (API)", "api", "POST", "/api/v1/service/{t_handled}/feedback", {"result": "x", "satisfaction": 5}, (ServiceTicket, "t_handled")),
     ("service feedback (HTML)", "web", "POST", "/service/feedback/{t_handled}", {"result": "x", "satisfaction": "5"}, (ServiceTicket, "t_handled")),
     ("service assign by a 客户经理 (API)", "api", "POST", "/api/v1/service/{t_created}/assign", {"assignee_id": "{m2}"}, (ServiceTicket, "t_created")),
+    ("service reassign by a 客户经理 (API)", "api", "POST", "/api/v1/service/{t_assigned}/reassign", {"assignee_id": "{m2}"}, (ServiceTicket, "t_assigned")),
     # 客户流失: the customer's manager
     ("churn measure (API)", "api", "POST", "/api/v1/churn/{warning}/measures", {"measure": "x"}, (ChurnWarning, "warning")),
     ("churn confirm (API)", "api", "POST", "/api/v1/churn/{warning}/confirm", {"reason": "x"}, (ChurnWarning, "warning")),

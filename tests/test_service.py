@@ -632,3 +632,209 @@ def test_customer_search_is_bounded(web, dbs, user_id, uniq):
         cid, number = c.id, c.number
     found = web("manager2").get(f"/service/customers?q={number.lower()}").json["results"]
     assert found[0]["id"] == cid
+
+
+# ---- no stuck tickets: who may be an assignee, 重新分配 (issue 18 item 2) ------------------
+
+@pytest.fixture
+def handler_user(app, uniq):
+    """``handler_user(role="客户经理")`` → id of a new active user with that role."""
+    def _make(role=MANAGER):
+        with app.app_context():
+            sm = app.appbuilder.sm
+            name = uniq("handler").lower()
+            from .conftest import PASSWORD
+            u = sm.add_user(name, "处", "理", f"{name}@example.com", [sm.find_role(role)],
+                            password=PASSWORD)
+            uid = u.id
+            db.session.remove()
+            return uid
+    return _make
+
+
+def _deactivate(app, uid):
+    with app.app_context():
+        u = db.session.get(wf.User, uid)
+        u.active = False
+        db.session.commit()
+        db.session.remove()
+
+
+def test_only_handlers_can_be_assignees(api, web, ticket, dbs, user_id, app):
+    tid = ticket("created")
+    before = snapshot(dbs, tid)
+    for who in ("exec", "admin"):
+        r = api("supervisor").post(f"/api/v1/service/{tid}/assign",
+                                   json={"assignee_id": user_id(who)})
+        assert r.status_code == 400 and r.json["field"] == "assignee_id", who
+        assert "客户经理或销售主管" in r.json["message"]
+        r = web("supervisor").post_form(f"/service/assign/{tid}",
+                                        {"assignee_id": str(user_id(who))},
+                                        form_url="/service/assign/")
+        assert r.status_code == 400 and "客户经理或销售主管" in r.text
+    assert snapshot(dbs, tid) == before
+    with dbs() as s:
+        ids = {u.id for u in wf.assignable_users(s)}
+    assert user_id("manager1") in ids and user_id("supervisor") in ids
+    assert user_id("exec") not in ids and user_id("admin") not in ids
+    page = web("supervisor").get("/service/assign/").text
+    assert f'<option value="{user_id("exec")}">' not in page
+
+
+def test_reassign_by_supervisor_and_new_assignee_handles(api, web, ticket, dbs, user_id,
+                                                         handler_user):
+    new = handler_user()
+    tid = ticket("assigned", assignee="manager2")
+    r = api("supervisor").post(f"/api/v1/service/{tid}/reassign",
+                               json={"assignee_id": new, "from_assignee_id": user_id("manager2")})
+    assert r.status_code == 200, r.json
+    assert r.json["result"]["assignee_id"] == new and r.json["result"]["status"] == "assigned"
+    ev = history(dbs, tid)[-1]
+    assert ev[:3] == ("reassign", "assigned", "assigned") and ev[4] == user_id("supervisor")
+    # the old assignee can no longer handle it, the new one sees and handles it
+    assert api("manager2").post(f"/api/v1/service/{tid}/handle",
+                                json={"handling": "x"}).status_code == 403
+    with dbs() as s:
+        count, rows = wf.to_handle(s, Actor(id=new, roles=frozenset({MANAGER})))
+        assert tid in [t.id for t in rows]
+    with dbs() as s:
+        wf.handle(s, Actor(id=new, roles=frozenset({MANAGER})), tid, "已上门处理")
+        s.commit()
+    assert snapshot(dbs, tid)[0]["status"] == "handled"
+    # a handled ticket is no longer re-assigned
+    r = api("supervisor").post(f"/api/v1/service/{tid}/reassign",
+                               json={"assignee_id": user_id("manager1")})
+    assert r.status_code == 409
+
+
+def test_reassign_refusals_change_nothing(api, web, ticket, dbs, user_id):
+    tid = ticket("assigned", assignee="manager2")
+    before = snapshot(dbs, tid)
+    url = f"/api/v1/service/{tid}/reassign"
+    # wrong role → 403
+    for who in ("manager1", "manager2", "exec"):
+        r = api(who).post(url, json={"assignee_id": user_id("manager1")})
+        assert r.status_code == 403 and r.json["message"], who
+        assert who == "exec" or "销售主管" in r.json["message"]
+    r = web("manager1").post_form(f"/service/assign/{tid}/reassign",
+                                  {"assignee_id": str(user_id("manager1"))},
+                                  form_url="/service/create")
+    assert r.status_code == 403
+    # bad assignee → 400, same assignee → 400, stale page → 409
+    for value in (user_id("exec"), user_id("admin"), 987654, None, "x"):
+        r = api("supervisor").post(url, json={"assignee_id": value})
+        assert r.status_code == 400 and r.json["field"] == "assignee_id", value
+    r = api("supervisor").post(url, json={"assignee_id": user_id("manager2")})
+    assert r.status_code == 400 and "另一位" in r.json["message"]
+    r = api("supervisor").post(url, json={"assignee_id": user_id("manager1"),
+                                          "from_assignee_id": user_id("manager1")})
+    assert r.status_code == 409
+    assert snapshot(dbs, tid) == before
+    # not assigned yet → 409 (use 分配)
+    created = ticket("created")
+    r = api("supervisor").post(f"/api/v1/service/{created}/reassign",
+                               json={"assignee_id": user_id("manager1")})
+    assert r.status_code == 409
+
+
+def test_racing_reassigns_one_wins(app, ticket, actor, user_id, dbs, monkeypatch):
+    tid = ticket("assigned", assignee="manager2")
+    barrier = threading.Barrier(2, timeout=30)
+    real = wf._move_assignee
+
+    def move_after_both_checked(*args, **kwargs):
+        barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wf, "_move_assignee", move_after_both_checked)
+    outcomes = []
+
+    def run(who, assignee):
+        with app.app_context():
+            try:
+                wf.reassign(db.session, who, tid, assignee)
+                db.session.commit()
+                outcomes.append(("ok", assignee))
+            except Conflict:
+                db.session.rollback()
+                outcomes.append(("conflict", assignee))
+            except Exception as e:  # pragma: no cover - reported below
+                db.session.rollback()
+                outcomes.append(("error", repr(e)))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=t) for t in (
+        (actor("supervisor"), user_id("manager1")), (actor("admin"), user_id("supervisor")))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(o[0] for o in outcomes) == ["conflict", "ok"], outcomes
+    winner = next(a for o, a in outcomes if o == "ok")
+    assert snapshot(dbs, tid)[0]["assignee_id"] == winner
+    assert [a for a, *_ in history(dbs, tid)].count("reassign") == 1
+
+
+def test_racing_reassigns_over_http(app, ticket, user_id, dbs, api):
+    tid = ticket("assigned", assignee="manager2")
+    clients = [api("supervisor"), api("admin")]
+    barrier = threading.Barrier(2, timeout=30)
+    codes = []
+
+    def run(c, assignee):
+        barrier.wait()
+        codes.append(c.post(f"/api/v1/service/{tid}/reassign",
+                            json={"assignee_id": assignee,
+                                  "from_assignee_id": user_id("manager2")}).status_code)
+
+    threads = [threading.Thread(target=run, args=(c, user_id(u)))
+               for c, u in zip(clients, ("manager1", "supervisor"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(codes) == [200, 409]
+    assert [a for a, *_ in history(dbs, tid)].count("reassign") == 1
+
+
+def test_deactivated_assignee_tickets_need_reassignment(app, web, ticket, dbs, user_id,
+                                                        handler_user):
+    gone = handler_user()
+    with dbs() as s:
+        t = s.get(ServiceTicket, ticket("created"))
+        tid, number = t.id, t.number
+    with dbs() as s:
+        wf.assign(s, Actor(id=user_id("supervisor"), roles=frozenset({SUPERVISOR})), tid, gone)
+        s.commit()
+    ok = ticket("assigned", assignee="manager2")
+    with dbs() as s:
+        ok_number = s.get(ServiceTicket, ok).number
+    sup = web("supervisor")
+    link = f'href="/service/archive/{tid}"'
+    assert link not in sup.get("/service/assign/?tab=stuck").text
+    _deactivate(app, gone)
+    with dbs() as s:
+        assert wf.needs_reassignment(s.get(ServiceTicket, tid))
+        assert not wf.needs_reassignment(s.get(ServiceTicket, ok))
+        assert wf.count_stuck(s) >= 1
+        assert gone not in {u.id for u in wf.assignable_users(s)}
+    page = sup.get("/service/assign/").text
+    assert "crm-stuck-alert" in page and "需重新分配" in page
+    stuck_page = sup.get("/service/assign/?tab=stuck").text
+    assert link in stuck_page and ok_number not in stuck_page
+    # marked in the list of all assigned tickets, and on the ticket page
+    assert 'class="danger crm-stuck"><td><a ' + link in sup.get(
+        "/service/assign/?tab=assigned").text
+    page = sup.get(f"/service/archive/{tid}").text
+    assert "crm-stuck-alert" in page and "crm-reassign" in page
+    # re-assign from the ticket page (HTML, CSRF)
+    r = sup.post_form(f"/service/assign/{tid}/reassign",
+                      {"assignee_id": str(user_id("manager1")), "from_assignee_id": str(gone),
+                       "back": "show"}, form_url=f"/service/archive/{tid}")
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/service/archive/{tid}")
+    assert snapshot(dbs, tid)[0]["assignee_id"] == user_id("manager1")
+    assert link not in sup.get("/service/assign/?tab=stuck").text
+    assert number in web("manager1").get("/service/handle/").text
+    # a 客户经理 sees no re-assign control on the ticket page
+    assert "crm-reassign" not in web("manager1").get(f"/service/archive/{tid}").text

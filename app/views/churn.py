@@ -119,9 +119,11 @@ class ChurnView(BaseView):
     def show(self, pk):
         actor = current_actor()
         w = wf.get_warning(db.session, actor, pk)
-        measures, names = _view_context([w])
+        earlier = wf.earlier_warnings(db.session, w)
+        measures, names = _view_context([w, *earlier])
         return self.render_template(
             "churn/show.html", w=w, measures=measures[w.id], names=names,
+            earlier=earlier, earlier_measures=measures,
             can_act=wf.can_act(actor, w) and w.status in ("warning", "delaying"),
             today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失预警"))
 

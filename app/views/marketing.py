@@ -5,6 +5,7 @@ Thin: every rule lives in ``app/workflows/opportunities.py``; this module parses
 input, calls it, commits, and renders or serializes the result.
 """
 from datetime import datetime
+from types import SimpleNamespace
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView, expose
@@ -35,8 +36,9 @@ _READ = "can_list|can_show|can_get|can_info|menu_access"
 _WRITE = "can_add|can_edit|can_delete|can_post|can_put"
 RIGHTS = {
     EXECUTIVE: [(_VIEWS, _READ)],
-    SUPERVISOR: [(_VIEWS, f"{_READ}|{_WRITE}|can_assign")],
-    MANAGER: [(_VIEWS, f"{_READ}|{_WRITE}|can_develop"),
+    # can_plan: 制定计划 (plan items); the workflow's require_plan decides on which ones
+    SUPERVISOR: [(_VIEWS, f"{_READ}|{_WRITE}|can_assign|can_plan")],
+    MANAGER: [(_VIEWS, f"{_READ}|{_WRITE}|can_develop|can_plan"),
               ("MyPlanView|MyPlans", "can_list|menu_access")],
 }
 
@@ -67,8 +69,10 @@ def _row_ops(actor, pk, row, with_show=False):
     assignee = row.get("assignee")
     if status == wf.UNASSIGNED and wf.can_assign(actor):
         ops.append(("link", _("指派"), url_for("OpportunityView.assign", pk=pk)))
-    if status == wf.ASSIGNED and assignee is not None and assignee.id == actor.id:
+    opp = SimpleNamespace(status=status, assignee_id=assignee.id if assignee else None)
+    if wf.can_plan(actor, opp):
         ops.append(("link", _("制定计划"), url_for("OpportunityView.plan", pk=pk)))
+    if wf.can_develop(actor, opp):
         ops.append(("link", _("执行计划"), url_for("OpportunityView.execute", pk=pk)))
         ops.append(("succeed", _("开发成功"), url_for("OpportunityView.succeed", pk=pk)))
         ops.append(("fail", _("终止开发"), url_for("OpportunityView.fail", pk=pk)))
@@ -311,14 +315,15 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     # ---- 客户开发计划 / 执行计划 -----------------------------------------------------------
 
     def _plan_page(self, pk, template, status=200, error=None, values=None):
-        opp = wf.for_development(db.session, current_actor(), pk)
+        planning = template.endswith("plan.html")
+        opp = (wf.for_planning if planning else wf.for_development)(db.session, current_actor(), pk)
         title = _("制定客户开发计划") if template.endswith("plan.html") else _("执行客户开发计划")
         return self._page(template, opp, status=status, error=error, values=values or {},
                           title=title, today=datetime.now().strftime("%Y-%m-%d"))
 
     @expose("/plan/<int:pk>", methods=["GET"])
     @has_access
-    @permission_name("develop")
+    @permission_name("plan")
     @html_errors
     def plan(self, pk):
         return self._plan_page(pk, "marketing/plan.html")
@@ -343,7 +348,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     @expose("/plan/<int:pk>/add", methods=["POST"])
     @has_access
-    @permission_name("develop")
+    @permission_name("plan")
     @html_errors
     def plan_add(self, pk):
         data = {"date": request.form.get("date", ""), "content": request.form.get("content", "")}
@@ -354,7 +359,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     @expose("/plan/<int:pk>/item/<int:item_id>/edit", methods=["POST"])
     @has_access
-    @permission_name("develop")
+    @permission_name("plan")
     @html_errors
     def plan_edit(self, pk, item_id):
         data = {"content": request.form.get("content", "")}
@@ -367,7 +372,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     @expose("/plan/<int:pk>/item/<int:item_id>/delete", methods=["POST"])
     @has_access
-    @permission_name("develop")
+    @permission_name("plan")
     @html_errors
     def plan_delete(self, pk, item_id):
         return self._plan_step(
@@ -629,7 +634,7 @@ class OpportunityApi(CrmModelRestApi):
     @expose("/<int:pk>/plan_items", methods=["POST"])
     @protect()
     @safe
-    @permission_name("develop")
+    @permission_name("plan")
     @api_errors
     def plan_item_add(self, pk):
         """Add a plan item ``{"date": "2007-12-13", "content": "..."}``.
@@ -647,7 +652,7 @@ class OpportunityApi(CrmModelRestApi):
     @expose("/<int:pk>/plan_items/<int:item_id>", methods=["PUT"])
     @protect()
     @safe
-    @permission_name("develop")
+    @permission_name("plan")
     @api_errors
     def plan_item_put(self, pk, item_id):
         """Change ``content`` and/or record ``result``; a ``date`` is refused (400).
@@ -666,7 +671,7 @@ class OpportunityApi(CrmModelRestApi):
     @expose("/<int:pk>/plan_items/<int:item_id>", methods=["DELETE"])
     @protect()
     @safe
-    @permission_name("develop")
+    @permission_name("plan")
     @api_errors
     def plan_item_delete(self, pk, item_id):
         """Delete a plan item.

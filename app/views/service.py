@@ -35,16 +35,16 @@ RIGHTS = {
         ("ServiceFeedbackView", "can_list|can_feedback"),
         ("ServiceArchiveView", "can_list|can_show"),
         # the workflow decides who may assign/handle/give feedback (Chinese 403)
-        ("ServiceApi", f"{_API_READ}|can_post|can_assign|can_handle|can_feedback"),
+        ("ServiceApi", f"{_API_READ}|can_post|can_assign|can_reassign|can_handle|can_feedback"),
         ("Service|ServiceCreate|ServiceHandle|ServiceFeedback|ServiceArchive", "menu_access"),
     ],
     SUPERVISOR: [
         ("ServiceCreateView", "can_create|can_customers"),
-        ("ServiceAssignView", "can_list|can_assign"),
+        ("ServiceAssignView", "can_list|can_assign|can_reassign"),
         ("ServiceHandleView", "can_list|can_handle"),
         ("ServiceFeedbackView", "can_list|can_feedback"),
         ("ServiceArchiveView", "can_list|can_show"),
-        ("ServiceApi", f"{_API_READ}|can_post|can_assign|can_handle|can_feedback"),
+        ("ServiceApi", f"{_API_READ}|can_post|can_assign|can_reassign|can_handle|can_feedback"),
         ("Service|ServiceCreate|ServiceAssign|ServiceHandle|ServiceFeedback|ServiceArchive",
          "menu_access"),
     ],
@@ -115,6 +115,10 @@ class ServiceCreateView(BaseView):
 
 # ---- 服务分配 --------------------------------------------------------------------------
 
+ASSIGN_TABS = (("new", _l("新创建的服务")), ("stuck", _l("需重新分配")),
+               ("assigned", _l("已分配未处理")))
+
+
 class ServiceAssignView(BaseView):
     route_base = "/service/assign"
     default_view = "list"
@@ -122,10 +126,22 @@ class ServiceAssignView(BaseView):
     @expose("/", methods=["GET"])
     @has_access
     def list(self):
+        """Tabs: ``?tab=new`` the created tickets (default); ``?tab=stuck`` assigned
+        tickets whose assignee can no longer handle them; ``?tab=assigned`` every
+        assigned, not yet handled ticket (the stuck ones first, marked)."""
         page = _page_arg()
-        count, rows = wf.to_assign(db.session, page, PAGE_SIZE)
+        tab = request.args.get("tab", "new")
+        if tab not in dict(ASSIGN_TABS):
+            tab = "new"
+        if tab == "new":
+            count, rows = wf.to_assign(db.session, page, PAGE_SIZE)
+        else:
+            count, rows = wf.to_reassign(db.session, only_stuck=(tab == "stuck"), page=page,
+                                         page_size=PAGE_SIZE)
         return self.render_template("service/assign.html", rows=rows, count=count, page=page,
-                                    users=wf.assignable_users(db.session), **_common())
+                                    tab=tab, tabs=ASSIGN_TABS, stuck=wf.count_stuck(db.session),
+                                    users=wf.assignable_users(db.session),
+                                    needs_reassignment=wf.needs_reassignment, **_common())
 
     @expose("/<int:pk>", methods=["POST"])
     @has_access
@@ -136,6 +152,22 @@ class ServiceAssignView(BaseView):
         flash(_("服务 %(number)s 已分配给 %(name)s。", number=ticket.number,
                 name=wf.user_name(ticket.assignee)), "success")
         return redirect(url_for("ServiceAssignView.list"))
+
+    @expose("/<int:pk>/reassign", methods=["POST"])
+    @has_access
+    @html_errors
+    def reassign(self, pk):
+        """重新分配 an assigned, not yet handled ticket (from the list or the ticket page)."""
+        ticket = wf.reassign(db.session, current_actor(), pk, request.form.get("assignee_id"),
+                             request.form.get("from_assignee_id"))
+        db.session.commit()
+        flash(_("服务 %(number)s 已重新分配给 %(name)s。", number=ticket.number,
+                name=wf.user_name(ticket.assignee)), "success")
+        back = request.form.get("back", "")
+        if back == "show":
+            return redirect(url_for("ServiceArchiveView.show", pk=pk))
+        return redirect(url_for("ServiceAssignView.list",
+                                tab=back if back in dict(ASSIGN_TABS) else "assigned"))
 
 
 # ---- 服务处理 --------------------------------------------------------------------------
@@ -283,8 +315,12 @@ class ServiceArchiveView(BaseView):
             .where(ServiceTicket.id == pk))
         if ticket is None:
             raise NotFound(_l("服务不存在。"))
-        return self.render_template("service/show.html", t=ticket,
-                                    events=wf.history(db.session, ticket.id), **_common())
+        actor = current_actor()
+        can_reassign = wf.can_reassign(actor, ticket)
+        return self.render_template(
+            "service/show.html", t=ticket, events=wf.history(db.session, ticket.id),
+            can_reassign=can_reassign, stuck=wf.needs_reassignment(ticket),
+            users=wf.assignable_users(db.session) if can_reassign else [], **_common())
 
 
 # ---- customer page section ------------------------------------------------------------------
@@ -309,7 +345,8 @@ class ServiceApi(CrmModelRestApi):
 
     resource_name = "service"
     datamodel = SQLAInterface(ServiceTicket)
-    include_route_methods = {"get", "get_list", "info", "post", "assign", "handle", "feedback"}
+    include_route_methods = {"get", "get_list", "info", "post", "assign", "reassign", "handle",
+                             "feedback"}
     list_columns = ["id", "number", "service_type_id", "summary", "customer_id", "request",
                     "status", "created_by_fk", "created_on", "assignee_id", "assigned_on",
                     "handling", "handler_id", "handled_on", "result", "satisfaction"]
@@ -378,7 +415,7 @@ class ServiceApi(CrmModelRestApi):
     @safe
     @api_errors
     def assign(self, pk):
-        """Assign a ``created`` ticket to an active user (销售主管).
+        """Assign a ``created`` ticket to an active 客户经理/销售主管 (销售主管).
         ---
         post:
           parameters:
@@ -397,6 +434,39 @@ class ServiceApi(CrmModelRestApi):
         """
         data = self._json()
         ticket = wf.assign(db.session, current_actor(), pk, data.get("assignee_id"))
+        db.session.commit()
+        return self.response(200, result=wf.to_json(ticket))
+
+    @expose("/<int:pk>/reassign", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def reassign(self, pk):
+        """Re-assign an ``assigned`` (not yet handled) ticket to another 客户经理/销售主管
+        (销售主管). ``from_assignee_id`` (optional): the assignee you saw — 409 if it changed.
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    assignee_id: {type: integer}
+                    from_assignee_id: {type: integer}
+          responses:
+            200: {description: re-assigned}
+            400: {$ref: '#/components/responses/400'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: not assigned (created/handled/archived), or re-assigned meanwhile}
+        """
+        data = self._json()
+        ticket = wf.reassign(db.session, current_actor(), pk, data.get("assignee_id"),
+                             data.get("from_assignee_id"))
         db.session.commit()
         return self.response(200, result=wf.to_json(ticket))
 

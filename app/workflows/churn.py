@@ -16,11 +16,21 @@ same day of the month, clamped to the month's last day, e.g. 2026-08-31 →
 2026-02-28). A customer is churning when its last counted order is dated
 *before* the cutoff (an order exactly on the cutoff day is not old enough), or
 it never ordered and was created before the cutoff day. An open warning is
-recovered when the customer again has a counted order dated on/after the cutoff
-(i.e. it ordered again; every order after the warning was opened qualifies).
+recovered when the customer has a counted order dated *after the last order the
+warning was based on* and on/after the cutoff (it really ordered again and is no
+longer at risk). A check as of an earlier day only sees orders up to that day, so
+it can never recover a warning opened later: history runs cannot destroy work.
+
+Measures are never deleted. A warning recovered by mistake (an old check as of
+a day before the warning, before this rule) whose customer still has no newer
+order is *reopened* by the next check instead of a fresh warning being opened:
+back to 暂缓流失 when it has measures, else 预警 (event ``reopen``).
+
+``dry_run=True`` (the CLI's preview for a past ``--as-of``) computes the same
+result with SELECTs only and writes nothing but the session's temporary tables.
 """
 import calendar
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
@@ -171,13 +181,15 @@ def _bulk_events(session, rows, action, to_status, actor_id, now, note=None):
 
 
 def check_churn(session, sales, as_of=None, actor_id=None, progress=None, now=None,
-                months=DEFAULT_MONTHS, customer_ids=None):
+                months=DEFAULT_MONTHS, customer_ids=None, dry_run=False):
     """Run the churn check as of ``as_of`` (default today) and commit nothing.
 
     ``session``: CRM session; ``sales``: a session or engine of the sales bind.
     ``customer_ids`` restricts the scan (tests share one database). The caller
     commits. Returns {"opened": [(warning_id, customer_id)], "recovered": [...],
-    "scanned": customers with a counted order, "cutoff": date, "as_of": date}.
+    "reopened": [...], "scanned": customers with a counted order, "cutoff": date,
+    "as_of": date, "dry_run": bool}. With ``dry_run`` nothing is written (only
+    temporary tables) and opened warnings have no id yet: ``(None, customer_id)``.
     """
     progress = progress or (lambda stage, n: None)
     as_of = as_of or date.today()
@@ -194,23 +206,32 @@ def check_churn(session, sales, as_of=None, actor_id=None, progress=None, now=No
     def scope(q):
         return q.where(C.c.id.in_(list(customer_ids))) if customer_ids is not None else q
 
-    # 1. recovered: an open warning whose customer ordered again (an order on/after the cutoff)
+    # 1. recovered: an open warning whose customer ordered again — an order newer than
+    #    the one the warning was based on, and recent enough (on/after the cutoff)
     recovered = []
     ordered_again = scope(
         select(literal(1)).select_from(C.join(T, T.c.customer_number == C.c.number))
-        .where(C.c.id == W.c.customer_id, T.c.last_date >= cutoff)
+        .where(C.c.id == W.c.customer_id, T.c.last_date >= cutoff,
+               or_(W.c.last_order_date.is_(None), T.c.last_date > W.c.last_order_date))
     ).exists()
     for frm in CHURN_OPEN:
-        rows = session.execute(
-            update(W).where(W.c.status == frm, ordered_again)
-            .values(status="recovered", recovered_on=now, changed_on=now, changed_by_fk=actor_id)
-            .returning(W.c.id, W.c.customer_id)
-        ).all()
-        _bulk_events(session, [(r[0], frm) for r in rows], "recover", "recovered", actor_id, now)
+        if dry_run:
+            rows = session.execute(select(W.c.id, W.c.customer_id)
+                                   .where(W.c.status == frm, ordered_again)
+                                   .order_by(W.c.id)).all()
+        else:
+            rows = session.execute(
+                update(W).where(W.c.status == frm, ordered_again)
+                .values(status="recovered", recovered_on=now, changed_on=now,
+                        changed_by_fk=actor_id)
+                .returning(W.c.id, W.c.customer_id)
+            ).all()
+            _bulk_events(session, [(r[0], frm) for r in rows], "recover", "recovered",
+                         actor_id, now)
         recovered.extend((r[0], r[1]) for r in rows)
     progress("recovered", len(recovered))
 
-    # 2. new warnings: normal customers with no open warning whose last order is too old
+    # 2. customers at risk: normal, no open warning, last order too old (or never)
     open_exists = exists().where(W.c.customer_id == C.c.id, W.c.status.in_(CHURN_OPEN))
     session.execute(CANDIDATES.insert().from_select(
         ["customer_id", "manager_id", "last_date"],
@@ -220,25 +241,73 @@ def check_churn(session, sales, as_of=None, actor_id=None, progress=None, now=No
                      or_(T.c.last_date < cutoff,
                          and_(T.c.last_date.is_(None), C.c.created_on < cutoff_dt))))))
     K = CANDIDATES
-    candidates = (
-        select(K.c.customer_id, K.c.manager_id, K.c.last_date, literal(now), literal("warning"),
-               literal(now), literal(now), literal(actor_id), literal(actor_id))
-        .where(literal(True))   # SQLite: a WHERE keeps "ON CONFLICT" from parsing as a join
-        .order_by(K.c.customer_id)
-    )
-    ins = (pg_insert if _dialect(session) == "postgresql" else sqlite_insert)(W)
-    stmt = (ins.from_select(["customer_id", "manager_id", "last_order_date", "warned_on", "status",
-                             "created_on", "changed_on", "created_by_fk", "changed_by_fk"],
-                            candidates)
-            .on_conflict_do_nothing()
-            .returning(W.c.id, W.c.customer_id))
-    opened = [(r[0], r[1]) for r in session.execute(stmt).all()]
-    _bulk_events(session, [(wid, None) for wid, _ in opened], "open", "warning", actor_id, now,
-                 note=f"截止日期 {cutoff.isoformat()}")
+
+    # 3. reopen, not re-create: the customer's latest warning was recovered, yet the
+    #    customer has no order newer than that warning's (a mistaken recovery) and this
+    #    check is not older than that recovery → the same warning again, measures kept
+    W2 = W.alias("w2")
+    latest = ~exists().where(W2.c.customer_id == W.c.customer_id, W2.c.id > W.c.id)
+    no_new_order = or_(K.c.last_date.is_(None),
+                       and_(W.c.last_order_date.is_not(None), K.c.last_date <= W.c.last_order_date))
+    has_measure = exists().where(ChurnMeasure.__table__.c.warning_id == W.c.id)
+    to_reopen = session.execute(
+        select(W.c.id, W.c.customer_id, has_measure.label("m"))
+        .select_from(W.join(K, K.c.customer_id == W.c.customer_id))
+        .where(W.c.status == "recovered", latest, no_new_order,
+               W.c.recovered_on < datetime.combine(as_of, time()) + timedelta(days=1))
+        .order_by(W.c.id)).all()
+    reopened = []
+    for wid, cid, with_measures in to_reopen:
+        to_status = "delaying" if with_measures else "warning"
+        if not dry_run:
+            done = session.execute(
+                update(W).where(W.c.id == wid, W.c.status == "recovered")
+                .values(status=to_status, recovered_on=None, changed_on=now,
+                        changed_by_fk=actor_id)).rowcount == 1
+            if not done:
+                continue
+            _bulk_events(session, [(wid, "recovered")], "reopen", to_status, actor_id, now,
+                         note="客户没有新的订单，预警重新打开（保留暂缓措施）")
+        reopened.append((wid, cid))
+    if reopened:
+        session.execute(K.delete().where(K.c.customer_id.in_([c for _, c in reopened])))
+    progress("reopened", len(reopened))
+
+    # 4. new warnings for the remaining candidates
+    if dry_run:
+        opened = [(None, r[0]) for r in session.execute(
+            select(K.c.customer_id).order_by(K.c.customer_id)).all()]
+    else:
+        candidates = (
+            select(K.c.customer_id, K.c.manager_id, K.c.last_date, literal(now),
+                   literal("warning"), literal(now), literal(now), literal(actor_id),
+                   literal(actor_id))
+            .where(literal(True))   # SQLite: a WHERE keeps "ON CONFLICT" from parsing as a join
+            .order_by(K.c.customer_id)
+        )
+        ins = (pg_insert if _dialect(session) == "postgresql" else sqlite_insert)(W)
+        stmt = (ins.from_select(["customer_id", "manager_id", "last_order_date", "warned_on",
+                                 "status", "created_on", "changed_on", "created_by_fk",
+                                 "changed_by_fk"], candidates)
+                .on_conflict_do_nothing()
+                .returning(W.c.id, W.c.customer_id))
+        opened = [(r[0], r[1]) for r in session.execute(stmt).all()]
+        _bulk_events(session, [(wid, None) for wid, _ in opened], "open", "warning", actor_id,
+                     now, note=f"截止日期 {cutoff.isoformat()}")
     progress("opened", len(opened))
     _drop_temp_tables(session)
-    return {"opened": opened, "recovered": recovered, "scanned": scanned,
-            "cutoff": cutoff, "as_of": as_of}
+    return {"opened": opened, "recovered": recovered, "reopened": reopened, "scanned": scanned,
+            "cutoff": cutoff, "as_of": as_of, "dry_run": dry_run}
+
+
+def earlier_warnings(session, warning):
+    """The customer's earlier warnings (older ids), newest first, e.g. a recovered one
+    whose 暂缓措施 the manager should see when the customer is at risk again."""
+    return session.scalars(
+        select(ChurnWarning).where(ChurnWarning.customer_id == warning.customer_id,
+                                   ChurnWarning.id < warning.id)
+        .options(lazyload(ChurnWarning.measures))
+        .order_by(ChurnWarning.id.desc())).all()
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -379,7 +448,7 @@ def add_measure(session, actor, warning_id, text, now=None):
     ).rowcount == 1
     if moved:
         events.record_event(session, ENTITY, w.id, "delay", "warning", "delaying",
-                            note=text[:200], actor_id=actor.id)
+                            note=text[:200], actor_id=actor.id, when=now)
     else:
         events.compare_and_set(session, ChurnWarning, w.id, ("delaying",), touched,
                                _l("该流失预警已被他人处理，请刷新后重试。"))
@@ -412,9 +481,9 @@ def confirm(session, actor, warning_id, reason, now=None):
         {"status": "lost", "changed_on": now, "changed_by_fk": actor.id},
         _l("该客户已不是正常状态，不能确认流失。"))
     events.record_event(session, ENTITY, w.id, "confirm", "delaying", "lost", note=reason,
-                        actor_id=actor.id)
+                        actor_id=actor.id, when=now)
     events.record_event(session, "customer", w.customer_id, "churn", "normal", "lost",
-                        note=reason, actor_id=actor.id)
+                        note=reason, actor_id=actor.id, when=now)
     session.flush()
     session.refresh(w)
     return w

@@ -6,12 +6,15 @@ from .errors import Conflict
 
 
 def record_event(session, entity, entity_id, action, from_status=None, to_status=None,
-                 note=None, actor_id=None):
+                 note=None, actor_id=None, when=None):
+    """``when``: the step's own time, when the caller passed one (e.g. demo history)."""
     ev = WorkflowEvent(entity=entity, entity_id=entity_id, action=action,
                        from_status=from_status, to_status=to_status, note=note)
     if actor_id is not None:
         ev.created_by_fk = actor_id
         ev.changed_by_fk = actor_id
+    if when is not None:
+        ev.created_on = ev.changed_on = when
     session.add(ev)
     return ev
 

@@ -81,8 +81,20 @@ def can_assign(actor, opp=None):
 
 
 def can_develop(actor, opp):
-    """The assignee plans, executes and closes an ``assigned`` opportunity."""
+    """The assignee executes (执行效果) and closes an ``assigned`` opportunity."""
     return opp.status == ASSIGNED and opp.assignee_id == actor.id
+
+
+def may_plan(actor, opp):
+    """Who makes the 客户开发计划 (any state): the assignee, 销售主管 and admin
+    (DESIGN.md: 销售主管 "对特定销售机会制定客户开发计划")."""
+    return (opp.assignee_id is not None
+            and (opp.assignee_id == actor.id or actor.is_supervisor or actor.is_admin))
+
+
+def can_plan(actor, opp):
+    """Add, edit and delete plan items of an ``assigned`` opportunity."""
+    return opp.status == ASSIGNED and may_plan(actor, opp)
 
 
 # ---- input ------------------------------------------------------------------------
@@ -287,22 +299,45 @@ def _require_assignee(opp, actor):
 
 def _lock_assigned(session, opp, actor):
     """Compare-and-set without a status change: the opportunity is still ``assigned`` to
-    the actor. Holds the row (PostgreSQL row lock / SQLite write lock) until commit, so a
-    plan change never slips past a concurrent 开发成功/终止开发."""
+    the same assignee. Holds the row (PostgreSQL row lock / SQLite write lock) until
+    commit, so a plan change never slips past a concurrent 开发成功/终止开发."""
     result = session.execute(
         update(Opportunity)
         .where(Opportunity.id == opp.id, Opportunity.status == ASSIGNED,
-               Opportunity.assignee_id == actor.id)
+               Opportunity.assignee_id == opp.assignee_id)
         .values(**_audit_values(actor))
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise Conflict(_l("销售机会的状态已改变，请刷新后再试。"))
 
 
+def _not_assigned(opp):
+    return Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有已指派（开发中）的销售机会才能进行此操作。",
+                       number=opp.number, status=status_label(opp.status)))
+
+
+def require_plan(actor, opp):
+    """制定计划: the assignee, 销售主管 or admin (403), on an ``assigned`` one (409)."""
+    if opp.status == UNASSIGNED:
+        raise Conflict(_l("销售机会 %(number)s 还没有指派，指派后才能制定开发计划。",
+                          number=opp.number))
+    if not may_plan(actor, opp):
+        raise Forbidden(_l("只有被指派的客户经理或销售主管可以制定该销售机会的开发计划。"))
+    if opp.status != ASSIGNED:
+        raise _not_assigned(opp)
+
+
 def for_development(session, actor, opp_id):
     """The opportunity, when the actor is its assignee and it is ``assigned``."""
     opp = get(session, opp_id)
     _require_assignee(opp, actor)
+    return opp
+
+
+def for_planning(session, actor, opp_id):
+    """The opportunity, when the actor may make its plan (see :func:`require_plan`)."""
+    opp = get(session, opp_id)
+    require_plan(actor, opp)
     return opp
 
 
@@ -327,8 +362,8 @@ def _plan_text(data, field, required):
 
 
 def add_plan_item(session, actor, opp_id, data):
-    """日期 (YYYY-MM-DD) + 计划内容, both required."""
-    opp = for_development(session, actor, opp_id)
+    """日期 (YYYY-MM-DD) + 计划内容, both required (assignee, 销售主管, admin)."""
+    opp = for_planning(session, actor, opp_id)
     if not isinstance(data, dict):
         raise ValidationError(_l("请求体必须是 JSON 对象。"))
     for key in data:
@@ -345,11 +380,13 @@ def add_plan_item(session, actor, opp_id, data):
 
 
 def update_plan_item(session, actor, opp_id, item_id, data):
-    """Change 计划内容 and/or record 执行效果; the 日期 is fixed after creation."""
-    opp = for_development(session, actor, opp_id)
-    item = _get_item(session, opp, item_id)
+    """Change 计划内容 (assignee, 销售主管, admin) and/or record 执行效果 (the assignee
+    only); the 日期 is fixed after creation."""
     if not isinstance(data, dict):
+        opp = for_planning(session, actor, opp_id)
         raise ValidationError(_l("请求体必须是 JSON 对象。"))
+    opp = (for_development if "result" in data else for_planning)(session, actor, opp_id)
+    item = _get_item(session, opp, item_id)
     if "date" in data:
         raise ValidationError(_l("计划项的日期创建后不能修改；只能修改计划内容和执行效果。"),
                               field="date")
@@ -370,7 +407,7 @@ def update_plan_item(session, actor, opp_id, item_id, data):
 
 
 def delete_plan_item(session, actor, opp_id, item_id):
-    opp = for_development(session, actor, opp_id)
+    opp = for_planning(session, actor, opp_id)
     item = _get_item(session, opp, item_id)
     _lock_assigned(session, opp, actor)
     session.delete(item)

@@ -12,7 +12,12 @@ Status: ``created`` 新创建 → ``assigned`` 已分配 → ``handled`` 已处�
 Who does what:
 
 * create   — 客户经理, 销售主管, 系统管理员;
-* assign   — 销售主管, 系统管理员; a ``created`` ticket, to any active user;
+* assign   — 销售主管, 系统管理员; a ``created`` ticket, to an active user who may
+  handle tickets (``HANDLER_ROLES``: 客户经理 or 销售主管) — anyone else could
+  never handle it and the ticket would be stuck;
+* reassign — 销售主管, 系统管理员; an ``assigned`` (not yet handled) ticket to another
+  such user (compare-and-set on status *and* the current assignee); tickets whose
+  assignee was deactivated or lost the role are listed as needing re-assignment;
 * handle   — only the ticket's assignee, on an ``assigned`` ticket;
 * feedback — on a ``handled`` ticket: the assignee (DESIGN.md §3: a 客户经理 gives
   feedback on services assigned to him), the ticket's creator (who took the
@@ -25,12 +30,13 @@ handling text, or the result plus the satisfaction, so the history shows all rou
 from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
 from ..models.dictionary import SERVICE_TYPE
 from . import dictionary, events, numbering
+from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
 ENTITY = "service"
@@ -43,8 +49,8 @@ STATUS_LABELS = {
     ARCHIVED: _l("已归档"),
 }
 ACTION_LABELS = {
-    "create": _l("创建"), "assign": _l("分配"), "handle": _l("服务处理"),
-    "feedback": _l("服务反馈"),
+    "create": _l("创建"), "assign": _l("分配"), "reassign": _l("重新分配"),
+    "handle": _l("服务处理"), "feedback": _l("服务反馈"),
 }
 LABELS = {
     "id": _l("序号"), "number": _l("编号"), "service_type": _l("服务类型"),
@@ -62,6 +68,10 @@ ARCHIVE_THRESHOLD = 3  # satisfaction ≥ 3 archives the ticket, < 3 sends it ba
 
 # FAB's user model, reached through our mapping (workflows import no FAB modules)
 User = ServiceTicket.assignee.property.mapper.class_
+Role = User.roles.property.mapper.class_
+
+# who may be given a ticket: the roles whose users can open 服务处理 and handle it
+HANDLER_ROLES = (MANAGER, SUPERVISOR)
 
 
 def status_label(status):
@@ -90,6 +100,22 @@ def can_create(actor):
 
 def can_assign(actor, ticket=None):
     return (actor.is_admin or actor.is_supervisor) and (ticket is None or ticket.status == CREATED)
+
+
+def can_reassign(actor, ticket=None):
+    return (actor.is_admin or actor.is_supervisor) and (ticket is None
+                                                        or ticket.status == ASSIGNED)
+
+
+def is_handler(user):
+    """May ``user`` be given a ticket: active, with a role in ``HANDLER_ROLES``."""
+    return bool(user is not None and user.active
+                and any(r.name in HANDLER_ROLES for r in user.roles))
+
+
+def needs_reassignment(ticket):
+    """An ``assigned`` ticket whose assignee can no longer handle it."""
+    return ticket.status == ASSIGNED and not is_handler(ticket.assignee)
 
 
 def can_handle(actor, ticket):
@@ -203,6 +229,34 @@ def to_assign(session, page=0, page_size=20):
     return _page(session, q, page, page_size)
 
 
+def _handler_ids():
+    """SQL: ids of the users who may be given a ticket."""
+    return (select(User.id).where(User.active.is_(True),
+                                  User.roles.any(Role.name.in_(HANDLER_ROLES))))
+
+
+def stuck_filter():
+    """SQL condition: an ``assigned`` ticket whose assignee can no longer handle it
+    (deactivated, or no longer 客户经理/销售主管)."""
+    return (ServiceTicket.status == ASSIGNED) & ~ServiceTicket.assignee_id.in_(_handler_ids())
+
+
+def count_stuck(session):
+    return session.scalar(select(func.count()).select_from(ServiceTicket).where(stuck_filter()))
+
+
+def to_reassign(session, only_stuck=False, page=0, page_size=20):
+    """``assigned`` (not yet handled) tickets, those needing re-assignment first, then
+    the oldest assignment: (count, rows). ``only_stuck``: just those needing it."""
+    stuck = stuck_filter()
+    q = select(ServiceTicket).where(ServiceTicket.status == ASSIGNED)
+    if only_stuck:
+        q = q.where(stuck)
+    # a CASE on the stuck condition sorts the stuck ones first
+    q = q.order_by(case((stuck, 0), else_=1), ServiceTicket.assigned_on, ServiceTicket.id)
+    return _page(session, q, page, page_size)
+
+
 def to_handle(session, actor, page=0, page_size=20):
     """The actor's ``assigned`` tickets, oldest assignment first."""
     q = (select(ServiceTicket)
@@ -310,10 +364,9 @@ def history(session, ticket_id):
 
 
 def assignable_users(session):
-    """Active users that have a role (the choices for 分配给)."""
+    """Active 客户经理 / 销售主管 (the choices for 分配给): the users who can handle."""
     return session.scalars(
-        select(User).where(User.active.is_(True), User.roles.any())
-        .order_by(User.id)).all()
+        select(User).where(User.id.in_(_handler_ids())).order_by(User.id)).all()
 
 
 def search_customers(session, text, limit=20):
@@ -402,8 +455,12 @@ def _check_assignee(session, assignee_id):
     if user is None:
         raise ValidationError(_l("要分配的用户不存在。"), field="assignee_id")
     if not user.active:
-        raise ValidationError(_l("用户“%(name)s”已停用，不能分配服务。", name=user.username),
-                              field="assignee_id")
+        raise ValidationError(_l("用户“%(name)s”已停用，不能分配服务，请选择启用中的客户经理或销售主管。",
+                                 name=user.username), field="assignee_id")
+    if not is_handler(user):
+        raise ValidationError(
+            _l("用户“%(name)s”不是客户经理或销售主管，不能处理服务；请选择启用中的客户经理或销售主管。",
+               name=user.username), field="assignee_id")
     return user
 
 
@@ -421,6 +478,47 @@ def assign(session, actor, ticket_id, assignee_id):
         _l("服务 %(number)s 已被他人分配或状态已改变，请刷新后查看。", number=ticket.number))
     events.record_event(session, ENTITY, ticket.id, "assign", CREATED, ASSIGNED,
                         note=f"分配给 {user_name(user)}", actor_id=actor.id)
+    session.refresh(ticket)
+    return ticket
+
+
+def _move_assignee(session, ticket_id, from_id, to_id, actor):
+    """UPDATE … WHERE status = assigned AND assignee_id = from_id; True when it matched."""
+    result = session.execute(
+        update(ServiceTicket)
+        .where(ServiceTicket.id == ticket_id, ServiceTicket.status == ASSIGNED,
+               ServiceTicket.assignee_id == from_id)
+        .values(assignee_id=to_id, assigned_on=_now(), **_audit_values(actor))
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def reassign(session, actor, ticket_id, assignee_id, from_assignee_id=None):
+    """销售主管 gives an ``assigned`` (not yet handled) ticket to another handler.
+
+    Compare-and-set on the status *and* the current assignee, so of two racing
+    re-assignments one wins and the other gets 409; ``from_assignee_id`` (the
+    assignee the caller saw, optional) makes a stale page a 409 too."""
+    ticket = get(session, ticket_id)
+    if not can_reassign(actor):
+        raise Forbidden(_l("只有销售主管或系统管理员可以重新分配服务。"))
+    if ticket.status != ASSIGNED:
+        raise _wrong_state(ticket, _l("重新分配"), ASSIGNED)
+    stale = _l("服务 %(number)s 已被他人重新分配或状态已改变，请刷新后查看。", number=ticket.number)
+    if from_assignee_id not in (None, ""):
+        seen = _int(from_assignee_id, "from_assignee_id", _l("原处理人编号必须是整数。"))
+        if seen != ticket.assignee_id:
+            raise Conflict(stale)
+    user = _check_assignee(session, assignee_id)
+    if user.id == ticket.assignee_id:
+        raise ValidationError(_l("服务 %(number)s 已经分配给 %(name)s，请选择另一位处理人。",
+                                 number=ticket.number, name=user_name(user)), field="assignee_id")
+    old = ticket.assignee
+    if not _move_assignee(session, ticket.id, ticket.assignee_id, user.id, actor):
+        raise Conflict(stale)
+    events.record_event(session, ENTITY, ticket.id, "reassign", ASSIGNED, ASSIGNED,
+                        note=f"由 {user_name(old)} 改为分配给 {user_name(user)}",
+                        actor_id=actor.id)
     session.refresh(ticket)
     return ticket
 
