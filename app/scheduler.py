@@ -186,6 +186,13 @@ def _record(app, job, started, ok, summary=None):
         log.exception("could not record the %s job run", job)
 
 
+def record_job_run(job, started, ok, summary=None):
+    """For CLI commands (in an app context): a JobRun row for the admin's 工作台."""
+    from flask import current_app
+
+    _record(current_app, job, started, ok, summary)
+
+
 def business_today(app):
     from zoneinfo import ZoneInfo
 

@@ -234,3 +234,77 @@ def test_digest_once_a_day_even_when_run_twice_or_after_a_kill(app, manager, smt
         assert db.session.scalar(select(func.count()).select_from(Notification).where(
             Notification.user_id == uid, Notification.kind == "digest")) == 1
         db.session.remove()
+
+
+# ---- every notice kind, raised by the workflow step in its transaction -----------------
+def _notices(app, uid, kind):
+    with app.app_context():
+        rows = db.session.scalars(select(Notification).where(
+            Notification.user_id == uid, Notification.kind == kind).order_by(Notification.id)).all()
+        out = [(n.title, n.link) for n in rows]
+        db.session.remove()
+    return out
+
+
+def test_opportunity_assigned_notice(app, api, dbs, user_id):
+    name, uid = new_user(app, "客户经理")
+    with dbs() as s:
+        opp = f.opportunity(s, user_id("manager1"))
+        s.commit()
+        oid, number = opp.id, opp.number
+    r = api("supervisor").post(f"/api/v1/opportunity/{oid}/assign", json={"assignee_id": uid})
+    assert r.status_code == 200, r.json
+    assert _notices(app, uid, "opportunity_assigned") == [
+        (f"销售机会 {number}（{opp.customer_name}）指派给您开发", f"/opportunity/plan/{oid}")]
+    # a refused step raises nothing: the second assign is a 409 and no second notice
+    assert api("supervisor").post(f"/api/v1/opportunity/{oid}/assign",
+                                  json={"assignee_id": uid}).status_code == 409
+    assert len(_notices(app, uid, "opportunity_assigned")) == 1
+    c = api_client(app, name)
+    assert c.get("/api/v1/notification/").json["result"][0]["link"] == f"/opportunity/plan/{oid}"
+
+
+def test_ticket_assigned_reassigned_returned_archived_notices(app, api, dbs, user_id):
+    a, a_id = new_user(app, "客户经理")
+    b, b_id = new_user(app, "客户经理")
+    with dbs() as s:
+        cust = f.customer(s, user_id("manager1"))
+        s.commit()
+        cid = cust.id
+    r = api("manager1").post("/api/v1/service/", json={
+        "service_type": "投诉", "summary": "打印机卡纸", "customer_id": cid, "request": "卡纸三次"})
+    tid = r.json["id"]
+    assert api("supervisor").post(f"/api/v1/service/{tid}/assign", json={"assignee_id": a_id}).status_code == 200
+    assert [t for t, _ in _notices(app, a_id, "ticket_assigned")] == [
+        f"服务 {r.json['result']['number']}（打印机卡纸）分配给您处理"]
+    assert api("supervisor").post(f"/api/v1/service/{tid}/reassign", json={"assignee_id": b_id}).status_code == 200
+    assert len(_notices(app, b_id, "ticket_assigned")) == 1
+    cb = api_client(app, b)
+    assert cb.post(f"/api/v1/service/{tid}/handle", json={"handling": "上门清理"}).status_code == 200
+    assert api("manager1").post(f"/api/v1/service/{tid}/feedback",
+                                json={"result": "还是卡", "satisfaction": 2}).status_code == 200
+    assert [l for _, l in _notices(app, b_id, "ticket_returned")] == [f"/service/handle/{tid}"]
+    assert cb.post(f"/api/v1/service/{tid}/handle", json={"handling": "更换搓纸轮"}).status_code == 200
+    assert api("manager1").post(f"/api/v1/service/{tid}/feedback",
+                                json={"result": "好了", "satisfaction": 5}).status_code == 200
+    archived = _notices(app, user_id("manager1"), "ticket_archived")
+    assert archived and archived[-1][1] == f"/service/archive/{tid}"
+
+
+def test_churn_run_gives_each_manager_one_notice(app, dbs, user_id):
+    from tests.test_churn import run_check
+
+    name, uid = new_user(app, "客户经理")
+    with dbs() as s:
+        prod = f.product(s)
+        ids = []
+        for i in range(3):
+            c = f.customer(s, uid)
+            f.order(s, c.number, [(prod, 1, 100)], day=date(2029, 1, 10 + i))
+            ids.append(c.id)
+        s.commit()
+    run_check(app, ids)
+    notes = _notices(app, uid, "churn_warnings")
+    assert notes == [("流失检查：您有 3 个客户出现流失预警", "/churn/list/")]
+    run_check(app, ids)                     # nothing new: no second notice
+    assert len(_notices(app, uid, "churn_warnings")) == 1

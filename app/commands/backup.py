@@ -1,5 +1,6 @@
 """``flask --app run crm backup PATH`` and ``crm restore PATH`` (logic: app/workflows/backup.py)."""
 import time
+from datetime import datetime
 
 import click
 
@@ -48,13 +49,18 @@ def backup_cmd(path, force, logical):
     """备份 CRM 数据库和文档库到目录 PATH（不含销售系统数据库）。"""
     from ..workflows.backup import BackupError, create_backup, human_size
 
+    from ..scheduler import record_job_run
+
     started = time.perf_counter()
+    started_at = datetime.now()
     click.echo(f"开始备份到 {path} …")
     try:
         m = create_backup(path, force=force, logical=logical,
                           progress=_progress(BACKUP_STAGES, started))
     except BackupError as exc:
+        record_job_run("backup", started_at, False, str(exc))
         raise CrmError(str(exc))
+    record_job_run("backup", started_at, True, f"{m['path']}")
     docs = m["documents"]
     click.echo(f"备份完成：{m['path']}")
     click.echo(f"  数据库：{m['database']['backend']}，格式 {m['database']['format']}，"

@@ -43,7 +43,7 @@ def churn_check_cmd(as_of, write, preview, show):
 
     from ..extensions import db
     from ..models import ChurnWarning, Customer
-    from ..scheduler import run_churn_check, run_lock
+    from ..scheduler import record_job_run, run_churn_check, run_lock
 
     if write and preview:
         raise click.UsageError("--write 与 --preview 不能同时使用。")
@@ -51,6 +51,7 @@ def churn_check_cmd(as_of, write, preview, show):
     as_of = as_of or today
     dry_run = preview or (as_of != today and not write)
     started = time.perf_counter()
+    started_at = datetime.now()
 
     def progress(stage, n):
         click.echo(f"  [{time.perf_counter() - started:6.1f}s] {STAGES.get(stage, stage)}: {n:,}")
@@ -64,7 +65,13 @@ def churn_check_cmd(as_of, write, preview, show):
         with run_lock() as acquired:
             if not acquired:
                 raise click.ClickException("另一个客户流失检查正在运行，请稍后再试。")
-            summary = run_churn_check(as_of=as_of, progress=progress)
+            try:
+                summary = run_churn_check(as_of=as_of, progress=progress)
+            except Exception as exc:
+                record_job_run("churn", started_at, False, str(exc))
+                raise
+            record_job_run("churn", started_at, True,
+                           f"opened {len(summary['opened'])}, recovered {len(summary['recovered'])}")
     elapsed = time.perf_counter() - started
     would = "将" if dry_run else ""
     click.echo(f"截止日期 {summary['cutoff'].isoformat()}（早于此日期的最后下单视为流失风险）")

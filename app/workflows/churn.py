@@ -180,6 +180,24 @@ def _bulk_events(session, rows, action, to_status, actor_id, now, note=None):
         session.execute(insert(WorkflowEvent), values[i:i + CHUNK])
 
 
+def _notify_managers(session, warning_ids, now):
+    """One notice per 客户经理 per run (not one per warning)."""
+    from . import notifications
+
+    W = ChurnWarning.__table__
+    per_manager = {}
+    for i in range(0, len(warning_ids), CHUNK):
+        for mid, n in session.execute(
+                select(W.c.manager_id, func.count()).where(W.c.id.in_(warning_ids[i:i + CHUNK]))
+                .group_by(W.c.manager_id)):
+            if mid:
+                per_manager[mid] = per_manager.get(mid, 0) + n
+    for mid, n in per_manager.items():
+        notifications.notify(session, mid, "churn_warnings",
+                             _l("流失检查：您有 %(n)d 个客户出现流失预警", n=n),
+                             link="/churn/list/", now=now)
+
+
 def check_churn(session, sales, as_of=None, actor_id=None, progress=None, now=None,
                 months=DEFAULT_MONTHS, customer_ids=None, dry_run=False):
     """Run the churn check as of ``as_of`` (default today) and commit nothing.
@@ -295,6 +313,8 @@ def check_churn(session, sales, as_of=None, actor_id=None, progress=None, now=No
         _bulk_events(session, [(wid, None) for wid, _ in opened], "open", "warning", actor_id,
                      now, note=f"截止日期 {cutoff.isoformat()}")
     progress("opened", len(opened))
+    if not dry_run:
+        _notify_managers(session, [w for w, _ in opened + reopened if w], now)
     _drop_temp_tables(session)
     return {"opened": opened, "recovered": recovered, "reopened": reopened, "scanned": scanned,
             "cutoff": cutoff, "as_of": as_of, "dry_run": dry_run}

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import Contact, Customer, Opportunity, PlanItem
-from . import events, numbering
+from . import events, notifications, numbering
 from .actors import MANAGER
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
@@ -284,6 +284,9 @@ def assign(session, actor, opp_id, assignee_id, now=None):
     events.record_event(session, ENTITY, opp.id, "assign", UNASSIGNED, ASSIGNED,
                         note=f"指派给 {user.username}", actor_id=actor.id)
     session.refresh(opp)
+    notifications.notify(session, user.id, "opportunity_assigned",
+                         _l("销售机会 %(number)s（%(customer)s）指派给您开发", number=opp.number,
+                            customer=opp.customer_name), link=f"/opportunity/plan/{opp.id}")
     return opp
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
 from ..models.dictionary import SERVICE_TYPE
-from . import dictionary, events, numbering
+from . import dictionary, events, notifications, numbering
 from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
@@ -479,6 +479,9 @@ def assign(session, actor, ticket_id, assignee_id):
     events.record_event(session, ENTITY, ticket.id, "assign", CREATED, ASSIGNED,
                         note=f"分配给 {user_name(user)}", actor_id=actor.id)
     session.refresh(ticket)
+    notifications.notify(session, user.id, "ticket_assigned",
+                         _l("服务 %(number)s（%(summary)s）分配给您处理", number=ticket.number,
+                            summary=ticket.summary), link=f"/service/handle/{ticket.id}")
     return ticket
 
 
@@ -520,6 +523,9 @@ def reassign(session, actor, ticket_id, assignee_id, from_assignee_id=None):
                         note=f"由 {user_name(old)} 改为分配给 {user_name(user)}",
                         actor_id=actor.id)
     session.refresh(ticket)
+    notifications.notify(session, user.id, "ticket_assigned",
+                         _l("服务 %(number)s（%(summary)s）改为分配给您处理", number=ticket.number,
+                            summary=ticket.summary), link=f"/service/handle/{ticket.id}")
     return ticket
 
 
@@ -554,6 +560,16 @@ def feedback(session, actor, ticket_id, result, satisfaction):
     events.record_event(session, ENTITY, ticket.id, "feedback", HANDLED, to,
                         note=f"处理结果：{text}；满意度：{score}", actor_id=actor.id)
     session.refresh(ticket)
+    if to == ASSIGNED:
+        notifications.notify(session, ticket.assignee_id, "ticket_returned",
+                             _l("服务 %(number)s 被退回（满意度 %(score)d），请再次处理",
+                                number=ticket.number, score=score),
+                             link=f"/service/handle/{ticket.id}")
+    else:
+        notifications.notify(session, ticket.created_by_fk, "ticket_archived",
+                             _l("您创建的服务 %(number)s 已归档（满意度 %(score)d）",
+                                number=ticket.number, score=score),
+                             link=f"/service/archive/{ticket.id}")
     return ticket
 
 
