@@ -459,6 +459,17 @@ def _fix_responses(method, path, op):
         resp.setdefault("description", ERROR_TEXT.get(str(code), "OK"))
         if str(code)[0] in "45" and "content" not in resp:
             resp["content"] = {JSON: {"schema": ref("Message")}}
+    ok = responses.get("200")
+    if isinstance(ok, dict):
+        props = ok.get("content", {}).get(JSON, {}).get("schema", {}).get("properties", {})
+        if props.get("count", {}).get("type") == "number":   # FAB: a record count
+            props["count"]["type"] = "integer"
+        # FAB describes a map {column: ...} as an object with one property "column_name"
+        for key, value in props.items():
+            inner = value.get("properties", {}) if isinstance(value, dict) else {}
+            if set(inner) == {"column_name"}:
+                props[key] = {"type": "object", "additionalProperties": inner["column_name"],
+                              "description": value.get("description", f"{{列名: …}} ({key})")}
     # the error codes every such operation can answer (app/views/common.py api_errors,
     # FAB's protect()), where the docstring did not list them
     codes = []
@@ -511,10 +522,95 @@ def _fix_components(spec):
             for suffix in ("post", "put"):
                 if f"{api}.{suffix}" in schemas:
                     schemas[f"{api}.{suffix}"] = ref(request_body)
+    # FAB's shared error responses: {message} — the one Message record (with ``field``)
+    for code, resp in spec["components"].get("responses", {}).items():
+        if isinstance(resp, dict) and JSON in resp.get("content", {}):
+            resp["content"][JSON]["schema"] = ref("Message")
+            resp["description"] = ERROR_TEXT.get(str(code), resp.get("description", ""))
     spec["components"].setdefault("securitySchemes", {})["jwt"] = {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "POST /api/v1/security/login 取得的 access_token",
     }
+
+
+# the structure of ``q`` (documentation only: q is sent as rison text)
+Q_SCHEMAS = ("get_list_schema", "get_item_schema", "get_info_schema")
+
+
+def _walk_refs(node, rename=None, found=None):
+    """Collect (and with ``rename`` rewrite) the schema $refs under ``node``."""
+    prefix = "#/components/schemas/"
+    if isinstance(node, dict):
+        target = node.get("$ref")
+        if isinstance(target, str) and target.startswith(prefix):
+            name = target[len(prefix):]
+            if rename and name in rename:
+                name = rename[name]
+                node["$ref"] = prefix + name
+            if found is not None:
+                found.add(name)
+        for value in node.values():
+            _walk_refs(value, rename, found)
+    elif isinstance(node, list):
+        for value in node:
+            _walk_refs(value, rename, found)
+
+
+def _tidy_components(spec):
+    """Point references at the records themselves (a client then has one ``Customer``
+    model, not a copy per alias) and drop schemas nothing refers to (FAB adds
+    ``X.post``/``X.put`` also for resources that cannot be written)."""
+    schemas = spec["components"]["schemas"]
+    aliases = {name: s["$ref"].rsplit("/", 1)[1] for name, s in schemas.items()
+               if set(s) == {"$ref"}}
+    _walk_refs(spec, rename=aliases)
+    for name in aliases:
+        del schemas[name]
+    used = set(Q_SCHEMAS)
+    _walk_refs({k: v for k, v in spec.items() if k != "components"}, found=used)
+    _walk_refs(spec["components"].get("responses", {}), found=used)
+    todo = list(used)
+    while todo:
+        found = set()
+        _walk_refs(schemas.get(todo.pop()), found=found)
+        todo += [n for n in found - used]
+        used |= found
+    for name in [n for n in schemas if n not in used]:
+        del schemas[name]
+
+
+_ON_ITEM = {"get": "get", "put": "update", "delete": "delete", "post": "post", "patch": "patch"}
+
+
+def _operation_ids(spec):
+    """Short unique operationIds (a generated client's function names):
+    ``customer_list``, ``customer_get``, ``customer_create``, ``customer_update``,
+    ``opportunity_assign``, ``opportunity_plan_items_create``, ``security_login`` …"""
+    taken = set()
+    for path, item in spec.get("paths", {}).items():
+        rest = path.split("/api/", 1)[-1].split("/", 1)[-1] if path.startswith("/api/") else path
+        parts = [p for p in rest.split("/") if p]
+        words = [p.lstrip("_") for p in parts if not p.startswith("{")] or ["openapi"]
+        for method, op in item.items():
+            if method not in OPERATIONS or not isinstance(op, dict) or op.get("operationId"):
+                continue
+            last = parts[-1] if parts else ""
+            has_items = any(p.startswith(path + "/{") for p in spec["paths"])
+            if last == "_openapi":
+                name = ["openapi", "get"]
+            elif last.startswith("{"):
+                name = words + [_ON_ITEM.get(method, method)]
+            elif path.endswith("/") or len(words) == 1:
+                name = words + [{"get": "list", "post": "create"}.get(method, method)]
+            elif method == "get" or (method == "post" and "get" not in item and not has_items):
+                name = words
+            else:
+                name = words + [{"post": "create", "put": "update"}.get(method, method)]
+            op_id = "_".join(name)
+            if op_id in taken:
+                op_id = f"{op_id}_{method}"
+            taken.add(op_id)
+            op["operationId"] = op_id
 
 
 def finish(spec, appbuilder):
@@ -538,6 +634,8 @@ def finish(spec, appbuilder):
             _fix_request_body(method, path, op)
             if op.get("security"):
                 op["security"] = [{"jwt": []}]
+    _tidy_components(spec)
+    _operation_ids(spec)
     spec.setdefault("info", {})["description"] = (
         "客户关系管理系统 REST API。登录：POST /api/v1/security/login 取得 JWT，"
         "之后每个请求带 `Authorization: Bearer <access_token>`。列表的 `q` 参数是 rison。"
