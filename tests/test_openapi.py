@@ -337,3 +337,110 @@ def test_responses_of_every_main_resource_match_their_schemas(app, api, world, s
         r = admin.get(path + "_info")
         ck("get", path + "_info", r, 200)
     assert len(schemas.checked) >= 60, len(schemas.checked)
+
+
+# ---- a generated client against a live server ------------------------------------------------
+
+GENERATOR = Path(sys.executable).parent / "openapi-python-client"
+# post_hooks: [] — the generator would otherwise run ruff over the code (not needed)
+GENERATOR_CONFIG = "post_hooks: []\npackage_name_override: crm_client\n"
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app served on 127.0.0.1, a free port, in a thread."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+def generate_client(spec_file, out_dir):
+    """The command of docs/api.md."""
+    config = spec_file.parent / "client-config.yaml"
+    config.write_text(GENERATOR_CONFIG)
+    return subprocess.run(
+        [str(GENERATOR), "generate", "--path", str(spec_file), "--output-path", str(out_dir),
+         "--meta", "none", "--config", str(config), "--fail-on-warning"],
+        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="openapi-python-client is not installed")
+def test_generated_client_logs_in_lists_creates_and_assigns(live_server, tmp_path, dbs, user_id,
+                                                            uniq, monkeypatch):
+    import httpx
+
+    m1 = user_id("manager1")
+    with dbs() as s:
+        mine = [f.customer(s, m1, name=f"客户端{uniq()}有限公司").id for _ in range(3)]
+        s.commit()
+
+    # the served document, fetched like an integrator would
+    token = httpx.post(f"{live_server}/api/v1/security/login", json={
+        "username": "supervisor", "password": PASSWORD, "provider": "db"}).json()["access_token"]
+    document = httpx.get(f"{live_server}/api/v1/_openapi",
+                         headers={"Authorization": f"Bearer {token}"})
+    assert document.status_code == 200
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(document.text)
+    done = generate_client(spec_file, tmp_path / "crm_client")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Warning" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n == "crm_client" or n.startswith("crm_client.")]:
+        monkeypatch.delitem(sys.modules, name)
+    from crm_client import AuthenticatedClient, Client
+    from crm_client.api.customer import customer_list
+    from crm_client.api.opportunity import opportunity_assign, opportunity_create, opportunity_get
+    from crm_client.api.security import security_login
+    from crm_client.api.user import user_list
+    from crm_client.models import (
+        Customer, Message, OpportunityAssignBody, OpportunityInput, OpportunitySaved,
+        SecurityLoginBody, SecurityLoginBodyProvider,
+    )
+
+    def login(username):
+        anon = Client(base_url=live_server, raise_on_unexpected_status=True)
+        answer = security_login.sync(client=anon, body=SecurityLoginBody(
+            username=username, password=PASSWORD, provider=SecurityLoginBodyProvider.DB))
+        return AuthenticatedClient(base_url=live_server, token=answer.access_token,
+                                   raise_on_unexpected_status=True)
+
+    manager, supervisor = login("manager1"), login("supervisor")
+
+    # list customers with a filter and a page
+    q = f"(filters:!((col:manager_id,opr:eq,value:{m1})),order_column:id,order_direction:desc," \
+        "page:0,page_size:2)"
+    first = customer_list.sync(client=manager, q=q)
+    second = customer_list.sync(client=manager, q=q.replace("page:0", "page:1"))
+    assert first.count == second.count >= 3
+    assert len(first.result) == 2 and all(isinstance(c, Customer) for c in first.result)
+    assert [c.id for c in first.result] == sorted(mine, reverse=True)[:2]
+    assert first.result[0].region == "北京" and first.result[0].manager_id == m1
+    assert not {c.id for c in first.result} & {c.id for c in second.result}
+
+    # 销售主管 creates an opportunity and assigns it to a 客户经理 (found through the API)
+    managers = user_list.sync(client=supervisor, role="客户经理", active=True)
+    assignee = next(u for u in managers.result if u.username == "manager1")
+    made = opportunity_create.sync(client=supervisor, body=OpportunityInput(
+        customer_name=f"客户端意向{uniq()}公司", success_rate=40, summary="采购复印机",
+        description="计划采购 5 台复印机", contact="钱七", contact_phone="13900139001"))
+    assert isinstance(made, OpportunitySaved) and made.result.status == "unassigned"
+    done = opportunity_assign.sync(made.id, client=supervisor,
+                                   body=OpportunityAssignBody(assignee_id=assignee.id))
+    assert isinstance(done, OpportunitySaved), done
+    assert done.result.status == "assigned" and done.result.assignee_id == m1
+    seen = opportunity_get.sync(made.id, client=manager)
+    assert seen.result.assignee_id == m1 and seen.result.plan_items == []
+    # a refusal comes back as the Message model, in Chinese
+    again = opportunity_assign.sync(made.id, client=supervisor,
+                                    body=OpportunityAssignBody(assignee_id=assignee.id))
+    assert isinstance(again, Message) and re.search(r"[\u4e00-\u9fff]", again.message)
+    refused = opportunity_assign.sync_detailed(made.id, client=manager,
+                                               body=OpportunityAssignBody(assignee_id=m1))
+    assert refused.status_code == 403 and isinstance(refused.parsed, Message)
