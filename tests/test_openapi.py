@@ -332,6 +332,10 @@ def test_responses_of_every_main_resource_match_their_schemas(app, api, world, s
     body = ck("get", "/api/v1/user/", mgr.get("/api/v1/user/?role=客户经理&active=true"), 200)
     ck("get", "/api/v1/user/{pk}", mgr.get(f"/api/v1/user/{body['result'][0]['id']}"), 200)
 
+    # 操作记录 (FAB's own schema)
+    body = ck("get", "/api/v1/audit/", admin.get("/api/v1/audit/?q=(page_size:5)"), 200)
+    ck("get", "/api/v1/audit/{pk}", admin.get(f"/api/v1/audit/{body['ids'][0]}"), 200)
+
     # _info of every resource
     for path in _list_paths(schemas.spec):
         r = admin.get(path + "_info")

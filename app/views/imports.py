@@ -479,7 +479,7 @@ class ImportApi(BaseApi):
                     actions: {type: object, additionalProperties: {type: string}}
           responses:
             200: {description: the counts}
-            409: {description: already committed, or failed (nothing written)}
+            409: {description: "already committed, or failed (nothing written)"}
         """
         body = request.get_json(silent=True)
         if body is None:
@@ -532,7 +532,7 @@ class ImportApi(BaseApi):
           responses:
             200: {description: what moved}
             403: {description: forbidden}
-            409: {description: self-merge, merged or lost customer}
+            409: {description: "self-merge, merged or lost customer"}
         """
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
