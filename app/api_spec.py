@@ -438,10 +438,10 @@ def _fix_q(op, path, list_examples):
 
 
 def _fix_responses(method, path, op):
-    responses = op.get("responses")
+    # the codes as strings (YAML gives ints)
+    responses = op["responses"] = {str(k): v for k, v in (op.get("responses") or {}).items()}
     if not responses:
-        code = "201" if method == "post" else "200"
-        responses = op["responses"] = {code: {"description": "OK"}}
+        responses["201" if method == "post" else "200"] = {"description": "OK"}
     for code, resp in list(responses.items()):
         if not isinstance(resp, dict):
             responses[code] = resp = {"description": str(resp)}
@@ -482,9 +482,8 @@ def _fix_responses(method, path, op):
         codes.append("400")
         if "{" in path:
             codes.append("409")
-    have = {str(k) for k in responses}
     for code in codes:
-        if code not in have:
+        if code not in responses:
             responses[code] = {"description": ERROR_TEXT[code],
                                "content": {JSON: {"schema": ref("Message")}}}
     for code, target in RESPONSES.get((method, path), {}).items():
@@ -496,8 +495,6 @@ def _fix_responses(method, path, op):
         else:
             resp["content"] = {JSON: {"schema": ref(target)}}
         resp["content"].update(copy.deepcopy(EXTRA_CONTENT.get((method, path), {})))
-    # normalise the codes (YAML ints) to strings
-    op["responses"] = {str(k): v for k, v in responses.items()}
 
 
 def _fix_request_body(method, path, op):
