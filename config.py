@@ -27,6 +27,7 @@ APP_THEME = ""
 FAB_CREATE_DB = False        # the schema belongs to Alembic migrations
 FAB_UPDATE_PERMS = False     # permissions are written by `flask crm init`
 FAB_API_SWAGGER_UI = True
+FAB_ADD_OPENAPI_VIEWS = False  # app/views/openapi.py registers them (a corrected document)
 FAB_API_MAX_PAGE_SIZE = 100
 AUTH_TYPE = 1                # AUTH_DB
 AUTH_ROLE_ADMIN = "系统管理员"

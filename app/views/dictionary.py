@@ -95,6 +95,20 @@ class DictItemApi(CrmModelRestApi):
     @safe
     @api_errors
     def post(self):
+        """Add a dictionary item ``{type, item, value?, editable?}`` (系统管理员).
+        ---
+        post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/DictItemApi.post'}
+          responses:
+            201: {description: created}
+            400: {$ref: '#/components/responses/400'}
+            401: {$ref: '#/components/responses/401'}
+            403: {description: not allowed}
+        """
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
@@ -107,6 +121,23 @@ class DictItemApi(CrmModelRestApi):
     @safe
     @api_errors
     def put(self, pk):
+        """Change an editable item (only the fields given).
+        ---
+        put:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/DictItemApi.put'}
+          responses:
+            200: {description: saved}
+            400: {$ref: '#/components/responses/400'}
+            403: {description: not allowed}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: the item is not editable}
+        """
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
@@ -119,6 +150,17 @@ class DictItemApi(CrmModelRestApi):
     @safe
     @api_errors
     def delete(self, pk):
+        """Delete an editable item that nothing uses.
+        ---
+        delete:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200: {description: deleted}
+            403: {description: not allowed}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: the item is not editable or still in use}
+        """
         wf.delete(db.session, pk)
         db.session.commit()
         return self.response(200, message=str(_l("删除成功")))

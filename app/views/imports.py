@@ -481,7 +481,7 @@ class ImportApi(BaseApi):
                     actions: {type: object, additionalProperties: {type: string}}
           responses:
             200: {description: the counts}
-            409: {description: already committed, or failed (nothing written)}
+            409: {description: "already committed, or failed (nothing written)"}
         """
         body = request.get_json(silent=True)
         if body is None:
@@ -534,7 +534,7 @@ class ImportApi(BaseApi):
           responses:
             200: {description: what moved}
             403: {description: forbidden}
-            409: {description: self-merge, merged or lost customer}
+            409: {description: "self-merge, merged or lost customer"}
         """
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
