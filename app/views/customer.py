@@ -35,7 +35,8 @@ from ..workflows import sales as sales_wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from ..workflows.rights import can_manage_customer
-from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
+from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
+                     show_form_errors)
 from .export import ExportMixin, export_response
 from .sales import money
 from .sections import render_sections
@@ -310,11 +311,8 @@ class CustomerView(ExportMixin, GuardedModelView):
 
     @staticmethod
     def _show_error(form, e):
-        field = {"manager_id": "manager", "region_id": "region", "level_id": "level"}.get(
-            e.field, e.field)
-        if field and field in form:
-            form[field].errors = [str(e.message)]
-        flash(str(e.message), "danger")
+        show_form_errors(form, e, {"manager_id": "manager", "region_id": "region",
+                                   "level_id": "level"})
         g.crm_form_status = e.status
 
     @staticmethod

@@ -24,7 +24,8 @@ from ..models import Opportunity
 from ..workflows import opportunities as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
+from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
+                     show_form_errors)
 from .errors import error_response
 from .export import ExportMixin, chunked
 
@@ -173,9 +174,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     @staticmethod
     def _show_error(form, e):
-        if e.field and e.field in form:
-            form[e.field].errors = [str(e.message)]
-        flash(str(e.message), "danger")
+        show_form_errors(form, e)
         g.crm_form_status = e.status
 
     def _system_fields(self, form, item=None):

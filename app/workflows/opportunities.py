@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import Contact, Customer, Opportunity, PlanItem
-from . import events, numbering
+from . import customers, dates, events, numbering
 from .actors import MANAGER
-from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
 
 ENTITY = "opportunity"
 
@@ -109,22 +109,8 @@ def parse_rate(value):
 
 
 def parse_date(value, field="date"):
-    """A date written YYYY-MM-DD (e.g. 2007-12-13)."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
-    if not text:
-        raise ValidationError(_l("%(field)s不能为空。", field=LABELS[field]), field=field)
-    try:
-        if not DATE_RE.match(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            _l("%(field)s格式不正确，应为 YYYY-MM-DD，例如 2007-12-13。", field=LABELS[field]),
-            field=field)
+    """A date written YYYY-MM-DD (e.g. 2007-12-13); the shared rule (``dates``)."""
+    return dates.parse_ymd(value, LABELS[field], field)
 
 
 def clean(data, partial=False):
@@ -142,23 +128,29 @@ def clean(data, partial=False):
                    field=LABELS.get(key, key), fields="、".join(str(LABELS[f]) for f in EDITABLE)),
                 field=key)
     out = {}
+    errs = Collect()          # every field is checked; all problems are reported at once
     for f in EDITABLE:
-        if f not in data:
-            if not partial and f in REQUIRED:
+        with errs:
+            if f not in data:
+                if not partial and f in REQUIRED:
+                    raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+                continue
+            if f == "success_rate":
+                if data[f] is None or (isinstance(data[f], str) and not data[f].strip()):
+                    raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+                out[f] = parse_rate(data[f])
+                continue
+            v = _text(data, f)
+            if f in REQUIRED and not v:
                 raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
-            continue
-        if f == "success_rate":
-            if data[f] is None or (isinstance(data[f], str) and not data[f].strip()):
-                raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
-            out[f] = parse_rate(data[f])
-            continue
-        v = _text(data, f)
-        if f in REQUIRED and not v:
-            raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
-        if len(v) > MAX_LEN[f]:
-            raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[f],
-                                     n=MAX_LEN[f]), field=f)
-        out[f] = v or None
+            if len(v) > MAX_LEN[f]:
+                raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[f],
+                                         n=MAX_LEN[f]), field=f)
+            if f == "contact_phone" and v:
+                # the customer module's phone rule (one rule for every phone number)
+                customers.check_phone(v, f, LABELS)
+            out[f] = v or None
+    errs.raise_any()
     return out
 
 
