@@ -119,12 +119,21 @@ def _reject_out_of_range_ids(endpoint, values):
             raise NotFound()
 
 
+def _blank_none(value):
+    """Jinja ``finalize``: ``{{ x }}`` with x None renders "" (not the text None)."""
+    return "" if value is None else value
+
+
 def create_app(config=None):
     """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars."""
     from config import INSTANCE_DIR
 
     instance = (config or {}).get("INSTANCE_DIR") or os.environ.get("CRM_INSTANCE_DIR") or INSTANCE_DIR
     app = Flask(__name__, instance_path=os.path.abspath(instance))
+    # an empty field prints as nothing, never as "None" — in every template (ours and
+    # FAB's list/show widgets, which print ``{{ value }}``): set before any template
+    # is compiled
+    app.jinja_options = dict(app.jinja_options, finalize=_blank_none)
     app.url_value_preprocessor(_reject_out_of_range_ids)
     _load_config(app, config)
 
