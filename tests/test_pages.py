@@ -104,3 +104,180 @@ def test_product_and_stock_rows_have_no_none_memo(app, sparse, web):
         r = client.get(url)
         assert r.status_code == 200, url
         assert not NONE_RE.search(r.text), url
+
+
+# ---- c. delete from the list after viewing the record -------------------------------
+
+def test_delete_after_viewing_lands_on_the_list(web, dbs, user_id):
+    from .test_marketing import new_opp
+
+    pk = new_opp(dbs, user_id("manager1"))
+    c = web("manager1")
+    show = f"/opportunity/show/{pk}"
+    assert c.get(show).status_code == 200
+    # the list's delete button; the browser sends the show page as the referrer
+    r = c.post_form(f"/opportunity/delete/{pk}", {}, form_url="/opportunity/list/",
+                    headers={"Referer": "http://localhost" + show})
+    assert r.status_code == 302
+    assert r.headers["Location"].endswith("/opportunity/list/"), r.headers["Location"]
+    page = c.get(r.headers["Location"])
+    assert page.status_code == 200 and "删除成功" in page.text
+
+
+# ---- d. customer_id in the API, links both ways --------------------------------------
+
+def test_succeeded_opportunity_links_to_its_customer_both_ways(api, web, dbs, user_id, uniq):
+    from .test_marketing import assigned_opp
+
+    name = uniq("双向链接公司")
+    pk = assigned_opp(dbs, user_id, customer_name=name)
+    c = api("manager1")
+    r = c.post(f"/api/v1/opportunity/{pk}/succeed")
+    assert r.status_code == 200, r.json
+    cid = r.json["customer_id"]
+    shown = c.get(f"/api/v1/opportunity/{pk}").json["result"]
+    assert shown["customer_id"] == cid
+    listed = c.get(f"/api/v1/opportunity/?q=(filters:!((col:customer_name,opr:eq,"
+                   f"value:'{name}')))").json
+    assert listed["result"][0]["customer_id"] == cid
+    w = web("manager1")
+    assert f"/customer/show/{cid}" in w.get(f"/opportunity/show/{pk}").text
+    page = w.get(f"/customer/show/{cid}").text
+    assert f"/opportunity/show/{pk}" in page
+
+
+# ---- e. 开发成功 with an existing customer's name -------------------------------------
+
+def _count(dbs, name):
+    from .test_marketing import count_customers
+    return count_customers(dbs, name)
+
+
+def test_succeed_warns_about_a_customer_of_the_same_name(api, dbs, user_id, uniq):
+    from .test_marketing import assigned_opp, snapshot
+
+    name = uniq("同名客户公司")
+    with dbs() as s:
+        old = f.customer(s, user_id("manager2"), name=name)
+        s.commit()
+        old_id = old.id
+    pk = assigned_opp(dbs, user_id, customer_name=name)
+    c = api("manager1")
+    before = snapshot(dbs, pk)
+    r = c.post(f"/api/v1/opportunity/{pk}/succeed")
+    assert r.status_code == 409 and r.json["existing_customer_id"] == old_id
+    assert name in r.json["message"]
+    assert snapshot(dbs, pk) == before and _count(dbs, name) == 1
+    # garbage choices
+    assert c.post(f"/api/v1/opportunity/{pk}/succeed",
+                  json={"link_customer_id": MISSING}).status_code == 400
+    assert c.post(f"/api/v1/opportunity/{pk}/succeed",
+                  json={"create_anyway": "yes"}).status_code == 400
+    assert snapshot(dbs, pk) == before
+    # link to the existing one: no new customer
+    r = c.post(f"/api/v1/opportunity/{pk}/succeed", json={"link_customer_id": old_id})
+    assert r.status_code == 200 and r.json["customer_id"] == old_id
+    assert _count(dbs, name) == 1 and snapshot(dbs, pk)["customer_id"] == old_id
+
+    pk2 = assigned_opp(dbs, user_id, customer_name=name)
+    r = c.post(f"/api/v1/opportunity/{pk2}/succeed", json={"create_anyway": True})
+    assert r.status_code == 200 and r.json["customer_id"] != old_id
+    assert _count(dbs, name) == 2
+
+
+def test_succeed_html_offers_the_choice(web, dbs, user_id, uniq):
+    from .test_marketing import assigned_opp, snapshot
+
+    name = uniq("网页同名公司")
+    with dbs() as s:
+        old_id = f.customer(s, user_id("manager1"), name=name).id
+        s.commit()
+    pk = assigned_opp(dbs, user_id, customer_name=name)
+    w = web("manager1")
+    plan = f"/opportunity/plan/{pk}"
+    r = w.post_form(f"/opportunity/succeed/{pk}", {}, form_url=plan)
+    assert r.status_code == 409
+    assert f'name="link_customer_id" value="{old_id}"' in r.text and "create_anyway" in r.text
+    assert snapshot(dbs, pk)["status"] == "assigned" and _count(dbs, name) == 1
+    r = w.post_form(f"/opportunity/succeed/{pk}", {"link_customer_id": str(old_id)},
+                    form_url=plan)
+    assert r.status_code == 302
+    assert snapshot(dbs, pk)["customer_id"] == old_id and _count(dbs, name) == 1
+
+
+# ---- f. 联系人电话 uses the customer phone rule ----------------------------------------
+
+def test_opportunity_contact_phone_is_validated(api, web, uniq):
+    from .test_marketing import body
+
+    c = api("manager1")
+    r = c.post("/api/v1/opportunity/", json=body(uniq, contact_phone="随便写的电话abc"))
+    assert r.status_code == 400 and r.json["field"] == "contact_phone"
+    assert "010-12345678" in r.json["message"]
+    for good in ("010-12345678", "13800138000", "400-810-8888"):
+        assert c.post("/api/v1/opportunity/", json=body(uniq, contact_phone=good)).status_code == 201
+    w = web("manager1")
+    r = w.post_form("/opportunity/add", body(uniq, contact_phone="随便写的电话abc"))
+    assert r.status_code == 400 and "联系人电话格式不正确" in r.text
+
+
+# ---- g. an integer date is a format error --------------------------------------------
+
+def test_integer_date_is_a_format_error(api, dbs, user_id):
+    from .test_marketing import assigned_opp
+
+    pk = assigned_opp(dbs, user_id)
+    c = api("manager1")
+    for bad in (20261201, [2026, 12, 1], "2026/12/01", True):
+        r = c.post(f"/api/v1/opportunity/{pk}/plan_items", json={"date": bad, "content": "x"})
+        assert r.status_code == 400, bad
+        assert "格式不正确" in r.json["message"] and "YYYY-MM-DD" in r.json["message"], bad
+    r = c.post(f"/api/v1/opportunity/{pk}/plan_items", json={"content": "x"})
+    assert r.status_code == 400 and "不能为空" in r.json["message"]
+
+
+def test_integer_activity_date_is_a_format_error(api, dbs, user_id):
+    with dbs() as s:
+        cid = f.customer(s, user_id("manager1")).id
+        s.commit()
+    r = api("manager1").post("/api/v1/activity/", json={
+        "customer_id": cid, "date": 20261201, "place": "北京", "summary": "拜访", "detail": "x"})
+    assert r.status_code == 400 and "格式不正确" in r.json["message"], r.json
+
+
+# ---- h. every field's error at once ---------------------------------------------------
+
+def test_api_lists_every_error(api, uniq):
+    r = api("manager1").post("/api/v1/opportunity/", json={
+        "customer_name": "", "success_rate": 300, "summary": "", "description": "x",
+        "contact_phone": "abc"})
+    assert r.status_code == 400
+    fields = [e["field"] for e in r.json["errors"]]
+    assert fields == ["customer_name", "success_rate", "summary", "contact_phone"], r.json
+    assert r.json["field"] == "customer_name" and r.json["message"] == r.json["errors"][0]["message"]
+
+
+def test_html_form_shows_every_error(web, dbs, user_id):
+    w = web("manager1")
+    r = w.post_form("/opportunity/add", {"customer_name": "", "success_rate": "abc",
+                                         "summary": "", "description": ""})
+    assert r.status_code == 400
+    for text in ("客户名称不能为空", "成功机率必须是 0 到 100 之间的整数", "概要不能为空",
+                 "机会描述不能为空"):
+        assert text in r.text, text
+    with dbs() as s:
+        cid = f.customer(s, user_id("manager1")).id
+        s.commit()
+    r = w.post_form(f"/contacts/customer/{cid}/add", {"name": "", "gender": "x", "position": "",
+                                                      "office_phone": "abc", "email": "bad"})
+    assert r.status_code == 400
+    for text in ("不能为空", "性别只能是", "格式不正确", "电子邮件格式不正确"):
+        assert text in r.text, text
+
+
+def test_customer_api_lists_every_error(api):
+    r = api("manager1").post("/api/v1/customer/", json={"name": "", "zip_code": "12",
+                                                       "phone": "abc", "satisfaction": 9})
+    assert r.status_code == 400
+    fields = {e["field"] for e in r.json["errors"]}
+    assert {"zip_code", "phone", "satisfaction", "name"} <= fields, r.json

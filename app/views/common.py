@@ -168,6 +168,13 @@ class GuardedModelView(SafeActionsMixin, ModelView):
     def delete(self, pk):
         return self._guard(pk, "delete") or super().delete(pk)
 
+    def post_delete_redirect(self):
+        """After a delete, the list — FAB goes back to the referrer, which is often the
+        deleted record's own page (a 404 under the 删除成功 message)."""
+        from flask import url_for
+
+        return redirect(url_for(f"{self.endpoint}.list"))
+
     def pre_update(self, item):
         # FAB turns exceptions raised here into a flashed message and re-shows the form
         self._validate(item, "edit")
