@@ -13,6 +13,7 @@ from .test_csrf import html_routes
 from .test_rights_matrix import MISSING, build_url
 
 NONE_RE = re.compile(r">\s*None\s*<|None</td>")
+TITLE_RE = re.compile(r"<title>(.*?)</title>", re.S)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_no_page_shows_the_text_none(app, sparse, username):
     """Crawl every HTML GET page as each role, with records whose optional fields are
     empty: no page prints ``None`` for an empty field."""
     client = WebClient(app, username)
-    pages, bad = 0, []
+    pages, bad, untitled, titles = 0, [], [], set()
     for endpoint, rule, method in html_routes(app, {"GET"}):
         url = _real_url(app, endpoint, rule, sparse) or build_url(
             app, endpoint, rule, method, {"customer_id": sparse["Customer"], "action_pk": {}})
@@ -92,7 +93,16 @@ def test_no_page_shows_the_text_none(app, sparse, username):
         m = NONE_RE.search(r.text)
         if m:
             bad.append(f"{url} ({endpoint}): …{r.text[max(0, m.start() - 80):m.end() + 20]}…")
+        t = TITLE_RE.search(r.text)
+        title = t.group(1).strip() if t else ""
+        if not title.endswith(" - 客户关系管理系统") or len(title) <= len(" - 客户关系管理系统"):
+            untitled.append(f"{url} ({endpoint}): <title>{title}</title>")
+        else:
+            titles.add(title)
     assert not bad, "\n".join(bad)
+    # j. every tab names its page
+    assert not untitled, "\n".join(untitled)
+    assert len(titles) > pages // 3, titles
     assert pages > (40 if username == "admin" else 15), pages
 
 
