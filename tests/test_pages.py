@@ -291,3 +291,43 @@ def test_customer_api_lists_every_error(api):
     assert r.status_code == 400
     fields = {e["field"] for e in r.json["errors"]}
     assert {"zip_code", "phone", "satisfaction", "name"} <= fields, r.json
+
+
+# ---- b. 数据字典: per-row 编辑/删除, creating a locked item -------------------------------
+
+def test_dictionary_hides_edit_delete_on_locked_items(web, api, dbs, uniq):
+    from app.models import DictItem
+
+    kind = uniq("字典")[:30]
+    c = api("admin")
+    locked = c.post("/api/v1/dict_item/", json={"type": kind, "item": "锁", "value": "1",
+                                                "editable": False}).json["id"]
+    open_ = c.post("/api/v1/dict_item/", json={"type": kind, "item": "开", "value": "2"}).json["id"]
+    page = web("admin").get(f"/dictitem/list/?_flt_0_type={kind}").text
+    assert f"/dictitem/edit/{open_}" in page and f"/dictitem/delete/{open_}" in page
+    assert f"/dictitem/edit/{locked}" not in page and f"/dictitem/delete/{locked}" not in page
+    assert f"/dictitem/show/{locked}" in page
+    # the text "false" is false, garbage is a 400
+    r = c.post("/api/v1/dict_item/", json={"type": kind, "item": "文", "value": "3",
+                                           "editable": "false"})
+    assert r.status_code == 201 and r.json["result"]["editable"] is False
+    r = c.post("/api/v1/dict_item/", json={"type": kind, "item": "坏", "value": "4",
+                                           "editable": "也许"})
+    assert r.status_code == 400 and r.json["field"] == "editable"
+    with dbs() as s:
+        assert s.query(DictItem).filter_by(type=kind, item="坏").count() == 0
+
+
+def test_dictionary_add_form_creates_a_locked_item(web, dbs, uniq):
+    from app.models import DictItem
+
+    kind = uniq("字典")[:30]
+    w = web("admin")
+    form = w.get("/dictitem/add").text
+    box = re.search(r'<input[^>]*name="editable"[^>]*>', form).group(0)
+    assert "required" not in box
+    r = w.post_form("/dictitem/add", {"type": kind, "item": "不可编辑", "value": "1"})
+    assert r.status_code == 302
+    with dbs() as s:
+        item = s.query(DictItem).filter_by(type=kind, item="不可编辑").one()
+        assert item.editable is False
