@@ -331,3 +331,32 @@ def test_dictionary_add_form_creates_a_locked_item(web, dbs, uniq):
     with dbs() as s:
         item = s.query(DictItem).filter_by(type=kind, item="不可编辑").one()
         assert item.editable is False
+
+
+# ---- i. a refused churn measure keeps the typed text ----------------------------------
+
+def test_too_long_churn_measure_keeps_the_text(web, dbs, app, user_id):
+    from markupsafe import escape
+
+    from .test_churn import add_order, make_customer, run_check, warnings_of
+    from datetime import date, datetime, timedelta
+
+    with dbs() as s:
+        c = make_customer(s, user_id("manager1"), created_on=datetime.now() - timedelta(days=400))
+        add_order(s, c.number, date.today() - timedelta(days=300))
+        s.commit()
+        cid = c.id
+    wid = run_check(app, [cid], as_of=date.today())["opened"][0][0]
+    w = web("manager1")
+    show = f"/churn/show/{wid}"
+    typed = "上门拜访<b>" + "很长" * 1001
+    r = w.post_form(f"/churn/measure/{wid}", {"measure": typed}, form_url=show)
+    assert r.status_code == 400
+    assert "不能超过 2000 个字" in r.text
+    assert str(escape(typed)) in r.text         # the text is back in its box
+    r = w.post_form(f"/churn/confirm/{wid}", {"reason": "原因" * 1001}, form_url=show)
+    assert r.status_code in (400, 409)
+    if r.status_code == 400:
+        assert "原因" * 1001 in r.text
+    with dbs() as s:
+        assert [x.status for x in warnings_of(s, cid)] == ["warning"]
