@@ -360,3 +360,18 @@ def test_too_long_churn_measure_keeps_the_text(web, dbs, app, user_id):
         assert "原因" * 1001 in r.text
     with dbs() as s:
         assert [x.status for x in warnings_of(s, cid)] == ["warning"]
+
+
+# ---- l. over-long URLs: the app answers in Chinese ------------------------------------------
+
+def test_over_long_url_is_a_chinese_414(web, api, app):
+    limit = app.config["MAX_URL_LENGTH"]
+    w = web("manager1")
+    r = w.get("/customer/list/?_flt_0_name=" + "x" * limit)
+    assert r.status_code == 414 and "网址太长" in r.text and "<title>网址太长" in r.text
+    r = api("manager1").get("/api/v1/customer/?q=" + "x" * limit)
+    assert r.status_code == 414 and "网址太长" in r.json["message"]
+    # Chinese search text counts as sent (percent-encoded: 9 characters per 汉字)
+    r = w.get("/customer/list/?_flt_0_name=" + "北" * (limit // 9 + 10))
+    assert r.status_code == 414
+    assert w.get("/customer/list/?_flt_0_name=" + "北" * (limit // 10)).status_code == 200
