@@ -32,6 +32,7 @@ run: init
 	@echo "服务地址 / URL: http://127.0.0.1:5000  (Ctrl+C 停止)"
 	@# process workers, not threads: FAB's list filters are not thread-safe (FAB #2366)
 	CRM_SCHEDULER_ENABLED=true $(BIN)/gunicorn --workers 2 --bind 127.0.0.1:5000 \
+		--limit-request-line 8190 \
 		--access-logfile - run:app
 
 test: venv translations

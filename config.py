@@ -51,6 +51,10 @@ WTF_CSRF_ENABLED = True
 WTF_CSRF_TIME_LIMIT = None
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# The longest request target (path + query string, percent-encoded) the app serves;
+# longer → 414 with a Chinese page. Below gunicorn's limit_request_line (8190,
+# gunicorn.conf.py) so the app, not gunicorn's English page, answers.
+MAX_URL_LENGTH = 8000
 
 # --- documents ----------------------------------------------------------------
 DOCUMENT_DIR = os.path.join(INSTANCE_DIR, "documents")

@@ -1,4 +1,11 @@
 """WSGI entry point: ``flask --app run ...`` and ``gunicorn run:app``."""
-from app import create_app
+import sys
 
-app = create_app()
+from app import ConfigError, create_app
+
+try:
+    app = create_app()
+except ConfigError as e:
+    # a configuration mistake is a message for the operator, not a traceback
+    sys.stderr.write(f"配置错误 / configuration error: {e}\n")
+    raise SystemExit(2)

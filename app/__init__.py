@@ -42,19 +42,26 @@ def _load_config(app, overrides):
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {}
     os.makedirs(app.instance_path, exist_ok=True)
     if not cfg.get("SECRET_KEY"):
-        if cfg.get("DEMO_MODE") or cfg.get("DEBUG") or cfg.get("TESTING"):
-            key_file = os.path.join(app.instance_path, "secret_key")
-            if not os.path.exists(key_file):
-                with open(key_file, "w") as fh:
-                    fh.write(secrets.token_hex(32))
+        # demo/debug/test mode generates a key once and keeps it in the instance dir;
+        # that file (written by `make run`) is then used by every later start of the
+        # same instance — the CLI (flask --app run crm churn-check …) included, without
+        # CRM_DEMO_MODE. Without the file, outside those modes, the key is required.
+        key_file = os.path.join(app.instance_path, "secret_key")
+        if (cfg.get("DEMO_MODE") or cfg.get("DEBUG") or cfg.get("TESTING")) \
+                and not os.path.exists(key_file):
+            with open(key_file, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        if os.path.exists(key_file):
             with open(key_file) as fh:
                 cfg["SECRET_KEY"] = fh.read().strip()
         else:
             raise ConfigError(
-                "SECRET_KEY 未设置：生产环境请设置环境变量 CRM_SECRET_KEY "
+                f"SECRET_KEY 未设置，实例目录 {app.instance_path} 中也没有演示模式生成的密钥文件 "
+                "secret_key：生产环境请设置环境变量 CRM_SECRET_KEY "
                 "（例如 export CRM_SECRET_KEY=$(python -c 'import secrets;print(secrets.token_hex(32))')），"
-                "或在演示模式下设置 CRM_DEMO_MODE=true。"
-                " / SECRET_KEY is not set: export CRM_SECRET_KEY, or CRM_DEMO_MODE=true for a demo."
+                "演示环境请先运行 make run，或设置 CRM_DEMO_MODE=true。"
+                " / SECRET_KEY is not set and the instance dir has no demo key file: export "
+                "CRM_SECRET_KEY, run `make run` first, or set CRM_DEMO_MODE=true for a demo."
             )
     cfg.setdefault("JWT_SECRET_KEY", cfg["SECRET_KEY"])
     if isinstance(cfg.get("FAB_PASSWORD_COMPLEXITY_VALIDATOR"), str):
@@ -119,12 +126,21 @@ def _reject_out_of_range_ids(endpoint, values):
             raise NotFound()
 
 
+def _blank_none(value):
+    """Jinja ``finalize``: ``{{ x }}`` with x None renders "" (not the text None)."""
+    return "" if value is None else value
+
+
 def create_app(config=None):
     """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars."""
     from config import INSTANCE_DIR
 
     instance = (config or {}).get("INSTANCE_DIR") or os.environ.get("CRM_INSTANCE_DIR") or INSTANCE_DIR
     app = Flask(__name__, instance_path=os.path.abspath(instance))
+    # an empty field prints as nothing, never as "None" — in every template (ours and
+    # FAB's list/show widgets, which print ``{{ value }}``): set before any template
+    # is compiled
+    app.jinja_options = dict(app.jinja_options, finalize=_blank_none)
     app.url_value_preprocessor(_reject_out_of_range_ids)
     _load_config(app, config)
 

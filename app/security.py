@@ -50,8 +50,23 @@ class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
     exclude_route_methods = NO_FILES
     list_columns = ["first_name", "last_name", "username", "email", "active", "roles",
                     "fail_login_count"]
-    label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"))
+    # this project keeps the 姓 in FAB's first_name and the 名 in last_name (seed,
+    # crm create-user, every "姓名" display): the form says so, 姓 before 名
+    label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"),
+                         first_name=_l("姓"), last_name=_l("名"), get_full_name=_l("姓名"))
     validators_columns = dict(UserDBModelView.validators_columns, **NAME_VALIDATORS)  # no CR/LF …
+    # FAB's help texts are English (its catalogue has none of them)
+    description_columns = {
+        "first_name": _l("用户的姓，例如“张”"),
+        "last_name": _l("用户的名，例如“伟”"),
+        "username": _l("登录用的用户名"),
+        "password": _l("登录密码：至少 8 位，同时包含字母和数字"),
+        "conf_password": _l("再输入一次密码以确认"),
+        "active": _l("不要删除离职或暂停使用的用户（操作记录要保留），取消勾选即可停用"),
+        "email": _l("用户的电子邮箱，用于发送和接收邮件"),
+        "roles": _l("用户的角色；角色决定用户能使用哪些功能"),
+        "groups": _l("用户所属的用户组；用户组关联一组角色"),
+    }
     # Chinese values instead of Python's (True / None / [高管])
     formatters_columns = {
         "active": lambda v: _l("是") if v else _l("否"),
@@ -61,6 +76,13 @@ class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
         "created_on": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
         "changed_on": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
     }
+
+    # after saving, the user list (FAB went back to its page history, often "/")
+    def post_add_redirect(self):
+        from flask import redirect, url_for
+        return redirect(url_for(f"{self.endpoint}.list"))
+
+    post_edit_redirect = post_add_redirect
 
     def _delete(self, pk):
         """FAB's delete, except when the database refuses it: a user who has
@@ -104,6 +126,16 @@ class CrmRoleModelView(SafeActionsMixin, RoleModelView):
     class_permission_name = "RoleModelView"
     exclude_route_methods = NO_FILES
     list_columns = ["name"]
+    description_columns = {
+        "name": _l("角色名称，例如“客户经理”"),
+        "permissions": _l("该角色可以使用的功能；每一项写作“功能 · 操作”，带“（接口）”的是 REST 接口的权限"),
+    }
+
+    def post_add_redirect(self):
+        from flask import redirect, url_for
+        return redirect(url_for(f"{self.endpoint}.list"))
+
+    post_edit_redirect = post_add_redirect
 
     @action("copyrole", _l("复制角色"), _l("复制所选角色（连同其权限）？"), icon="fa-copy",
             single=False)
@@ -288,40 +320,124 @@ def init_roles(appbuilder, session):
 
 
 # ---- a Chinese security UI ----------------------------------------------------------
-# FAB shows a permission as "can list on DictItemView". In zh the role screens show
-# "列表 · 数据字典 (DictItemView)" instead; English keeps FAB's text.
+# FAB shows a permission as "can list on DictItemView". In zh the role screens show the
+# business function it governs: "销售机会管理 · 新建", "客户服务 · 分配（接口）".
+# Data-driven, so it keeps working when permissions are renamed (class_permission_name):
+#   1. PAIR_LABELS[(permission, view_menu)]  — a whole label, for the odd pair;
+#   2. function = FUNCTION_LABELS[view_menu], else learnt from the app: the menu entry
+#      of a view (its Chinese label), a REST resource's Chinese name (API_LABELS), a
+#      view's list_title — for every class_permission_name / menu name;
+#      action = ACTION_LABELS[permission];
+#      "（接口）" when the view-menu names only REST APIs (a name shared by the HTML
+#      view and its API governs both: no suffix);
+#   3. a readable fallback for names nobody described yet: "ServiceCreate · create".
+# English keeps FAB's text.
 
-PERMISSION_LABELS = {
-    "can_list": "列表", "can_show": "查看", "can_add": "新增", "can_edit": "编辑",
-    "can_delete": "删除", "can_download": "下载", "menu_access": "菜单",
-    "can_get": "接口读取", "can_get_list": "接口列表", "can_post": "接口新增",
-    "can_put": "接口修改", "can_info": "接口元数据", "can_this_form_get": "表单",
-    "can_this_form_post": "提交表单", "can_userinfo": "个人信息", "can_read": "读取",
-    "can_write": "写入", "resetmypassword": "重置自己的密码", "resetpasswords": "重置密码",
-    "userinfoedit": "编辑个人信息", "copyrole": "复制角色", "can_chart": "图表",
-    "unlock": "解锁账号", "lock": "设为不可编辑",
+ACTION_LABELS = {
+    "can_list": "查看列表", "can_show": "查看详情", "can_add": "新建", "can_edit": "修改",
+    "can_delete": "删除", "can_download": "下载", "menu_access": "显示菜单",
+    "can_get": "查看", "can_get_list": "查看列表", "can_post": "新建", "can_put": "修改",
+    "can_info": "查看字段说明", "can_this_form_get": "打开表单",
+    "can_this_form_post": "提交表单", "can_userinfo": "查看个人信息", "can_read": "读取",
+    "can_write": "写入", "resetmypassword": "修改自己的密码", "resetpasswords": "重置他人密码",
+    "userinfoedit": "编辑个人信息", "copyrole": "复制角色", "can_chart": "查看图表",
+    "unlock": "解锁账号", "lock": "设为不可编辑", "can_export_list": "导出",
+    "can_assign": "指派", "can_develop": "制定和执行开发计划", "can_create": "创建",
+    "can_customers": "查找客户", "can_handle": "处理", "can_feedback": "反馈",
+    "can_measure": "添加暂缓措施", "can_measures": "添加暂缓措施", "can_confirm": "确认",
+    "can_report": "查看报表", "can_box": "查看邮箱", "can_compose": "写邮件",
+    "can_retry": "重新发送", "can_upload": "上传", "can_commit": "确认导入",
+    "can_merge": "合并客户", "can_jobs": "查看导入记录",
 }
-_VIEW_LABELS = {}
+
+FUNCTION_LABELS = {
+    # FAB's own views and APIs (their menu labels are FAB's English)
+    "UserDBModelView": "用户", "RoleModelView": "角色", "UserGroupModelView": "用户组",
+    "PermissionModelView": "基本权限", "ViewMenuModelView": "视图/菜单",
+    "PermissionViewModelView": "视图/菜单权限", "UserStatsChartView": "用户统计",
+    "UserInfoEditView": "个人信息", "ResetPasswordView": "重置密码",
+    "ResetMyPasswordView": "修改自己的密码", "SwaggerView": "接口文档",
+    "OpenApi": "接口说明 (OpenAPI)", "MenuApi": "菜单", "SecurityApi": "接口登录",
+    "UserDirectoryApi": "用户目录", "Security": "安全", "List Users": "用户",
+    "List Roles": "角色", "List Groups": "用户组", "User's Statistics": "用户统计",
+    "Base Permissions": "基本权限", "Views/Menus": "视图/菜单",
+    "Permission on Views/Menus": "视图/菜单权限",
+    # CRM views without a menu entry or Chinese list title of their own
+    "ActivityView": "交往记录", "ContactView": "联系人", "DocumentApi": "文档",
+    "ImportView": "客户/联系人导入", "ImportApi": "客户/联系人导入", "MailApi": "邮件",
+    "MergeView": "客户合并", "ReportView": "统计报表", "ReportApi": "统计报表",
+}
+
+PAIR_LABELS = {
+    ("can_assign", "OpportunityView"): "销售机会管理 · 指派给客户经理",
+    ("can_assign", "OpportunityApi"): "销售机会 · 指派给客户经理（接口）",
+    ("can_confirm", "ChurnView"): "客户流失管理 · 确认流失",
+    ("can_confirm", "ChurnApi"): "客户流失预警 · 确认流失（接口）",
+}
+
+# kept for old imports
+PERMISSION_LABELS = ACTION_LABELS
 
 
-def _view_labels(appbuilder):
-    if _VIEW_LABELS:
-        return _VIEW_LABELS
+def _readable(name):
+    """"ServiceCreateView" → "ServiceCreate"; "can_export_list" → "export list"."""
+    name = re.sub(r"(View|Api|ModelView)$", "", name) or name
+    return name.replace("can_", "", 1).replace("_", " ")
+
+
+def learn_function_labels(appbuilder):
+    """{view_menu name: (Chinese function, only REST APIs?)} from the app's own
+    views, REST resources and menu — computed once per app."""
+    cached = getattr(appbuilder, "_crm_function_labels", None)
+    if cached is not None:
+        return cached
+    from flask_appbuilder.api import BaseApi
+
+    from .views.common import API_LABELS
+
+    labels, html_names, api_names = {}, set(), set()
     for view in appbuilder.baseviews:
-        if getattr(view, "resource_name", None):
-            label = f"接口 {view.resource_name}"
+        name = getattr(view, "class_permission_name", None) or type(view).__name__
+        if isinstance(view, BaseApi):
+            api_names.add(name)
+            resource = getattr(view, "resource_name", None)
+            label = API_LABELS.get(resource)
         else:
-            label = getattr(view, "list_title", None)
-        if label:
-            _VIEW_LABELS[view.class_permission_name] = label
+            html_names.add(name)
+            label = getattr(view, "list_title", None) or getattr(view, "form_title", None)
+        if label and not re.fullmatch(r"[\x00-\x7f]*", str(label)):
+            labels.setdefault(name, label)
 
     def walk(items):
         for item in items:
             if item.name and item.label:
-                _VIEW_LABELS.setdefault(item.name, item.label)
+                labels[item.name] = item.label           # menu_access names the menu entry
+                view = getattr(item, "baseview", None)
+                if view is not None:
+                    vm = getattr(view, "class_permission_name", None) or type(view).__name__
+                    labels[vm] = item.label              # a view is named as its menu entry
             walk(item.childs or [])
     walk(appbuilder.menu.menu)
-    return _VIEW_LABELS
+    out = {name: (label, name in api_names and name not in html_names)
+           for name, label in labels.items()}
+    for name in api_names - set(out):
+        out[name] = (None, name not in html_names)
+    appbuilder._crm_function_labels = out
+    return out
+
+
+def permission_label(permission, view_menu, learnt=None, translate=str):
+    """The Chinese label of (permission, view_menu) — see the notes above."""
+    pair = PAIR_LABELS.get((permission, view_menu))
+    if pair:
+        return translate(pair)
+    learnt = learnt or {}
+    learnt_label, api_only = learnt.get(view_menu, (None, view_menu.endswith("Api")))
+    function = FUNCTION_LABELS.get(view_menu) or learnt_label
+    function = translate(function) if function else _readable(view_menu)
+    action = ACTION_LABELS.get(permission)
+    action = translate(action) if action else _readable(permission)
+    return f"{function} · {action}{translate('（接口）') if api_only else ''}"
 
 
 def install_permission_labels(appbuilder):
@@ -335,10 +451,8 @@ def install_permission_labels(appbuilder):
         view = str(pv.view_menu)
         if not has_request_context() or str(get_locale()) != "zh":
             return perm.replace("_", " ") + f" on {view}"
-        labels = _view_labels(current_app.appbuilder)
-        perm_zh = PERMISSION_LABELS.get(perm) or _(perm.replace("can_", "").replace("_", " "))
-        view_zh = labels.get(view)
-        return f"{perm_zh} · {_(str(view_zh)) if view_zh else view} ({view})"
+        return permission_label(perm, view, learn_function_labels(current_app.appbuilder),
+                                translate=lambda t: _(str(t)) if isinstance(t, str) else str(t))
 
     PermissionView.__str__ = label
     PermissionView.__repr__ = label   # FAB's role list renders the list's repr
@@ -353,3 +467,17 @@ def install_permission_labels(appbuilder):
         return f"{first} {last}"
 
     User.get_full_name = full_name
+
+    # FAB's 个人信息 form (UserInfoEdit) labels first_name "名" and says so in English;
+    # first_name holds the 姓 here (see CrmUserDBModelView)
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_appbuilder.security.forms import UserInfoEdit
+    from wtforms import StringField
+    from wtforms.validators import DataRequired
+
+    UserInfoEdit.first_name = StringField(_l("姓"), validators=[DataRequired()],
+                                          widget=BS3TextFieldWidget(),
+                                          description=_l("您的姓，例如“张”"))
+    UserInfoEdit.last_name = StringField(_l("名"), validators=[DataRequired()],
+                                         widget=BS3TextFieldWidget(),
+                                         description=_l("您的名，例如“伟”"))

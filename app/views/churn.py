@@ -20,6 +20,7 @@ from ..extensions import db
 from ..models import ChurnWarning
 from ..workflows import churn as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows.errors import ValidationError
 from .common import CrmModelRestApi, api_errors, current_actor, html_errors
 from .export import chunked, export_response
 from .sections import customer_section
@@ -117,6 +118,11 @@ class ChurnView(BaseView):
     @has_access
     @html_errors
     def show(self, pk):
+        return self._show_page(pk)
+
+    def _show_page(self, pk, status=200, error=None, values=None):
+        """The warning page; after a refused measure/reason it shows the error and keeps
+        the typed text in its box (nothing the user wrote is lost)."""
         actor = current_actor()
         w = wf.get_warning(db.session, actor, pk)
         earlier = wf.earlier_warnings(db.session, w)
@@ -125,25 +131,33 @@ class ChurnView(BaseView):
             "churn/show.html", w=w, measures=measures[w.id], names=names,
             earlier=earlier, earlier_measures=measures,
             can_act=wf.can_act(actor, w) and w.status in ("warning", "delaying"),
-            today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失预警"))
+            today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失预警"),
+            error=error, values=values or {}), status
+
+    def _step(self, pk, field, step, ok_message):
+        text = request.form.get(field)
+        try:
+            step(text)
+            db.session.commit()
+        except ValidationError as e:
+            db.session.rollback()
+            return self._show_page(pk, status=400, error=e, values={field: text or ""})
+        flash(str(ok_message), "success")
+        return redirect(url_for("ChurnView.show", pk=pk))
 
     @expose("/measure/<int:pk>", methods=["POST"])
     @has_access
     @html_errors
     def measure(self, pk):
-        wf.add_measure(db.session, current_actor(), pk, request.form.get("measure"))
-        db.session.commit()
-        flash(str(_l("暂缓措施已保存。")), "success")
-        return redirect(url_for("ChurnView.show", pk=pk))
+        return self._step(pk, "measure", lambda text: wf.add_measure(
+            db.session, current_actor(), pk, text), _l("暂缓措施已保存。"))
 
     @expose("/confirm/<int:pk>", methods=["POST"])
     @has_access
     @html_errors
     def confirm(self, pk):
-        wf.confirm(db.session, current_actor(), pk, request.form.get("reason"))
-        db.session.commit()
-        flash(str(_l("已确认流失，客户已标记为已流失。")), "success")
-        return redirect(url_for("ChurnView.show", pk=pk))
+        return self._step(pk, "reason", lambda text: wf.confirm(
+            db.session, current_actor(), pk, text), _l("已确认流失，客户已标记为已流失。"))
 
 
 class VisibleChurnFilter(BaseFilter):

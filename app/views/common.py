@@ -32,6 +32,21 @@ def api_errors(fn):
     return wrapper
 
 
+def show_form_errors(form, e, names=None):
+    """Put every problem of ValidationError ``e`` under its field of the WTForms
+    ``form`` (``names`` maps a workflow field to the form's field name) and flash them
+    all in one message: the user sees every wrong field at once, not only the first."""
+    names = names or {}
+    messages = []
+    for field, message in e.errors:
+        name = names.get(field, field)
+        if name and name in form:
+            form[name].errors = list(form[name].errors or []) + [str(message)]
+        if str(message) not in messages:
+            messages.append(str(message))
+    flash("；".join(messages), "danger")
+
+
 def html_errors(fn):
     """Map DomainError to the Chinese error page with its HTTP code; roll back."""
     @functools.wraps(fn)
@@ -152,6 +167,13 @@ class GuardedModelView(SafeActionsMixin, ModelView):
     @has_access
     def delete(self, pk):
         return self._guard(pk, "delete") or super().delete(pk)
+
+    def post_delete_redirect(self):
+        """After a delete, the list — FAB goes back to the referrer, which is often the
+        deleted record's own page (a 404 under the 删除成功 message)."""
+        from flask import url_for
+
+        return redirect(url_for(f"{self.endpoint}.list"))
 
     def pre_update(self, item):
         # FAB turns exceptions raised here into a flashed message and re-shows the form

@@ -33,9 +33,11 @@ from ..workflows import customers as wf
 from ..workflows import dictionary as dict_wf
 from ..workflows import sales as sales_wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows import opportunities as opp_wf
 from ..workflows.errors import DomainError, ValidationError
 from ..workflows.rights import can_manage_customer
-from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
+from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
+                     show_form_errors)
 from .export import ExportMixin, export_response
 from .sales import money
 from .sections import render_sections
@@ -280,13 +282,14 @@ class CustomerView(ExportMixin, GuardedModelView):
             db.session, customer.number, page=orders_page, page_size=ORDERS_PAGE_SIZE)
         pages = max(1, -(-order_count // ORDERS_PAGE_SIZE))
         sections = render_sections(customer, actor)
+        origins = opp_wf.of_customer(db.session, customer.id)
         missing = [str(LABELS[f[:-3] if f.endswith("_id") else f]) for f in wf.REQUIRED
                    if getattr(customer, f) in (None, "")]
         return self.render_template(
             "customer/show.html", title=_("客户详情"), c=customer, actor=actor, wf=wf,
             labels=LABELS, contacts=contacts, activities=activities, act_count=act_count,
             orders=orders, order_count=order_count, orders_page=orders_page, pages=pages,
-            sections=sections, missing=missing, may_edit=wf.can_edit(actor, customer),
+            sections=sections, missing=missing, origins=origins, may_edit=wf.can_edit(actor, customer),
             may_manage=can_manage_customer(actor, customer), money=money,
             fmt_user=fmt_user, fmt_status=fmt_status, fmt_time=fmt_time)
 
@@ -310,11 +313,8 @@ class CustomerView(ExportMixin, GuardedModelView):
 
     @staticmethod
     def _show_error(form, e):
-        field = {"manager_id": "manager", "region_id": "region", "level_id": "level"}.get(
-            e.field, e.field)
-        if field and field in form:
-            form[field].errors = [str(e.message)]
-        flash(str(e.message), "danger")
+        show_form_errors(form, e, {"manager_id": "manager", "region_id": "region",
+                                   "level_id": "level"})
         g.crm_form_status = e.status
 
     @staticmethod

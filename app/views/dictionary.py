@@ -3,7 +3,9 @@ from flask import flash, redirect, request
 from flask_appbuilder import action, expose
 from flask_appbuilder.api import protect, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.widgets import ListWidget
 from flask_babel import lazy_gettext as _l
+from wtforms import BooleanField
 
 from ..extensions import db
 from ..models import DictItem
@@ -27,6 +29,16 @@ LABELS = {
 }
 
 
+class DictItemListWidget(ListWidget):
+    """编辑/删除 only on editable items (a locked item can only be viewed)."""
+
+    template = "widgets/row_rights_list.html"
+
+    def __call__(self, **kwargs):
+        kwargs["row_rights"] = lambda row: (bool(row.get("editable")),) * 2
+        return super().__call__(**kwargs)
+
+
 class DictItemView(ExportMixin, GuardedModelView):
     datamodel = SQLAInterface(DictItem)
     route_base = "/dictitem"
@@ -39,7 +51,12 @@ class DictItemView(ExportMixin, GuardedModelView):
     list_columns = ["id", "type", "item", "value", "editable"]
     show_columns = list_columns
     add_columns = ["type", "item", "value", "editable"]
+    # FAB made the checkbox required (a NOT NULL column): unticked could not be sent
+    add_form_extra_fields = {"editable": BooleanField(
+        _l("是否可编辑"), default=True,
+        description=_l("不勾选：条目创建后只能查看，不能修改或删除。"))}
     edit_columns = ["type", "item", "value"]
+    list_widget = DictItemListWidget
     search_columns = ["type", "item", "value", "editable"]
     order_columns = ["id", "type", "item", "value"]
     base_order = ("type", "asc")

@@ -26,6 +26,7 @@ DB_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTime
 TITLES = {
     400: "请求有误", 401: "请先登录", 403: "无权执行此操作", 404: "页面或记录不存在",
     405: "不支持的请求方式", 409: "当前状态不允许此操作", 413: "上传的文件太大",
+    414: "网址太长",
     422: "输入有误", 500: "系统内部错误", 503: "服务暂时不可用",
 }
 
@@ -96,7 +97,34 @@ def _api_response_500(original):
     return response_500
 
 
+def request_target_length(environ):
+    """The length of the request target as it goes over the wire: path + query,
+    percent-encoded (a 汉字 counts 9: %E5%8C%97). Servers hand the raw target over
+    (gunicorn RAW_URI, others REQUEST_URI); bytes a client sent unencoded are counted
+    as their encoding."""
+    from urllib.parse import quote
+
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if environ.get("QUERY_STRING"):
+            raw += "?" + environ["QUERY_STRING"]
+    return len(quote(raw.encode("latin-1", "replace"), safe="".join(
+        chr(c) for c in range(0x21, 0x7f))))
+
+
+def _reject_long_url():
+    """414 in Chinese for a URL over MAX_URL_LENGTH (before anything else runs)."""
+    limit = current_app.config.get("MAX_URL_LENGTH")
+    if limit and request_target_length(request.environ) > limit:
+        return error_response(414, _("网址太长（超过 %(n)d 个字符），请减少搜索条件后重试。",
+                                     n=limit))
+    return None
+
+
 def register_error_handlers(app):
+    # first of all before_request functions: no query, no session work for such a URL
+    app.before_request_funcs.setdefault(None, []).insert(0, _reject_long_url)
     app.after_request(chinese_api_errors)
     @app.errorhandler(DomainError)
     def _domain(e):

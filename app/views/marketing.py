@@ -25,7 +25,8 @@ from ..models import Opportunity
 from ..workflows import opportunities as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
+from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
+                     show_form_errors)
 from .errors import error_response
 from .export import ExportMixin, chunked
 
@@ -177,9 +178,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     @staticmethod
     def _show_error(form, e):
-        if e.field and e.field in form:
-            form[e.field].errors = [str(e.message)]
-        flash(str(e.message), "danger")
+        show_form_errors(form, e)
         g.crm_form_status = e.status
 
     def _system_fields(self, form, item=None):
@@ -398,12 +397,23 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @permission_name("develop")
     @html_errors
     def succeed(self, pk):
-        opp, customer = wf.succeed(db.session, current_actor(), pk)
+        link = request.form.get("link_customer_id") or None
+        try:
+            opp, customer = wf.succeed(db.session, current_actor(), pk, link_customer_id=link,
+                                       create_anyway=bool(request.form.get("create_anyway")))
+        except wf.DuplicateCustomer as e:
+            # a customer of that name exists: the user chooses (link / create anyway)
+            db.session.rollback()
+            from ..workflows.customers import status_label as customer_status
+            return self._page("marketing/duplicate.html", wf.get(db.session, pk), status=409,
+                              error=e, customer_status=customer_status,
+                              title=_("开发成功：已有同名客户"))
         db.session.commit()
         url = f"/customer/show/{customer.id}"
-        flash(Markup(_("开发成功：已创建客户 %(number)s %(name)s，") % {
-            "number": escape(customer.number), "name": escape(customer.name)})
-            + Markup('<a href="%s">%s</a>') % (url, _("查看客户")), "success")
+        text = _("开发成功：已关联到已有客户 %(number)s %(name)s，") if link else \
+            _("开发成功：已创建客户 %(number)s %(name)s，")
+        flash(Markup(text) % {"number": escape(customer.number), "name": escape(customer.name)}
+              + Markup('<a href="%s">%s</a>') % (url, _("查看客户")), "success")
         return redirect(url_for("OpportunityView.show", pk=pk))
 
     @expose("/fail/<int:pk>", methods=["POST"])
@@ -466,7 +476,7 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
 
 _API_COLUMNS = ["id", "number", "source", "customer_name", "success_rate", "summary",
                 "contact", "contact_phone", "description", "status", "created_by_fk",
-                "created_on", "assignee_id", "assigned_on"]
+                "created_on", "assignee_id", "assigned_on", "customer_id"]
 _RENAMES = {"created_by_fk": "creator_id"}
 
 
@@ -694,15 +704,38 @@ class OpportunityApi(CrmModelRestApi):
     @api_errors
     def succeed(self, pk):
         """开发成功: creates the customer (and contact); answers its id.
+
+        When a customer of the same name exists, nothing changes and the answer is 409
+        with ``existing_customer_id`` (and ``existing_customers``); repeat with
+        ``{"link_customer_id": <id>}`` to link the opportunity to that customer, or
+        ``{"create_anyway": true}`` to create a second customer of that name.
         ---
         post:
           parameters:
           - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: false
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    link_customer_id: {type: integer, description: link to this existing customer}
+                    create_anyway: {type: boolean, description: create even if the name exists}
           responses:
             200: {description: succeeded}
-            409: {description: not assigned (any more)}
+            400: {$ref: '#/components/responses/400'}
+            409: {description: "not assigned (any more), or a customer of that name exists (existing_customer_id)"}
         """
-        opp, customer = wf.succeed(db.session, current_actor(), pk)
+        data = request.get_json(silent=True)
+        data = data if isinstance(data, dict) else {}
+        create_anyway = data.get("create_anyway", False)
+        if not isinstance(create_anyway, bool):
+            raise ValidationError(_l("create_anyway 必须是 true 或 false。"),
+                                  field="create_anyway")
+        opp, customer = wf.succeed(db.session, current_actor(), pk,
+                                   link_customer_id=data.get("link_customer_id"),
+                                   create_anyway=create_anyway)
         db.session.commit()
         return self._ok(200, opp, customer_id=customer.id, customer_number=customer.number)
 

@@ -30,8 +30,8 @@ from sqlalchemy import func, select, update
 
 from ..models import Activity, Contact, Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
-from . import numbering
-from .errors import Conflict, Forbidden, NotFound, ValidationError
+from . import dates, numbering
+from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
 from .names import check_name
 from .rights import can_manage_customer
 
@@ -155,12 +155,17 @@ def valid_phone(value):
     return bool(MOBILE_RE.match(v) or LANDLINE_RE.match(v) or SERVICE_RE.match(v))
 
 
-def _phone(value, field, labels):
+def check_phone(value, field, labels):
+    """The phone rule of every module (customers, contacts, opportunities): a landline
+    (010-12345678), a mobile (13800138000) or a 400/800 service number."""
     if value and not valid_phone(value):
         raise ValidationError(
             _l("%(field)s格式不正确：请填写固定电话（如 010-12345678）或手机号码（如 13800138000）。",
                field=labels[field]), field=field)
     return value
+
+
+_phone = check_phone
 
 
 def _website(value):
@@ -258,7 +263,7 @@ def _manager(session, value):
     return user.id
 
 
-def clean(session, data, current=None):
+def clean(session, data, current=None, complete=False):
     """Validate the customer fields present in ``data``; return {column: value}.
 
     Accepts ``region``/``level`` as dictionary item text or ``region_id``/``level_id``
@@ -280,41 +285,59 @@ def clean(session, data, current=None):
             raise ValidationError(
                 _l("字段“%(field)s”不能由用户填写或修改。", field=LABELS.get(key, key)), field=key)
     out = {}
+    errs = Collect()          # every field is checked; all problems are reported at once
     for f in TEXT_FIELDS:
         if f in data:
-            # 邮政编码: its format check below says what is wrong
-            out[f] = _text(data, f, LABELS, 100 if f == "zip_code" else MAX_LEN[f])
-    if out.get("name"):  # it ends up in mail and lists: no CR/LF or invisible characters
-        check_name(out["name"], "name", LABELS["name"])
-    if out.get("zip_code") and not ZIP_RE.match(out["zip_code"]):
-        raise ValidationError(_l("邮政编码必须是 6 位数字，例如 100080。"), field="zip_code")
+            with errs:
+                # 邮政编码: its format check below says what is wrong
+                out[f] = _text(data, f, LABELS, 100 if f == "zip_code" else MAX_LEN[f])
+    with errs:
+        if out.get("name"):  # it ends up in mail and lists: no CR/LF or invisible characters
+            check_name(out["name"], "name", LABELS["name"])
+    with errs:
+        if out.get("zip_code") and not ZIP_RE.match(out["zip_code"]):
+            raise ValidationError(_l("邮政编码必须是 6 位数字，例如 100080。"), field="zip_code")
     for f in ("phone", "fax"):
-        if out.get(f):
-            _phone(out[f], f, LABELS)
-    if out.get("website"):
-        _website(out["website"])
+        with errs:
+            if out.get(f):
+                _phone(out[f], f, LABELS)
+    with errs:
+        if out.get("website"):
+            _website(out["website"])
     for f, type_ in (("region", REGION), ("level", LEVEL)):
         if f in data or f"{f}_id" in data:
-            out[f"{f}_id"] = _dict_ref(session, data, f, type_)
+            with errs:
+                out[f"{f}_id"] = _dict_ref(session, data, f, type_)
     if "manager_id" in data:
-        out["manager_id"] = _manager(session, data["manager_id"])
+        with errs:
+            out["manager_id"] = _manager(session, data["manager_id"])
     for f in ("satisfaction", "credit"):
         if f in data:
-            out[f] = _int_1_5(data[f], f)
-    if "registered_capital" in data:
-        out["registered_capital"] = _money(data["registered_capital"], "registered_capital", 14)
-    if "annual_turnover" in data:
-        out["annual_turnover"] = _money(data["annual_turnover"], "annual_turnover", 16)
+            with errs:
+                out[f] = _int_1_5(data[f], f)
+    for f, digits in (("registered_capital", 14), ("annual_turnover", 16)):
+        if f in data:
+            with errs:
+                out[f] = _money(data[f], f, digits)
+    if complete:
+        # the * fields must be filled in the resulting record; a field already
+        # reported as wrong is not reported again as missing
+        with errs:
+            _require_complete(out, current, skip=errs.fields())
+    errs.raise_any()
     return out
 
 
-def _require_complete(values, current=None):
-    """The * fields must be filled in the resulting record (first missing one named)."""
+def _require_complete(values, current=None, skip=()):
+    """The * fields must be filled in the resulting record (every missing one named)."""
+    errs = Collect()
     for col in REQUIRED:
         value = values[col] if col in values else (getattr(current, col) if current else None)
-        if value is None or value == "":
-            field = col[:-3] if col in ("region_id", "level_id") else col
-            raise _required(LABELS[field], field)
+        field = col[:-3] if col in ("region_id", "level_id") else col
+        if (value is None or value == "") and field not in skip and col not in skip:
+            with errs:
+                raise _required(LABELS[field], field)
+    errs.raise_any()
 
 
 # ---- customers ----------------------------------------------------------------------------
@@ -344,8 +367,7 @@ def create(session, actor, data):
             data["manager_id"] = actor.id
         elif str(given) != str(actor.id):
             raise Forbidden(_l("客户经理只能为自己新建客户；为其他人新建请联系销售主管。"))
-    values = clean(session, data)
-    _require_complete(values)
+    values = clean(session, data, complete=True)
     customer = Customer(**values, number=numbering.next_number(session, numbering.PREFIX_CUSTOMER),
                         status=NORMAL, created_by_fk=actor.id, changed_by_fk=actor.id)
     session.add(customer)
@@ -357,11 +379,10 @@ def update_customer(session, actor, customer_id, data):
     """Edit a ``normal`` customer (its 客户经理, 销售主管, admin); the result must be complete."""
     customer = get(session, customer_id)
     require_writable(actor, customer)
-    values = clean(session, data, current=customer)
+    values = clean(session, data, current=customer, complete=True)
     if "manager_id" in values and values["manager_id"] != customer.manager_id \
             and not can_reassign(actor):
         raise Forbidden(_l("只有销售主管或系统管理员可以更换客户经理。"))
-    _require_complete(values, customer)
     where = [Customer.id == customer.id, Customer.status == NORMAL]
     if not (actor.is_admin or actor.is_supervisor):
         where.append(Customer.manager_id == actor.id)  # still his customer at write time
@@ -412,28 +433,37 @@ def clean_contact(data, partial=False):
             raise ValidationError(_l("字段“%(field)s”不能由用户填写或修改。",
                                      field=CONTACT_LABELS.get(key, key)), field=key)
     out = {}
+    errs = Collect()          # every field is checked; all problems are reported at once
     for f in CONTACT_FIELDS:
-        if f not in data:
-            if not partial and f in CONTACT_REQUIRED:
+        with errs:
+            if f not in data:
+                if not partial and f in CONTACT_REQUIRED:
+                    raise _required(CONTACT_LABELS[f], f)
+                continue
+            v = _text(data, f, CONTACT_LABELS, CONTACT_MAX_LEN[f] if f != "gender" else 10)
+            if f in CONTACT_REQUIRED and not v:
                 raise _required(CONTACT_LABELS[f], f)
-            continue
-        v = _text(data, f, CONTACT_LABELS, CONTACT_MAX_LEN[f] if f != "gender" else 10)
-        if f in CONTACT_REQUIRED and not v:
-            raise _required(CONTACT_LABELS[f], f)
-        out[f] = v
-    if out.get("name"):  # shown as a mail recipient's name: no CR/LF or invisible characters
-        check_name(out["name"], "name", CONTACT_LABELS["name"])
-    if out.get("gender") and out["gender"] not in GENDERS:
-        raise ValidationError(_l("性别只能是“男”或“女”。"), field="gender")
-    if out.get("office_phone"):
-        _phone(out["office_phone"], "office_phone", CONTACT_LABELS)
-    if out.get("mobile"):
-        m = re.sub(r"[\s-]", "", out["mobile"])
-        if not MOBILE_RE.match(m):
-            raise ValidationError(_l("手机格式不正确：应为 11 位手机号码，例如 13800138000。"),
-                                  field="mobile")
-    if out.get("email") and not EMAIL_RE.match(out["email"]):
-        raise ValidationError(_l("电子邮件格式不正确，例如 zhangsan@example.com。"), field="email")
+            out[f] = v
+    with errs:
+        if out.get("name"):  # shown as a mail recipient's name: no CR/LF or invisible characters
+            check_name(out["name"], "name", CONTACT_LABELS["name"])
+    with errs:
+        if out.get("gender") and out["gender"] not in GENDERS:
+            raise ValidationError(_l("性别只能是“男”或“女”。"), field="gender")
+    with errs:
+        if out.get("office_phone"):
+            _phone(out["office_phone"], "office_phone", CONTACT_LABELS)
+    with errs:
+        if out.get("mobile"):
+            m = re.sub(r"[\s-]", "", out["mobile"])
+            if not MOBILE_RE.match(m):
+                raise ValidationError(_l("手机格式不正确：应为 11 位手机号码，例如 13800138000。"),
+                                      field="mobile")
+    with errs:
+        if out.get("email") and not EMAIL_RE.match(out["email"]):
+            raise ValidationError(_l("电子邮件格式不正确，例如 zhangsan@example.com。"),
+                                  field="email")
+    errs.raise_any()
     return out
 
 
@@ -502,20 +532,8 @@ def activities_of(session, customer_id, page=0, page_size=20):
 
 
 def parse_date(value, field="date"):
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
-    if not text:
-        raise _required(ACTIVITY_LABELS[field], field)
-    try:
-        if not DATE_RE.match(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(_l("%(field)s格式不正确，应为 YYYY-MM-DD，例如 2007-12-13。",
-                                 field=ACTIVITY_LABELS[field]), field=field)
+    """A date written YYYY-MM-DD; the shared rule (``dates``)."""
+    return dates.parse_ymd(value, ACTIVITY_LABELS[field], field)
 
 
 def clean_activity(data, partial=False):
@@ -526,18 +544,21 @@ def clean_activity(data, partial=False):
             raise ValidationError(_l("字段“%(field)s”不能由用户填写或修改。",
                                      field=ACTIVITY_LABELS.get(key, key)), field=key)
     out = {}
+    errs = Collect()          # every field is checked; all problems are reported at once
     for f in ACTIVITY_FIELDS:
-        if f not in data:
-            if not partial and f in ACTIVITY_REQUIRED:
+        with errs:
+            if f not in data:
+                if not partial and f in ACTIVITY_REQUIRED:
+                    raise _required(ACTIVITY_LABELS[f], f)
+                continue
+            if f == "date":
+                out[f] = parse_date(data[f])
+                continue
+            v = _text(data, f, ACTIVITY_LABELS, ACTIVITY_MAX_LEN[f])
+            if f in ACTIVITY_REQUIRED and not v:
                 raise _required(ACTIVITY_LABELS[f], f)
-            continue
-        if f == "date":
-            out[f] = parse_date(data[f])
-            continue
-        v = _text(data, f, ACTIVITY_LABELS, ACTIVITY_MAX_LEN[f])
-        if f in ACTIVITY_REQUIRED and not v:
-            raise _required(ACTIVITY_LABELS[f], f)
-        out[f] = v
+            out[f] = v
+    errs.raise_any()
     return out
 
 

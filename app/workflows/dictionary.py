@@ -65,6 +65,22 @@ def clean(data):
 LABELS = {"type": _l("类别"), "item": _l("条目"), "value": _l("值"), "editable": _l("是否可编辑")}
 
 
+def parse_editable(value):
+    """是否可编辑: true/false (a JSON boolean); the text "false" is not true."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "y", "yes", "是", "on"):
+        return True
+    if text in ("false", "0", "n", "no", "否", "off", ""):
+        return False
+    raise ValidationError(_l("是否可编辑必须是 true 或 false。"), field="editable")
+
+
 def _get(session, item_id):
     item = session.get(DictItem, item_id)
     if item is None:
@@ -83,7 +99,7 @@ def create(session, data, actor_id=None):
     if missing:
         raise ValidationError(_l("%(field)s不能为空。", field=LABELS[missing[0]]),
                               field=missing[0])
-    item = DictItem(**values, editable=bool(data.get("editable", True)))
+    item = DictItem(**values, editable=parse_editable(data.get("editable", True)))
     if actor_id:
         item.created_by_fk = item.changed_by_fk = actor_id
     _flush_unique(session, item)
@@ -95,7 +111,7 @@ def update(session, item_id, data, actor_id=None):
     _check_editable(item)
     for k, v in clean(data).items():
         setattr(item, k, v)
-    if "editable" in data and not data["editable"]:
+    if "editable" in data and not parse_editable(data["editable"]):
         item.editable = False
     if actor_id:
         item.changed_by_fk = actor_id

@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import Contact, Customer, Opportunity, PlanItem
-from . import events, notifications, numbering
+from . import customers, dates, events, notifications, numbering
 from .actors import MANAGER
-from .errors import Conflict, Forbidden, NotFound, ValidationError
+from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
 
 ENTITY = "opportunity"
 
@@ -38,6 +38,7 @@ LABELS = {
     "contact": _l("联系人"), "contact_phone": _l("联系人电话"), "description": _l("机会描述"),
     "status": _l("状态"), "creator_id": _l("创建人"), "created_on": _l("创建时间"),
     "assignee_id": _l("指派给"), "assigned_on": _l("指派时间"),
+    "customer_id": _l("开发成功后的客户"),
     "date": _l("日期"), "content": _l("计划内容"), "result": _l("执行效果"),
 }
 
@@ -121,22 +122,8 @@ def parse_rate(value):
 
 
 def parse_date(value, field="date"):
-    """A date written YYYY-MM-DD (e.g. 2007-12-13)."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
-    if not text:
-        raise ValidationError(_l("%(field)s不能为空。", field=LABELS[field]), field=field)
-    try:
-        if not DATE_RE.match(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            _l("%(field)s格式不正确，应为 YYYY-MM-DD，例如 2007-12-13。", field=LABELS[field]),
-            field=field)
+    """A date written YYYY-MM-DD (e.g. 2007-12-13); the shared rule (``dates``)."""
+    return dates.parse_ymd(value, LABELS[field], field)
 
 
 def clean(data, partial=False):
@@ -154,23 +141,29 @@ def clean(data, partial=False):
                    field=LABELS.get(key, key), fields="、".join(str(LABELS[f]) for f in EDITABLE)),
                 field=key)
     out = {}
+    errs = Collect()          # every field is checked; all problems are reported at once
     for f in EDITABLE:
-        if f not in data:
-            if not partial and f in REQUIRED:
+        with errs:
+            if f not in data:
+                if not partial and f in REQUIRED:
+                    raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+                continue
+            if f == "success_rate":
+                if data[f] is None or (isinstance(data[f], str) and not data[f].strip()):
+                    raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
+                out[f] = parse_rate(data[f])
+                continue
+            v = _text(data, f)
+            if f in REQUIRED and not v:
                 raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
-            continue
-        if f == "success_rate":
-            if data[f] is None or (isinstance(data[f], str) and not data[f].strip()):
-                raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
-            out[f] = parse_rate(data[f])
-            continue
-        v = _text(data, f)
-        if f in REQUIRED and not v:
-            raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
-        if len(v) > MAX_LEN[f]:
-            raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[f],
-                                     n=MAX_LEN[f]), field=f)
-        out[f] = v or None
+            if len(v) > MAX_LEN[f]:
+                raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=LABELS[f],
+                                         n=MAX_LEN[f]), field=f)
+            if f == "contact_phone" and v:
+                # the customer module's phone rule (one rule for every phone number)
+                customers.check_phone(v, f, LABELS)
+            out[f] = v or None
+    errs.raise_any()
     return out
 
 
@@ -425,23 +418,84 @@ def _contact_phones(phone):
     return (None, phone) if MOBILE_RE.match(phone.replace(" ", "")) else (phone, None)
 
 
-def succeed(session, actor, opp_id):
+class DuplicateCustomer(Conflict):
+    """开发成功 would create a customer whose name an existing customer already has.
+    ``existing``: those customers (oldest first). Answer again with
+    ``link_customer_id`` (link to one of them) or ``create_anyway``."""
+
+    def __init__(self, message, existing):
+        super().__init__(message, field="customer_name")
+        self.existing = existing
+
+    def to_dict(self):
+        body = super().to_dict()
+        body["existing_customer_id"] = self.existing[0].id
+        body["existing_customers"] = [{"id": c.id, "number": c.number, "name": c.name}
+                                      for c in self.existing]
+        return body
+
+
+def customers_named(session, name):
+    """Existing (not merged-away) customers with exactly this name, oldest first."""
+    name = (name or "").strip()
+    return session.scalars(select(Customer).where(Customer.name == name,
+                                                  Customer.merged_into_id.is_(None))
+                           .order_by(Customer.id)).all()
+
+
+def _link_target(session, link_customer_id):
+    try:
+        pk = int(link_customer_id)
+        if isinstance(link_customer_id, bool):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValidationError(_l("要关联的客户编号 link_customer_id 必须是整数。"),
+                              field="link_customer_id")
+    customer = session.get(Customer, pk) if -2**31 <= pk < 2**31 else None
+    if customer is None:
+        raise ValidationError(_l("要关联的客户不存在。"), field="link_customer_id")
+    if customer.merged_into_id:
+        raise ValidationError(_l("客户 %(number)s 已合并到另一客户，请关联合并后的客户。",
+                                 number=customer.number), field="link_customer_id")
+    return customer
+
+
+def succeed(session, actor, opp_id, link_customer_id=None, create_anyway=False):
     """开发成功: ``assigned`` → ``succeeded``; creates the Customer (name, manager =
     assignee, phone) and a Contact when a 联系人 was given, and links it — one transaction.
+
+    When a customer of the same name exists already, nothing is written and
+    :class:`DuplicateCustomer` (409) names it, unless the caller decides:
+    ``link_customer_id`` links the opportunity to that existing customer (the 联系人 is
+    added to it; no new customer), ``create_anyway`` creates a second one.
     Returns (opportunity, customer)."""
     opp = get(session, opp_id)
     _require_assignee(opp, actor)
+    linked = None
+    if link_customer_id not in (None, ""):
+        linked = _link_target(session, link_customer_id)
+    elif not create_anyway:
+        existing = customers_named(session, opp.customer_name)
+        if existing:
+            raise DuplicateCustomer(
+                _l("已有同名客户“%(name)s”（%(numbers)s）：请选择关联到已有客户，或确认仍然新建客户。",
+                   name=opp.customer_name, numbers="、".join(c.number for c in existing)),
+                existing)
     manager_id = opp.assignee_id
     events.compare_and_set(
         session, Opportunity, opp.id, ASSIGNED,
         dict(status=SUCCEEDED, **_audit_values(actor)),
         _l("销售机会 %(number)s 的状态已改变（已开发成功或已终止），不能重复操作。",
            number=opp.number))
-    customer = Customer(number=numbering.next_number(session, numbering.PREFIX_CUSTOMER),
-                        name=opp.customer_name, manager_id=manager_id, phone=opp.contact_phone,
-                        status="normal", created_by_fk=actor.id, changed_by_fk=actor.id)
-    session.add(customer)
-    session.flush()
+    if linked is not None:
+        customer = linked
+    else:
+        customer = Customer(number=numbering.next_number(session, numbering.PREFIX_CUSTOMER),
+                            name=opp.customer_name, manager_id=manager_id,
+                            phone=opp.contact_phone, status="normal", created_by_fk=actor.id,
+                            changed_by_fk=actor.id)
+        session.add(customer)
+        session.flush()
     if opp.contact:
         office, mobile = _contact_phones(opp.contact_phone)
         session.add(Contact(customer_id=customer.id, name=opp.contact, office_phone=office,
@@ -451,8 +505,9 @@ def succeed(session, actor, opp_id):
     session.execute(update(Opportunity).where(Opportunity.id == opp.id)
                     .values(customer_id=customer.id, **_audit_values(actor))
                     .execution_options(synchronize_session=False))
+    note = f"关联已有客户 {customer.number}" if linked is not None else f"客户 {customer.number}"
     events.record_event(session, ENTITY, opp.id, "succeed", ASSIGNED, SUCCEEDED,
-                        note=f"客户 {customer.number}", actor_id=actor.id)
+                        note=note, actor_id=actor.id)
     session.flush()
     session.refresh(opp)
     return opp, customer
@@ -470,6 +525,12 @@ def fail(session, actor, opp_id, note=None):
                         actor_id=actor.id)
     session.refresh(opp)
     return opp
+
+
+def of_customer(session, customer_id):
+    """The opportunities whose 开发成功 created (or linked) this customer, oldest first."""
+    return session.scalars(select(Opportunity).where(Opportunity.customer_id == customer_id)
+                           .order_by(Opportunity.id)).all()
 
 
 def plan_items_by_opportunity(session, opportunity_ids):

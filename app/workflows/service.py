@@ -35,7 +35,7 @@ from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
 from ..models.dictionary import SERVICE_TYPE
-from . import dictionary, events, notifications, numbering
+from . import dates, dictionary, events, notifications, numbering
 from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
@@ -276,17 +276,8 @@ def to_feedback(session, actor, page=0, page_size=20):
 
 
 def parse_date(value, field):
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ValidationError(_l("%(field)s格式不正确，应为 YYYY-MM-DD，例如 2007-12-13。",
-                                 field=LABELS[field]), field=field)
+    """An optional date filter written YYYY-MM-DD; the shared rule (``dates``)."""
+    return dates.parse_ymd(value, LABELS[field], field, required=False)
 
 
 def search_archive(session, customer=None, customer_id=None, summary=None, service_type=None,
