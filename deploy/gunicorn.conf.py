@@ -17,9 +17,9 @@ worker_class = "sync"
 timeout = int(os.environ.get("CRM_WORKER_TIMEOUT", "120"))
 graceful_timeout = 20
 keepalive = 5
-# The app accepts URLs up to 8 KiB (long list filters) and answers longer ones itself,
-# in Chinese; gunicorn's own limit (English page) must sit above that.
-limit_request_line = 16384
+# The app accepts URLs up to 8000 characters (long list filters) and answers longer ones
+# itself, in Chinese (414); gunicorn's own limit (an English page) sits just above that.
+limit_request_line = 8190     # gunicorn's maximum; the app answers URLs over MAX_URL_LENGTH (8000) in Chinese
 limit_request_field_size = 16384
 accesslog = os.environ.get("CRM_GUNICORN_ACCESSLOG", "-")
 # nginx passes its $request_id as X-Request-ID: it appears in gunicorn's access log too
