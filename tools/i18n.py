@@ -19,6 +19,7 @@ translation's placeholders (``%(name)s``, ``{name}``) differ from its msgid's.
 ``--check`` reports without writing anything.
 """
 import argparse
+import copy
 import re
 import sys
 import tempfile
@@ -92,7 +93,7 @@ def extract():
         pot = Path(tmp) / "messages.pot"
         CommandLineInterface().run([
             "pybabel", "-q", "extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l",
-            "-k", "lazy_gettext", "-k", "_", "--no-location", "--omit-header",
+            "-k", "lazy_gettext", "-k", "_", "-k", "N_", "--no-location", "--omit-header",
             "-o", str(pot), str(ROOT / "app")])
         with open(pot, "rb") as fh:
             return read_po(fh)
@@ -117,7 +118,7 @@ def fab_translations():
 def update_zh(pot):
     """Chinese: every Chinese msgid is its own translation; English ones from FAB/FAB_GAPS."""
     catalog = load("zh")
-    catalog.update(pot, no_fuzzy_matching=True)
+    catalog.update(copy.deepcopy(pot), no_fuzzy_matching=True)  # (update adopts its messages)
     fab = fab_translations()
     for msgid, text in FAB_GAPS.items():
         if msgid not in catalog:
@@ -151,7 +152,7 @@ def check_en(catalog):
         if not msg.id or not is_chinese(msg.id):
             continue  # the header, and English msgids (FAB's own) that need nothing
         strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
-        if not all(strings):
+        if not all(strings) or strings[0] == first(msg.id):   # the zh text is no English
             problems["missing"].append(msg.id)
         elif msg.fuzzy:
             problems["fuzzy"].append(msg.id)
@@ -173,7 +174,7 @@ CHINESE_ALLOWED_IN_EN = {
 def update_en(pot):
     catalog = load("en")
     # fuzzy matching on: a reworded msgid keeps its old English, marked for review
-    catalog.update(pot, no_fuzzy_matching=False)
+    catalog.update(copy.deepcopy(pot), no_fuzzy_matching=False)
     dropped = len(catalog.obsolete)
     catalog.obsolete.clear()
     catalog.fuzzy = False

@@ -12,6 +12,7 @@ import sys
 from flask import current_app, g, jsonify, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -125,15 +126,15 @@ def register_error_handlers(app):
 
 # FAB and flask-jwt-extended answer some API errors in English; say them in Chinese.
 _API_ENGLISH = {
-    "Forbidden": "无权执行此操作：您的角色没有这项权限。",
-    "Not authorized": "用户名或密码错误，或账号已被锁定/停用。",
-    "Missing Authorization Header": "请先登录：请求缺少访问令牌（Authorization: Bearer …）。",
-    "Token has expired": "访问令牌已过期，请重新登录。",
-    "Not found": "记录不存在。",
-    "Not Found": "记录不存在。",
-    "Method Not Allowed": "该资源不支持这种请求方式（只读资源不能修改）。",
-    "Fatal error": "系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。",
-    "Internal error": "系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。",
+    "Forbidden": _l("无权执行此操作：您的角色没有这项权限。"),
+    "Not authorized": _l("用户名或密码错误，或账号已被锁定/停用。"),
+    "Missing Authorization Header": _l("请先登录：请求缺少访问令牌（Authorization: Bearer …）。"),
+    "Token has expired": _l("访问令牌已过期，请重新登录。"),
+    "Not found": _l("记录不存在。"),
+    "Not Found": _l("记录不存在。"),
+    "Method Not Allowed": _l("该资源不支持这种请求方式（只读资源不能修改）。"),
+    "Fatal error": _l("系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。"),
+    "Internal error": _l("系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。"),
 }
 
 
@@ -146,6 +147,6 @@ def chinese_api_errors(response):
             text = data.get("message") if isinstance(data.get("message"), str) else data.get("msg")
             if isinstance(text, str) and text in _API_ENGLISH:
                 data.pop("msg", None)
-                data["message"] = _API_ENGLISH[text]
+                data["message"] = str(_API_ENGLISH[text])
                 response.set_data(jsonify(data).get_data())
     return response
