@@ -357,6 +357,11 @@ def test_api_400_message_in_english(en_app):
     r = api.post("/api/v1/customer/?_l_=en", headers=headers, json=body)
     assert r.status_code == 400
     assert not CJK.search(r.json["message"]), r.json
-    assert "required" in r.json["message"] or "not valid" in r.json["message"], r.json
+    assert r.json["message"] == "The postcode must be 6 digits, e.g. 100080.", r.json
     r = api.post("/api/v1/customer/", headers=headers, json=body)   # default: Chinese
-    assert r.status_code == 400 and CJK.search(r.json["message"]), r.json
+    assert r.status_code == 400 and r.json["message"] == "邮政编码必须是 6 位数字，例如 100080。"
+    # FAB's own English answers, said in Chinese by default, stay English in English
+    r = api.get("/api/v1/customer/999999999?_l_=en", headers=headers)
+    assert r.status_code == 404 and not CJK.search(r.json["message"]), r.json
+    r = api.get("/api/v1/customer/999999999", headers=headers)
+    assert r.status_code == 404 and CJK.search(r.json["message"]), r.json

@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 DB_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 TITLES = {
-    400: "请求有误", 401: "请先登录", 403: "无权执行此操作", 404: "页面或记录不存在",
-    405: "不支持的请求方式", 409: "当前状态不允许此操作", 413: "上传的文件太大",
-    422: "输入有误", 500: "系统内部错误", 503: "服务暂时不可用",
+    400: _l("请求有误"), 401: _l("请先登录"), 403: _l("无权执行此操作"), 404: _l("页面或记录不存在"),
+    405: _l("不支持的请求方式"), 409: _l("当前状态不允许此操作"), 413: _l("上传的文件太大"),
+    422: _l("输入有误"), 500: _l("系统内部错误"), 503: _l("服务暂时不可用"),
 }
 
 
@@ -37,7 +37,7 @@ def wants_json():
 
 
 def error_response(code, message=None):
-    title = _(TITLES.get(code, "出错了"))
+    title = str(TITLES.get(code) or _l("出错了"))
     message = str(message) if message else title
     if wants_json():
         return jsonify(message=message), code
@@ -59,7 +59,7 @@ def plain_error_response(code, message):
     """An error page that needs no database: rendered straight from the Jinja
     environment (no context processors: Flask-Login's would load the user), with
     no menu and no user. For the API the same Chinese JSON as ``error_response``."""
-    title = _(TITLES.get(code, "出错了"))
+    title = str(TITLES.get(code) or _l("出错了"))
     if wants_json():
         return jsonify(message=str(message)), code
     from flask_login import AnonymousUserMixin
