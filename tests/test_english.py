@@ -365,3 +365,24 @@ def test_api_400_message_in_english(en_app):
     assert r.status_code == 404 and not CJK.search(r.json["message"]), r.json
     r = api.get("/api/v1/customer/999999999", headers=headers)
     assert r.status_code == 404 and CJK.search(r.json["message"]), r.json
+
+
+def test_import_recognises_the_english_template(app):
+    """The template downloaded in English has English headers; uploaded in English, they
+    are recognised (Chinese headers and API names are recognised in every language)."""
+    from flask_babel import force_locale
+
+    from app.workflows import imports as wf
+
+    with app.test_request_context():
+        with force_locale("en"):
+            import csv
+
+            header = next(csv.reader(io.StringIO(wf.template_csv(wf.CUSTOMER).lstrip("\ufeff"))))
+            assert header[:3] == ["Name", "Region", "Account manager"], header
+            mapping = wf.auto_mapping(wf.CUSTOMER, header)
+            assert mapping[0] == "name" and mapping[2] == "manager", mapping
+            assert len(mapping) == len(wf.TEMPLATE_COLUMNS[wf.CUSTOMER]), mapping
+            assert wf.auto_mapping(wf.CUSTOMER, ["客户名称", "地区"]) == {0: "name", 1: "region"}
+        with force_locale("zh"):
+            assert wf.auto_mapping(wf.CUSTOMER, ["名称", "region"]) == {0: "name", 1: "region"}
