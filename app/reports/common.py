@@ -95,7 +95,7 @@ def cell_text(value):
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     if isinstance(value, bool):
-        return "是" if value else "否"
+        return str(_l("是") if value else _l("否"))
     return str(value)
 
 
@@ -104,7 +104,7 @@ def cell_xlsx(value):
     if value is None:
         return None
     if isinstance(value, bool):
-        return "是" if value else "否"
+        return str(_l("是") if value else _l("否"))
     if isinstance(value, (int, float, Decimal, date, datetime)):
         return value
     return str(value)

@@ -17,6 +17,6 @@
     var target = document.getElementById(input.dataset.names);
     if (!target) { return; }
     var names = Array.prototype.map.call(input.files || [], function (f) { return f.name; });
-    target.textContent = names.join("、") || input.dataset.empty || "";
+    target.textContent = names.join(input.dataset.sep || "、") || input.dataset.empty || "";
   });
 })();
