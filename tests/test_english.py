@@ -14,8 +14,7 @@ A private app (own database) so that the pages hold only this test's data.
 import io
 import re
 import sys
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -293,6 +292,10 @@ def pages(app, data):
     out.append(("MailView.compose", f"/mail/compose?customer_id={data['customer_id']}"))
     for name in ("composition", "service", "churn"):
         out.append(("ReportView.report", f"/reports/{name}/"))
+    for tab in ("sent", "failed", "all"):
+        out.append(("MailView.box", f"/mail/box?tab={tab}"))
+    for tab in ("warning", "delaying", "lost", "recovered", "all"):
+        out.append(("ChurnView.list", f"/churn/list/?status={tab}"))
     return out
 
 
