@@ -155,7 +155,7 @@ def check_en(catalog):
         if not all(strings) or strings[0] == first(msg.id):   # the zh text is no English
             problems["missing"].append(msg.id)
         elif msg.fuzzy:
-            problems["fuzzy"].append(msg.id)
+            problems["fuzzy"].append(f"{first(msg.id)}  →  suggested: {strings[0]}")
         if (problem := placeholder_problem(msg)):
             problems["placeholders"].append(f"{first(msg.id)}  →  {problem}")
         if any(CJK.search(s or "") for s in strings):
@@ -226,8 +226,8 @@ def main(argv=None):
                      zh_missing)
     failed |= report(f"Chinese msgids without an English translation — fill their msgstr "
                      f"in {rel}", problems["missing"])
-    failed |= report(f"fuzzy English translations (a msgid changed) — check the msgstr, then "
-                     f"delete the '#, fuzzy' line in {rel}", problems["fuzzy"])
+    failed |= report(f"fuzzy English (a new or reworded msgid got the English of a similar "
+                     f"one) — correct the msgstr, then delete the '#, fuzzy' line in {rel}", problems["fuzzy"])
     failed |= report("translations whose placeholders differ from the msgid's",
                      problems["placeholders"])
     report("warning: English translations containing Chinese (allow them in "
