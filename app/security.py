@@ -11,6 +11,7 @@ import re
 
 from flask import g, has_request_context
 from flask_appbuilder.actions import action
+from flask_appbuilder.widgets import ListWidget, ShowWidget
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import (
     PermissionModelView, PermissionViewModelView, RoleModelView, UserDBModelView,
@@ -23,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .models import RoleGrant
 from .views.common import SafeActionsMixin
 from .views.user_names import NAME_VALIDATORS, UserInfoEditView
-from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, ROLES, SUPERVISOR  # noqa: F401
+from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, ROLES, SUPERVISOR, role_label  # noqa: F401
 
 
 def password_complexity(password):
@@ -70,7 +71,7 @@ class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
     # Chinese values instead of Python's (True / None / [高管])
     formatters_columns = {
         "active": lambda v: _l("是") if v else _l("否"),
-        "roles": lambda roles: "、".join(r.name for r in roles or []),
+        "roles": lambda roles: str(_l("、")).join(role_label(r.name) for r in roles or []),
         "fail_login_count": lambda v: v or 0,
         "last_login": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
         "created_on": lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "",
@@ -137,6 +138,12 @@ class CrmRoleModelView(SafeActionsMixin, RoleModelView):
 
     post_edit_redirect = post_add_redirect
 
+    # FAB's RoleListWidget prints the raw name (for FAB_ROLES builtin roles, unused
+    # here); the plain list applies formatters: built-in role names in the UI language
+    list_widget = ListWidget
+    show_widget = ShowWidget
+    formatters_columns = {"name": lambda name: role_label(name)}
+
     @action("copyrole", _l("复制角色"), _l("复制所选角色（连同其权限）？"), icon="fa-copy",
             single=False)
     def copy_role(self, items):
@@ -166,7 +173,7 @@ class CrmRoleModelView(SafeActionsMixin, RoleModelView):
                 continue
             copied.append(name)
         if copied:
-            flash(_l("已复制为：%(names)s", names="、".join(copied)), "success")
+            flash(_l("已复制为：%(names)s", names=str(_l("、")).join(copied)), "success")
         return redirect(self.get_redirect())
 
 
@@ -481,3 +488,9 @@ def install_permission_labels(appbuilder):
     UserInfoEdit.last_name = StringField(_l("名"), validators=[DataRequired()],
                                          widget=BS3TextFieldWidget(),
                                          description=_l("您的名，例如“伟”"))
+
+    from flask_appbuilder.security.sqla.models import Role
+
+    # the four built-in role names (data) shown in the interface's language: select
+    # options, the index page, lists (role_label leaves other names as they are)
+    Role.__str__ = lambda role: role_label(role.name)

@@ -27,19 +27,23 @@ PASSWORD = "Test-pass-123"
 
 
 def _compile_catalogue():
-    """`make test` compiles translations; do it too when pytest is run directly."""
+    """`make test` compiles translations; do it too when pytest is run directly.
+
+    Every translations/<locale>/ (zh, en); fuzzy entries are left out, as in `make
+    translations`."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent / "translations"
-    po, mo = root / "zh/LC_MESSAGES/messages.po", root / "zh/LC_MESSAGES/messages.mo"
-    if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
-        from babel.messages.mofile import write_mo
-        from babel.messages.pofile import read_po
+    for po in sorted(root.glob("*/LC_MESSAGES/messages.po")):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            from babel.messages.mofile import write_mo
+            from babel.messages.pofile import read_po
 
-        with open(po, "rb") as fh:
-            catalog = read_po(fh, locale="zh")
-        with open(mo, "wb") as fh:
-            write_mo(fh, catalog)
+            with open(po, "rb") as fh:
+                catalog = read_po(fh, locale=po.parent.parent.name)
+            with open(mo, "wb") as fh:
+                write_mo(fh, catalog, use_fuzzy=False)
 
 
 _compile_catalogue()

@@ -1,22 +1,41 @@
-"""Rebuild the Chinese catalogue: extract → update → fill → compile.
+"""Rebuild the catalogues: extract → update zh and en → fill zh → check en → compile.
 
-Our source strings are written in Chinese, so the zh translation of a Chinese
-msgid is the msgid itself (filled automatically). English msgids come from FAB
-(its zh catalogue is from 2015 and misses strings) or our templates; they are
-translated in FAB_GAPS below. Run: ``.venv/bin/python tools/i18n.py`` (or
-``make i18n``). It fails when an English msgid has no translation.
+Our source strings are written in Chinese, so:
+
+* **zh** is filled automatically: the translation of a Chinese msgid is the msgid
+  itself. English msgids come from FAB (its zh catalogue is from 2015 and misses
+  strings) or our templates; they are translated in FAB_GAPS below.
+* **en** is translated by hand in ``translations/en/LC_MESSAGES/messages.po`` — that
+  file is the source of the English text. It is updated from the sources like
+  ``pybabel update`` does (existing translations are kept, new msgids arrive with an
+  empty msgstr, a changed msgid gets its old translation marked ``#, fuzzy``), and
+  written sorted by msgid, one line per msgid and msgstr, so new entries are easy
+  to find and fill in. English msgids (FAB's own, already English) need nothing.
+
+Run: ``.venv/bin/python tools/i18n.py`` (or ``make i18n``). It exits 1 and prints
+the list when a Chinese msgid has no English translation, an English translation is
+fuzzy (needs review: delete the ``#, fuzzy`` line once it is right), or a
+translation's placeholders (``%(name)s``, ``{name}``) differ from its msgid's.
+``--check`` reports without writing anything.
 """
+import argparse
+import copy
 import re
-import subprocess
 import sys
+import tempfile
+from collections import Counter
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parent.parent
-PO = ROOT / "translations/zh/LC_MESSAGES/messages.po"
-POT = ROOT / "translations/messages.pot"
-CJK = re.compile(r"[\u4e00-\u9fff]")
+TRANSLATIONS = ROOT / "translations"
+PO = {loc: TRANSLATIONS / loc / "LC_MESSAGES/messages.po" for loc in ("zh", "en")}
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+# %(name)s / %(n)d (Flask-Babel's gettext variables) and str.format's {name}
+PLACEHOLDER = re.compile(r"%\([^)]+\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]|\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 FAB_GAPS = {
     # strings FAB's own zh catalogue misses or our templates add
@@ -40,7 +59,52 @@ FAB_GAPS = {
     "Action Log": "操作日志", "Permissions": "权限", "Views/Menus": "视图/菜单",
     "Permission on Views/Menus": "视图/菜单权限", "User's Statistics": "用户统计",
 }
-FAB_CATALOGUE = None
+
+
+def first(msgid):
+    return msgid[0] if isinstance(msgid, tuple) else msgid
+
+
+def is_chinese(msgid):
+    return bool(CJK.search(first(msgid)))
+
+
+def placeholders(text):
+    return Counter(PLACEHOLDER.findall(text or ""))
+
+
+def placeholder_problem(msg):
+    """A description when a translation's placeholders differ from its msgid's."""
+    ids = msg.id if isinstance(msg.id, tuple) else (msg.id,)
+    strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
+    want = placeholders(ids[-1]) | placeholders(ids[0])
+    for text in strings:
+        if text and placeholders(text) != want:
+            return (f"placeholders {sorted(placeholders(text).elements())} ≠ msgid's "
+                    f"{sorted(want.elements())}")
+    return None
+
+
+def extract():
+    """The template catalogue of the current sources (in memory)."""
+    from babel.messages.frontend import CommandLineInterface
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pot = Path(tmp) / "messages.pot"
+        CommandLineInterface().run([
+            "pybabel", "-q", "extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l",
+            "-k", "lazy_gettext", "-k", "_", "-k", "N_", "--no-location", "--omit-header",
+            "-o", str(pot), str(ROOT / "app")])
+        with open(pot, "rb") as fh:
+            return read_po(fh)
+
+
+def load(locale):
+    path = PO[locale]
+    if path.exists():
+        with open(path, "rb") as fh:
+            return read_po(fh, locale=locale)
+    return Catalog(locale=locale, project="CRM", fuzzy=False)
 
 
 def fab_translations():
@@ -51,16 +115,10 @@ def fab_translations():
         return read_po(fh)
 
 
-def main():
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F",
-                    str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext", "-k", "_",
-                    "--no-location", "--omit-header", "-o", str(POT), str(ROOT / "app")],
-                   check=True, capture_output=True)
-    with open(POT, "rb") as fh:
-        pot = read_po(fh)
-    with open(PO, "rb") as fh:
-        catalog = read_po(fh, locale="zh")
-    catalog.update(pot, no_fuzzy_matching=True)
+def update_zh(pot):
+    """Chinese: every Chinese msgid is its own translation; English ones from FAB/FAB_GAPS."""
+    catalog = load("zh")
+    catalog.update(copy.deepcopy(pot), no_fuzzy_matching=True)  # (update adopts its messages)
     fab = fab_translations()
     for msgid, text in FAB_GAPS.items():
         if msgid not in catalog:
@@ -72,28 +130,115 @@ def main():
         msg.flags.discard("fuzzy")
         if isinstance(msg.id, tuple):
             if not any(msg.string):
-                msg.string = msg.id if CJK.search(msg.id[0]) else msg.string
+                msg.string = msg.id if is_chinese(msg.id) else msg.string
             continue
         if msg.id in FAB_GAPS:
             msg.string = FAB_GAPS[msg.id]
-        elif CJK.search(msg.id):
+        elif is_chinese(msg.id):
             msg.string = msg.id
         elif not msg.string:
             if msg.id in fab and fab[msg.id].string:
                 msg.string = fab[msg.id].string
             else:
                 missing.append(msg.id)
-    # drop obsolete entries so the catalogue matches the sources
+    catalog.obsolete.clear()  # the catalogue matches the sources
+    return catalog, missing
+
+
+def check_en(catalog):
+    """{"missing": [...], "fuzzy": [...], "placeholders": [...], "chinese": [...]} of en."""
+    problems = {"missing": [], "fuzzy": [], "placeholders": [], "chinese": []}
+    for msg in catalog:
+        if not msg.id or not is_chinese(msg.id):
+            continue  # the header, and English msgids (FAB's own) that need nothing
+        strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
+        if not all(strings) or strings[0] == first(msg.id):   # the zh text is no English
+            problems["missing"].append(msg.id)
+        elif msg.fuzzy:
+            problems["fuzzy"].append(f"{first(msg.id)}  →  suggested: {strings[0]}")
+        if (problem := placeholder_problem(msg)):
+            problems["placeholders"].append(f"{first(msg.id)}  →  {problem}")
+        if any(CJK.search(s or "") for s in strings):
+            problems["chinese"].append(first(msg.id))
+    return problems
+
+
+# English translations that keep some Chinese on purpose: they quote data values
+# (dictionary items, the stored gender values) the user has to type.
+CHINESE_ALLOWED_IN_EN = {
+    "%(field)s请填写数据字典中的条目文字，例如“北京”。",
+    "性别只能是“男”或“女”。",
+}
+
+
+def update_en(pot):
+    catalog = load("en")
+    # fuzzy matching on: a reworded msgid keeps its old English, marked for review
+    catalog.update(copy.deepcopy(pot), no_fuzzy_matching=False)
+    dropped = len(catalog.obsolete)
     catalog.obsolete.clear()
-    with open(PO, "wb") as fh:
-        write_po(fh, catalog, width=100, omit_header=False, no_location=True)
-    POT.unlink()
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "compile", "-f", "-d",
-                    str(ROOT / "translations"), "-D", "messages"], check=True, capture_output=True)
-    if missing:
-        print("untranslated English msgids (add them to FAB_GAPS):", *missing, sep="\n  ")
+    catalog.fuzzy = False
+    return catalog, dropped
+
+
+def write(locale, catalog, **kw):
+    with open(PO[locale], "wb") as fh:
+        write_po(fh, catalog, omit_header=False, no_location=True, **kw)
+
+
+def compile_all():
+    """Compile every translations/<locale>/LC_MESSAGES/messages.po (fuzzy entries left out)."""
+    for po in sorted(TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")):
+        with open(po, "rb") as fh:
+            catalog = read_po(fh, locale=po.parent.parent.name)
+        with open(po.with_suffix(".mo"), "wb") as fh:
+            write_mo(fh, catalog, use_fuzzy=False)
+
+
+def report(title, items):
+    if items:
+        print(f"{title} ({len(items)}):")
+        for item in items:
+            print(f"  {first(item)!r}" if not isinstance(item, str) or "→" not in item
+                  else f"  {item}")
+    return bool(items)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="report only, write nothing")
+    args = parser.parse_args(argv)
+
+    pot = extract()
+    zh, zh_missing = update_zh(pot)
+    en, dropped = update_en(pot)
+    if not args.check:
+        write("zh", zh, width=100)
+        # sorted, unwrapped: one entry per msgid, easy to extend and to diff
+        write("en", en, width=0, sort_output=True)
+        compile_all()
+
+    problems = check_en(en)
+    chinese = [m for m in problems["chinese"] if m not in CHINESE_ALLOWED_IN_EN]
+    rel = PO["en"].relative_to(ROOT)
+    failed = False
+    failed |= report("untranslated English msgids in zh (add them to FAB_GAPS in tools/i18n.py)",
+                     zh_missing)
+    failed |= report(f"Chinese msgids without an English translation — fill their msgstr "
+                     f"in {rel}", problems["missing"])
+    failed |= report(f"fuzzy English (a new or reworded msgid got the English of a similar "
+                     f"one) — correct the msgstr, then delete the '#, fuzzy' line in {rel}", problems["fuzzy"])
+    failed |= report("translations whose placeholders differ from the msgid's",
+                     problems["placeholders"])
+    report("warning: English translations containing Chinese (allow them in "
+           "CHINESE_ALLOWED_IN_EN if they quote data)", chinese)
+    if dropped:
+        print(f"{dropped} obsolete English entries dropped (their msgid left the sources)")
+    n = sum(1 for m in en if m.id and is_chinese(m.id))
+    if failed:
+        print("i18n: FAILED" + (" (nothing written: --check)" if args.check else ""))
         return 1
-    print(f"catalogue ok: {len(catalog)} entries")
+    print(f"catalogues ok: zh {len(zh)} entries, en {n} Chinese msgids all translated")
     return 0
 
 

@@ -5,11 +5,13 @@ CRM customer by its customer number. The CRM only counts orders with status 5
 (已发货) or 6 (已回款); amount = Σ 数量 × 单价.
 """
 from sqlalchemy import Column, Date, ForeignKey, Index, Integer, Numeric, SmallInteger, String, Text
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
 
 from .base import SalesBase
 
-ORDER_STATUSES = {1: "已下单", 2: "已审核", 3: "备货中", 4: "已取消", 5: "已发货", 6: "已回款"}
+ORDER_STATUSES = {1: _l("已下单"), 2: _l("已审核"), 3: _l("备货中"), 4: _l("已取消"), 5: _l("已发货"),
+                  6: _l("已回款")}
 COUNTED_ORDER_STATUSES = (5, 6)
 
 
@@ -56,7 +58,7 @@ class Order(SalesBase):
 
     @property
     def status_label(self):
-        return ORDER_STATUSES.get(self.status, str(self.status))
+        return str(ORDER_STATUSES.get(self.status, self.status))
 
     @property
     def total(self):

@@ -17,7 +17,7 @@
     var target = document.getElementById(input.dataset.names);
     if (!target) { return; }
     var names = Array.prototype.map.call(input.files || [], function (f) { return f.name; });
-    target.textContent = names.join("、") || input.dataset.empty || "";
+    target.textContent = names.join(input.dataset.sep || "、") || input.dataset.empty || "";
   });
 
   // Collapse the navbar behind its toggle when its menu would wrap onto a second line.

@@ -16,6 +16,7 @@ from wtforms import SelectField
 from ..models import WorkflowEvent
 from ..workflows import audit as wf
 from ..workflows import customers as customers_wf
+from ..workflows.actors import role_label
 from ..workflows.actors import EXECUTIVE
 from .common import CrmModelRestApi
 from .dictionary import LABELS as DICT_LABELS
@@ -75,7 +76,7 @@ def _fmt_note(note):
         if v is None:
             return "—"
         if isinstance(v, list):
-            return "、".join(str(x) for x in v) or "（空）"
+            return str(_l("、")).join(role_label(str(x)) for x in v) or str(_l("（空）"))
         return str(v)
     lines = [Markup("<b>%s</b>: %s → %s") % (FIELD_LABELS.get(k, k), show(old), show(new))
              for k, (old, new) in changes.items()]

@@ -223,7 +223,8 @@ class DocumentView(BaseView):
                         service_id=request.form.get("service_id"),
                         new_folder=request.form.get("new_folder"))
         _commit()
-        flash(_("上传成功：%(names)s", names="、".join(f"{d.name}（v{d.version}）" for d in docs)),
+        flash(_("上传成功：%(names)s", names=str(_l("、")).join(
+            _("%(name)s（%(detail)s）", name=d.name, detail=f"v{d.version}") for d in docs)),
               "success")
         folder = docs[0].folder_id if docs and docs[0].folder_id else "all"
         return redirect(url_for("DocumentView.customer", customer_id=customer_id, folder=folder))

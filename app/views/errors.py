@@ -12,6 +12,7 @@ import sys
 from flask import current_app, g, jsonify, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -24,10 +25,10 @@ log = logging.getLogger(__name__)
 DB_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 TITLES = {
-    400: "请求有误", 401: "请先登录", 403: "无权执行此操作", 404: "页面或记录不存在",
-    405: "不支持的请求方式", 409: "当前状态不允许此操作", 413: "上传的文件太大",
-    414: "网址太长",
-    422: "输入有误", 500: "系统内部错误", 503: "服务暂时不可用",
+    400: _l("请求有误"), 401: _l("请先登录"), 403: _l("无权执行此操作"), 404: _l("页面或记录不存在"),
+    405: _l("不支持的请求方式"), 409: _l("当前状态不允许此操作"), 413: _l("上传的文件太大"),
+    414: _l("网址太长"), 429: _l("请求过于频繁"),
+    422: _l("输入有误"), 500: _l("系统内部错误"), 503: _l("服务暂时不可用"),
 }
 
 
@@ -37,7 +38,7 @@ def wants_json():
 
 
 def error_response(code, message=None):
-    title = _(TITLES.get(code, "出错了"))
+    title = str(TITLES.get(code) or _l("出错了"))
     message = str(message) if message else title
     if wants_json():
         return jsonify(message=message), code
@@ -59,7 +60,7 @@ def plain_error_response(code, message):
     """An error page that needs no database: rendered straight from the Jinja
     environment (no context processors: Flask-Login's would load the user), with
     no menu and no user. For the API the same Chinese JSON as ``error_response``."""
-    title = _(TITLES.get(code, "出错了"))
+    title = str(TITLES.get(code) or _l("出错了"))
     if wants_json():
         return jsonify(message=str(message)), code
     from flask_login import AnonymousUserMixin
@@ -153,15 +154,15 @@ def register_error_handlers(app):
 
 # FAB and flask-jwt-extended answer some API errors in English; say them in Chinese.
 _API_ENGLISH = {
-    "Forbidden": "无权执行此操作：您的角色没有这项权限。",
-    "Not authorized": "用户名或密码错误，或账号已被锁定/停用。",
-    "Missing Authorization Header": "请先登录：请求缺少访问令牌（Authorization: Bearer …）。",
-    "Token has expired": "访问令牌已过期，请重新登录。",
-    "Not found": "记录不存在。",
-    "Not Found": "记录不存在。",
-    "Method Not Allowed": "该资源不支持这种请求方式（只读资源不能修改）。",
-    "Fatal error": "系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。",
-    "Internal error": "系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。",
+    "Forbidden": _l("无权执行此操作：您的角色没有这项权限。"),
+    "Not authorized": _l("用户名或密码错误，或账号已被锁定/停用。"),
+    "Missing Authorization Header": _l("请先登录：请求缺少访问令牌（Authorization: Bearer …）。"),
+    "Token has expired": _l("访问令牌已过期，请重新登录。"),
+    "Not found": _l("记录不存在。"),
+    "Not Found": _l("记录不存在。"),
+    "Method Not Allowed": _l("该资源不支持这种请求方式（只读资源不能修改）。"),
+    "Fatal error": _l("系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。"),
+    "Internal error": _l("系统内部错误，请稍后重试；如果问题持续，请联系系统管理员。"),
 }
 
 
@@ -174,6 +175,6 @@ def chinese_api_errors(response):
             text = data.get("message") if isinstance(data.get("message"), str) else data.get("msg")
             if isinstance(text, str) and text in _API_ENGLISH:
                 data.pop("msg", None)
-                data["message"] = _API_ENGLISH[text]
+                data["message"] = str(_API_ENGLISH[text])
                 response.set_data(jsonify(data).get_data())
     return response

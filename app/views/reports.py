@@ -64,11 +64,11 @@ def echarts_option(chart):
     if chart["type"] == "pie":
         return {
             "title": title,
-            "tooltip": {"trigger": "item", "formatter": "{b}：{c}（{d}%）"},
+            "tooltip": {"trigger": "item", "formatter": _("{b}：{c}（{d}%）")},
             "legend": {"bottom": 0, "type": "scroll"},
             "series": [{"name": name, "type": "pie", "radius": ["30%", "62%"],
                         "center": ["50%", "52%"],
-                        "label": {"formatter": "{b}\n{c}（{d}%）"},
+                        "label": {"formatter": _("{b}\n{c}（{d}%）")},
                         "data": [{"name": str(c), "value": v}
                                  for c, v in zip(chart["categories"], chart["values"])]}],
         }

@@ -11,7 +11,7 @@ from flask_appbuilder import ModelView, expose
 from flask_appbuilder.models.sqla.filters import FilterInFunction
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
-from flask_babel import lazy_gettext as _l
+from flask_babel import gettext, lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
@@ -42,7 +42,7 @@ def money(value):
     """Money with two decimals and 元, e.g. 1,234.50 元."""
     if value is None:
         return ""
-    return f"{Decimal(value):,.2f} 元"
+    return gettext("%(amount)s 元", amount=f"{Decimal(value):,.2f}")
 
 
 def counted_statuses():

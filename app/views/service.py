@@ -110,7 +110,7 @@ class ServiceCreateView(BaseView):
     def customers(self):
         """JSON for the select2 customer search: ``?q=`` part of a name or a 客户编号."""
         rows = wf.search_customers(db.session, request.args.get("q", ""), limit=20)
-        return jsonify(results=[{"id": r.id, "text": f"{r.name}（{r.number}）"} for r in rows])
+        return jsonify(results=[{"id": r.id, "text": _("%(name)s（%(detail)s）", name=r.name, detail=r.number)} for r in rows])
 
 
 # ---- 服务分配 --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from flask import request
 from flask_appbuilder import expose
 from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.sqla.models import Role, User
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -60,7 +61,7 @@ class UserDirectoryApi(BaseApi):
             page = max(int(request.args.get("page", 0)), 0)
             size = min(max(int(request.args.get("page_size", 100)), 1), 100)
         except ValueError:
-            return self.response_400(message="page/page_size 必须是整数。")
+            return self.response_400(message=gettext("page/page_size 必须是整数。"))
         count = db.session.scalar(select(func.count()).select_from(q.subquery()))
         users = db.session.scalars(q.order_by(User.id).limit(size).offset(page * size)).all()
         return self.response(200, count=count, result=[user_json(u) for u in users])

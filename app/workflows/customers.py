@@ -79,7 +79,8 @@ CONTACT_FIELDS = ("name", "gender", "position", "office_phone", "mobile", "email
 CONTACT_REQUIRED = ("name", "gender", "position", "office_phone")
 CONTACT_MAX_LEN = {"name": 64, "gender": 2, "position": 64, "office_phone": 32, "mobile": 32,
                    "email": 255, "memo": 4000}
-GENDERS = ("男", "女")
+GENDERS = ("男", "女")   # stored values; shown through Babel (GENDER_LABELS)
+GENDER_LABELS = {"男": _l("男"), "女": _l("女")}
 
 ACTIVITY_FIELDS = ("date", "place", "summary", "detail", "memo")
 ACTIVITY_REQUIRED = ("date", "place", "summary", "detail")

@@ -154,6 +154,9 @@ def auto_mapping(kind, header):
     for field, names in headers_for(kind).items():
         for n in names:
             known.setdefault(_norm_header(n), field)
+    # and the labels of the interface's language: the English template's headers
+    for field in TEMPLATE_COLUMNS[kind]:
+        known.setdefault(_norm_header(field_label(kind, field)), field)
     out, seen = {}, set()
     for i, h in enumerate(header):
         field = known.get(_norm_header(h))

@@ -138,7 +138,7 @@ def clean(data, partial=False):
         if key not in EDITABLE:
             raise ValidationError(
                 _l("字段“%(field)s”不能由用户填写或修改，可修改的字段：%(fields)s。",
-                   field=LABELS.get(key, key), fields="、".join(str(LABELS[f]) for f in EDITABLE)),
+                   field=LABELS.get(key, key), fields=str(_l("、")).join(str(LABELS[f]) for f in EDITABLE)),
                 field=key)
     out = {}
     errs = Collect()          # every field is checked; all problems are reported at once

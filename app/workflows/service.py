@@ -401,7 +401,7 @@ def create(session, actor, data):
             raise ValidationError(
                 _l("字段“%(field)s”不能由用户填写，创建服务只需要：%(fields)s。",
                    field=LABELS.get(key, key),
-                   fields="、".join(str(LABELS[f]) for f in CREATE_FIELDS)), field=key)
+                   fields=str(_l("、")).join(str(LABELS[f]) for f in CREATE_FIELDS)), field=key)
     item = service_type_item(session, data.get("service_type"))
     summary = _text(data, "summary")
     customer = _customer(session, data.get("customer_id"))

@@ -35,6 +35,7 @@ import tempfile
 import unicodedata
 from datetime import date, datetime
 from decimal import Decimal
+from flask_babel import lazy_gettext as _l
 from itertools import chain, islice
 from zoneinfo import ZoneInfo
 
@@ -104,7 +105,7 @@ def cell_text(value, zone=None):
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     if isinstance(value, bool):
-        return "是" if value else "否"
+        return str(_l("是") if value else _l("否"))
     return str(value)
 
 
