@@ -9,3 +9,4 @@ from .document import Document, DocumentBlob, DocumentFolder  # noqa: F401
 from .mail import MailAttachment, MailMessage  # noqa: F401
 from .imports import CustomerNumberAlias, ImportJob  # noqa: F401
 from .sales import Order, OrderLine, Product, Stock  # noqa: F401
+from .session import LoginSession  # noqa: F401
