@@ -180,12 +180,15 @@ class ChangeMyPasswordForm(DynamicForm):
 
     def validate_current_password(self, field):
         from flask import current_app, g
-        from werkzeug.security import check_password_hash
         from wtforms import ValidationError
 
-        user = current_app.appbuilder.sm.get_user_by_id(g.user.id)
-        if user is None or not user.password or not check_password_hash(
-                user.password, field.data or ""):
+        sm = current_app.appbuilder.sm
+        user = sm.get_user_by_id(g.user.id)
+        ok, locked = sm.check_current_password(user, field.data or "")
+        if locked:
+            raise ValidationError(_l("密码输错次数过多，已锁定 %(m)d 分钟；密码没有修改。请稍后再试，"
+                                     "或联系系统管理员解锁。", m=sm._lockout()[1]))
+        if not ok:
             raise ValidationError(_l("当前密码不正确，密码没有修改。"))
 
 
@@ -360,6 +363,25 @@ class CrmSecurityManager(SecurityManager):
                     last_login=datetime.now())
             .execution_options(synchronize_session=False))
         self.session.commit()
+
+    def check_current_password(self, user, password):
+        """The 修改密码 form's current password, counted like a login attempt (a borrowed
+        session must not be a way to guess the password). Returns (ok, locked)."""
+        from sqlalchemy import update
+        from werkzeug.security import check_password_hash
+
+        if user is None or not user.password:
+            return False, False
+        _count, locked = self._reserve_attempt(user)
+        if locked:
+            return False, True
+        if not password or not check_password_hash(user.password, password):
+            return False, False
+        User = self.user_model
+        self.session.execute(update(User).where(User.id == user.id).values(fail_login_count=0)
+                             .execution_options(synchronize_session=False))
+        self.session.commit()
+        return True, False
 
     def update_user_auth_stat(self, user, success=True):
         """FAB's bookkeeping (other auth types call it), without lost updates."""

@@ -255,6 +255,23 @@ def test_own_password_change_with_a_wrong_current_password_is_refused(app, uniq)
     assert signed_in(a) and signed_in(b) and api_signed_in(j)       # nothing ended
 
 
+def test_guessing_the_current_password_locks_like_logins(app, uniq):
+    """A borrowed session cannot be used to guess the password: wrong current passwords
+    count as failed logins; once locked, even the right one is refused."""
+    name = uniq("guess")
+    uid = make_user(app, name)
+    a = WebClient(app, name)
+    before = password_hash(app, uid)
+    for i in range(app.config["LOCKOUT_ATTEMPTS"]):
+        assert "当前密码不正确" in _change_own_password(a, f"Guess-pass-{i}").text
+    r = _change_own_password(a, PASSWORD)
+    assert r.status_code == 200 and "已锁定" in r.text
+    assert password_hash(app, uid) == before
+    r = app.test_client().post("/api/v1/security/login",
+                               json={"username": name, "password": PASSWORD, "provider": "db"})
+    assert r.status_code == 401                                    # the account is locked
+
+
 def test_admin_password_reset_ends_all_sessions(app, uniq):
     name = uniq("adminpw")
     uid = make_user(app, name)
