@@ -169,12 +169,11 @@ def _api_guard():
         return None
     if _bearer():
         # a JWT call: the browser session (if any) plays no part in it
-        from flask_login import AnonymousUserMixin
-
-        g._login_user = current_app.login_manager.anonymous_user() \
-            if current_app.login_manager.anonymous_user else AnonymousUserMixin()
+        g._login_user = current_app.login_manager.anonymous_user()
         return None
     if request.method not in WRITE_METHODS or request.endpoint in CSRF_FREE_ENDPOINTS:
+        return None
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
         return None
     from flask_login import current_user
 
