@@ -219,10 +219,21 @@ def resolve_ratelimit_storage(cfg):
         options.setdefault("socket_connect_timeout", 0.5)
         options.setdefault("socket_timeout", 0.5)
         cfg["RATELIMIT_STORAGE_OPTIONS"] = options
-    elif uri.startswith("memory") and not cfg.get("TESTING"):
+    return uri
+
+
+_warned = []
+
+
+def _warn_memory_storage():
+    """Once per serving process (not in CLI commands, whose output is read by scripts)."""
+    if _warned:
+        return
+    _warned.append(True)
+    cfg = current_app.config
+    if str(cfg.get("RATELIMIT_STORAGE_URI", "")).startswith("memory") and not cfg.get("TESTING"):
         log.warning("RATELIMIT_STORAGE_URI=memory://：登录限速在每个进程内单独计数"
                     "（gunicorn -w 4 时实际上限为 4 倍）；多进程/多服务器请配置 Redis。")
-    return uri
 
 
 # ---- wiring ----------------------------------------------------------------------------
@@ -234,5 +245,6 @@ def install(app):
     user_logged_in.connect(_on_login, app)
     user_logged_out.connect(_on_logout, app)
     app.before_request(_api_guard)
+    app.before_request(_warn_memory_storage)
     if not event.contains(Session, "after_flush", _credentials_changed):
         event.listen(Session, "after_flush", _credentials_changed)
