@@ -235,3 +235,76 @@ def test_auto_storage_uses_redis_when_it_answers_else_memory():
     cfg = {"RATELIMIT_STORAGE_URI": "auto", "TESTING": True,
            "RATELIMIT_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/11"}
     assert resolve_ratelimit_storage(cfg) == "memory://"
+
+
+class RedisProxy:
+    """A TCP relay to the real Redis that can be cut: Redis "going away" mid-run."""
+
+    def __init__(self, target=("127.0.0.1", 6379)):
+        self.target, self.conns, self.alive = target, [], True
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.alive:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        self.alive = False
+        self.server.close()
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+
+def test_redis_going_away_mid_run_logins_still_work(base):
+    client = redis_or_skip()
+    proxy = RedisProxy()
+    prefix = f"crmtest-{uuid.uuid4().hex[:8]}"
+    app = twin(base, RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{proxy.port}/11",
+               RATELIMIT_KEY_PREFIX=prefix)
+    try:
+        assert [api_login(app, "supervisor", "wrong-pass-1").status_code
+                for _ in range(2)] == [401, 401]
+        assert any(b"SecurityApi.login" in k for k in client.scan_iter(f"*/{prefix}/*"))
+        proxy.cut()                                   # Redis is gone from here on
+        r = api_login(app, "supervisor", PASSWORD)
+        assert r.status_code == 200, r.text           # no 5xx: the login works
+        codes = [api_login(app, "supervisor", "wrong-pass-1").status_code for _ in range(4)]
+        assert all(code < 500 for code in codes) and 429 in codes   # limited in memory
+    finally:
+        proxy.cut()
+        for key in client.scan_iter(f"*/{prefix}/*"):
+            client.delete(key)
+        dispose(app)
+        with base.app_context():
+            base.appbuilder.sm.unlock_user(base.appbuilder.sm.find_user(username="supervisor"))
+            db.session.remove()
