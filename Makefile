@@ -34,7 +34,8 @@ run: init
 	$(FLASK) crm seed-demo --scale $(SCALE) --password $(PASSWORD)
 	@echo "服务地址 / URL: http://127.0.0.1:5000  (Ctrl+C 停止)"
 	@# process workers, not threads: FAB's list filters are not thread-safe (FAB #2366)
-	CRM_SCHEDULER_ENABLED=true $(BIN)/gunicorn --workers 2 --bind 127.0.0.1:5000 \
+	@# login rate limits: Redis on 127.0.0.1:6379 when it answers (shared by both workers), else per worker
+	CRM_SCHEDULER_ENABLED=true CRM_RATELIMIT_STORAGE_URI=$${CRM_RATELIMIT_STORAGE_URI:-auto} $(BIN)/gunicorn --workers 2 --bind 127.0.0.1:5000 \
 		--limit-request-line 8190 \
 		--access-logfile - run:app
 

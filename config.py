@@ -94,10 +94,16 @@ BASE_URL = "http://127.0.0.1:5000"
 
 # --- login defences -----------------------------------------------------------------
 RATELIMIT_ENABLED = True
-RATELIMIT_STORAGE_URI = "memory://"     # production: redis://127.0.0.1:6379/0
-# Redis configured but unreachable: count in this process until it is back (logins keep
-# working; the limit is then per process for that time) instead of failing every login.
+# Where the login rate-limit counters live. "memory://" = in each process (gunicorn -w 4
+# → each worker counts alone, 4× the limit; a warning is logged at start-up).
+# Several workers/servers: "redis://host:6379/0" (shared). "auto" (`make run`): Redis at
+# RATELIMIT_REDIS_URL if it answers at start-up, else memory://.
+RATELIMIT_STORAGE_URI = "memory://"
+RATELIMIT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Redis configured but down: count in memory per process meanwhile (logins keep
+# working, no 5xx), retry Redis with back-off; never fail a request over the limiter.
 RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+RATELIMIT_SWALLOW_ERRORS = True
 AUTH_RATE_LIMITED = True                # form login (FAB) and API login (ours)
 AUTH_RATE_LIMIT = "10 per 20 second"
 LOCKOUT_ATTEMPTS = 5                    # failed logins in a row before the account locks

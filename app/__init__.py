@@ -84,6 +84,8 @@ def _load_config(app, overrides):
                 "CRM_SECRET_KEY, run `make run` first, or set CRM_DEMO_MODE=true for a demo."
             )
     cfg.setdefault("JWT_SECRET_KEY", cfg["SECRET_KEY"])
+    from .sessions import resolve_ratelimit_storage
+    resolve_ratelimit_storage(cfg)      # "auto" → Redis when it answers, else memory://
     if isinstance(cfg.get("FAB_PASSWORD_COMPLEXITY_VALIDATOR"), str):
         from werkzeug.utils import import_string
         cfg["FAB_PASSWORD_COMPLEXITY_VALIDATOR"] = import_string(
@@ -185,7 +187,12 @@ def create_app(config=None):
         register_views(appbuilder)
         from .security import install_permission_labels
         install_permission_labels(appbuilder)
-        # REST APIs authenticate with JWT, not cookies: exempt them from CSRF.
+        # server-side sessions (logout / password change / deactivation end them) and
+        # CSRF for cookie-authenticated writes on /api/ (app/sessions.py)
+        from . import sessions
+        sessions.install(app)
+        # Flask-WTF's blanket check is off for the REST APIs: sessions.install checks
+        # cookie-authenticated writes there itself (JWT calls need no token).
         from flask_appbuilder.api import BaseApi
 
         for view in appbuilder.baseviews:

@@ -12,6 +12,10 @@ import re
 from flask import g, has_request_context
 from flask_appbuilder.actions import action
 from flask_appbuilder.widgets import ListWidget, ShowWidget
+from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget
+from flask_appbuilder.forms import DynamicForm
+from flask_appbuilder.security.views import ResetMyPasswordView as FabResetMyPasswordView
+from flask_appbuilder.validators import PasswordComplexityValidator
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import (
     PermissionModelView, PermissionViewModelView, RoleModelView, UserDBModelView,
@@ -20,6 +24,8 @@ from flask_appbuilder.security.views import (
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, EqualTo
 
 from .models import RoleGrant
 from .views.common import SafeActionsMixin
@@ -197,8 +203,105 @@ class CrmPermissionViewModelView(PermissionViewModelView):
     exclude_route_methods = NO_ACTIONS
 
 
+class ChangeMyPasswordForm(DynamicForm):
+    """修改自己的密码: the current password first (FAB's form has none, so a borrowed
+    session could take the account over)."""
+
+    current_password = PasswordField(
+        _l("当前密码"), validators=[DataRequired(message=_l("请输入当前密码。"))],
+        widget=BS3PasswordFieldWidget())
+    password = PasswordField(
+        _l("新密码"), description=_l("至少 8 位，并且同时包含字母和数字。"),
+        validators=[DataRequired(message=_l("请输入新密码。")), PasswordComplexityValidator()],
+        widget=BS3PasswordFieldWidget())
+    conf_password = PasswordField(
+        _l("确认新密码"), description=_l("再输入一次新密码。"),
+        validators=[EqualTo("password", message=_l("两次输入的新密码不一致。"))],
+        widget=BS3PasswordFieldWidget())
+
+    def validate_current_password(self, field):
+        from flask import current_app, g
+        from wtforms import ValidationError
+
+        sm = current_app.appbuilder.sm
+        user = sm.get_user_by_id(g.user.id)
+        ok, locked = sm.check_current_password(user, field.data or "")
+        if locked:
+            raise ValidationError(_l("密码输错次数过多，已锁定 %(m)d 分钟；密码没有修改。请稍后再试，"
+                                     "或联系系统管理员解锁。", m=sm._lockout()[1]))
+        if not ok:
+            raise ValidationError(_l("当前密码不正确，密码没有修改。"))
+
+
+class ResetMyPasswordView(FabResetMyPasswordView):
+    """FAB's 修改密码 form with the current password; same name, so the endpoints
+    (``ResetMyPasswordView.this_form_get``) and permissions stay FAB's."""
+
+    form = ChangeMyPasswordForm
+    form_title = _l("修改密码")
+    message = _l("密码已修改；此账号在其他浏览器和设备上的登录（包括接口令牌）已全部失效。")
+
+
 class CrmSecurityManager(SecurityManager):
-    """FAB's security manager plus account lockout and a Chinese role UI."""
+    """FAB's security manager plus account lockout, server-side sessions and a
+    Chinese role UI."""
+
+    resetmypasswordview = ResetMyPasswordView
+
+    # ---- sessions: valid only while their row in crm_login_session exists ---------------
+    def create_login_manager(self, app):
+        lm = super().create_login_manager(app)
+        lm.user_loader(self.load_user_session)
+        return lm
+
+    def load_user_session(self, pk):
+        """Flask-Login's loader: the cookie's user, if the session it names is live."""
+        from flask import session as cookie
+
+        from . import sessions
+
+        try:
+            user = self.load_user(pk)
+        except (TypeError, ValueError):
+            user = None
+        if user is not None and sessions.is_live(self.session, user.id,
+                                                 cookie.get(sessions.SESSION_KEY)):
+            return user
+        for key in ("_user_id", "_fresh", "_id", sessions.SESSION_KEY):
+            cookie.pop(key, None)   # ended (logout elsewhere, password change…): forget it
+        return None
+
+    def create_jwt_manager(self, app):
+        from flask import jsonify
+        from flask_babel import gettext as _
+
+        from .sessions import jwt_claims
+
+        jm = super().create_jwt_manager(app)
+        jm.additional_claims_loader(jwt_claims)
+
+        @jm.user_lookup_error_loader
+        def _ended(_header, _data):
+            return jsonify(message=_("登录已失效（修改了密码、账号已停用或令牌来自旧版本），"
+                                     "请重新登录获取令牌。")), 401
+        return jm
+
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """A JWT counts only while the API login it came from is live (a password change
+        or a deactivation ends it)."""
+        from flask import g
+
+        from . import sessions
+
+        try:
+            user = self.load_user(jwt_data["sub"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if user is None or not user.is_active or not sessions.is_live(
+                self.session, user.id, jwt_data.get(sessions.JWT_CLAIM)):
+            return None
+        g.user = user
+        return user
 
     # ---- permission checks: one query per request, not one per check ------------------
     # FAB asks the database once per has_access() — about 30 EXISTS queries to draw one
@@ -243,30 +346,135 @@ class CrmSecurityManager(SecurityManager):
     permissionviewmodelview = CrmPermissionViewModelView
     userinfoeditview = UserInfoEditView     # 修改个人信息 with the name check
 
+    # ---- login attempts: counted atomically in the database -------------------------
+    # Every attempt on an existing, active account first reserves itself with one
+    # UPDATE … SET fail_login_count = fail_login_count + 1 … RETURNING, committed before
+    # the (slow) password check: parallel attempts cannot lose a count (PostgreSQL
+    # locks the row, SQLite serialises writers), and once LOCKOUT_ATTEMPTS failures are
+    # on record the next attempts are refused without looking at the password — so an
+    # attacker gets at most LOCKOUT_ATTEMPTS password checks per lock period, however
+    # many requests run at once. A correct password then resets the counter.
+    def _lockout(self):
+        from flask import current_app
+
+        return (current_app.config.get("LOCKOUT_ATTEMPTS", 5),
+                current_app.config.get("LOCKOUT_MINUTES", 15))
+
     def is_locked(self, user):
         from datetime import datetime, timedelta
 
-        from flask import current_app
-
-        limit = current_app.config.get("LOCKOUT_ATTEMPTS", 5)
-        minutes = current_app.config.get("LOCKOUT_MINUTES", 15)
+        limit, minutes = self._lockout()
         if not limit or (user.fail_login_count or 0) < limit:
             return False
-        # changed_on is refreshed by every failed attempt (FAB's update_user_auth_stat)
+        # changed_on is set by every counted failure
         return (user.changed_on or datetime.min) + timedelta(minutes=minutes) > datetime.now()
 
-    def auth_user_db(self, username, password):
-        from flask import current_app, flash, has_request_context
-        from flask_babel import gettext as _
+    def _reserve_attempt(self, user):
+        """Count one attempt as failed, atomically. Returns (count, locked): locked when
+        the account was already locked (the attempt is counted but does not extend the
+        lock, and the password must not be checked)."""
+        from datetime import datetime, timedelta
 
-        user = self.find_user(username=username) if username else None
-        if user is not None and self.is_locked(user):
-            minutes = current_app.config.get("LOCKOUT_MINUTES", 15)
+        from sqlalchemy import case, func, update
+
+        User = self.user_model
+        limit, minutes = self._lockout()
+        now = datetime.now()
+        failures = func.coalesce(User.fail_login_count, 0)
+        changed_on = now
+        if limit:
+            was_locked = (failures >= limit) & (User.changed_on > now - timedelta(minutes=minutes))
+            changed_on = case((was_locked, User.changed_on), else_=now)
+        row = self.session.execute(
+            update(User).where(User.id == user.id)
+            .values(fail_login_count=failures + 1, changed_on=changed_on)
+            .returning(User.fail_login_count, User.changed_on)
+            .execution_options(synchronize_session=False)).one()
+        self.session.commit()       # expires ``user``: it reloads the new values
+        return row[0], bool(limit) and row[1] != now
+
+    def _record_success(self, user):
+        from datetime import datetime
+
+        from sqlalchemy import func, update
+
+        User = self.user_model
+        self.session.execute(
+            update(User).where(User.id == user.id)
+            .values(login_count=func.coalesce(User.login_count, 0) + 1, fail_login_count=0,
+                    last_login=datetime.now())
+            .execution_options(synchronize_session=False))
+        self.session.commit()
+
+    def check_current_password(self, user, password):
+        """The 修改密码 form's current password, counted like a login attempt (a borrowed
+        session must not be a way to guess the password). Returns (ok, locked)."""
+        from sqlalchemy import update
+        from werkzeug.security import check_password_hash
+
+        if user is None or not user.password:
+            return False, False
+        _count, locked = self._reserve_attempt(user)
+        if locked:
+            return False, True
+        if not password or not check_password_hash(user.password, password):
+            return False, False
+        User = self.user_model
+        self.session.execute(update(User).where(User.id == user.id).values(fail_login_count=0)
+                             .execution_options(synchronize_session=False))
+        self.session.commit()
+        return True, False
+
+    def update_user_auth_stat(self, user, success=True):
+        """FAB's bookkeeping (other auth types call it), without lost updates."""
+        if success:
+            self._record_success(user)
+            self.on_user_login(user)
+        else:
+            self._reserve_attempt(user)
+            self.on_user_login_failed(user)
+
+    def auth_user_db(self, username, password):
+        """FAB's auth_user_db (username or e-mail, no empty passwords, the same work for
+        unknown and known users), with the attempt reserved before the password check."""
+        import logging
+
+        from flask import current_app, flash, has_request_context
+        from flask_appbuilder.security.utils import is_null_password
+        from flask_babel import gettext as _
+        from werkzeug.security import check_password_hash
+
+        log = logging.getLogger(__name__)
+        if not username:
+            return None
+        if is_null_password(password):
+            log.info("登录失败：%s（空密码）", username)
+            return None
+        user = self.find_user(username=username)
+        if user is None:
+            user = self.find_user(email=username)
+        else:
+            self.find_user(email=username)          # balance failure and success
+        if user is None or not user.is_active:
+            check_password_hash(current_app.config["AUTH_DB_FAKE_PASSWORD_HASH_CHECK"],
+                                "password")
+            log.info("登录失败：%s", username)
+            return None
+        _count, locked = self._reserve_attempt(user)
+        if locked:
             if has_request_context():
                 flash(_("登录失败次数过多，账号已被锁定 %(m)d 分钟；请稍后再试，或联系系统管理员解锁。",
-                        m=minutes), "danger")
+                        m=self._lockout()[1]), "danger")
+            log.info("登录被拒绝：%s 已锁定", username)
+            self.on_user_login_failed(user)
             return None
-        return super().auth_user_db(username, password)
+        if check_password_hash(user.password, password):
+            self._record_success(user)
+            self.on_user_login(user)
+            return user
+        log.info("登录失败：%s（密码错误）", username)
+        self.on_user_login_failed(user)
+        return None
 
     def unlock_user(self, user):
         """Reset the failed-login counter, with an 操作记录 (the audit listener

@@ -10,3 +10,4 @@ from .mail import MailAttachment, MailMessage  # noqa: F401
 from .imports import CustomerNumberAlias, ImportJob  # noqa: F401
 from .sales import Order, OrderLine, Product, Stock  # noqa: F401
 from .notification import JobRun, Notification, NotificationSetting  # noqa: F401
+from .session import LoginSession  # noqa: F401

@@ -13,7 +13,7 @@ that is how Swagger UI calls them). A write authenticated by the cookie must car
 the page's CSRF token (header ``X-CSRFToken``), as every HTML form does; a write
 with a JWT (``Authorization: Bearer``) needs none — another site cannot obtain it.
 """
-from flask import current_app, jsonify, request
+from flask import current_app, request
 from flask_appbuilder.api import BaseApi, expose, protect, safe
 from flask_appbuilder.api.manager import OpenApi as FabOpenApi
 from flask_appbuilder.api.manager import SwaggerView as FabSwaggerView
@@ -79,37 +79,8 @@ class SwaggerView(FabSwaggerView):
                                     openapi_uri=request.script_root + self.openapi_uri.format(version))
 
 
-UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-def browser_api_writes_need_csrf():
-    """A cookie-authenticated API write without the CSRF token → 400, nothing done."""
-    if request.method not in UNSAFE or not request.path.startswith("/api/"):
-        return None
-    if request.headers.get("Authorization") or request.path.startswith("/api/v1/security/"):
-        return None
-    from flask_login import current_user
-
-    if not current_user.is_authenticated:
-        return None                     # no session to ride on: the API answers 401
-    from flask_babel import gettext as _
-    from flask_wtf.csrf import CSRFError
-
-    from ..extensions import csrf
-
-    try:
-        csrf.protect()
-    except CSRFError:
-        return jsonify(message=_("通过浏览器登录会话调用接口的写操作必须带 CSRF 令牌（请求头 "
-                                 "X-CSRFToken）；程序调用请改用 JWT：先 POST /api/v1/security/login，"
-                                 "再带 Authorization: Bearer <access_token>。")), 400
-    return None
-
-
 def register(appbuilder):
-    app = current_app._get_current_object()
-    if browser_api_writes_need_csrf not in app.before_request_funcs.setdefault(None, []):
-        app.before_request(browser_api_writes_need_csrf)
+    # cookie-authenticated API writes need the CSRF token: app/sessions.py (_api_guard)
     if current_app.config.get("FAB_API_SWAGGER_UI"):
         appbuilder.add_api(OpenApi)
         appbuilder.add_view_no_menu(SwaggerView)

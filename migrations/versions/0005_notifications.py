@@ -1,13 +1,13 @@
 """notifications, notification settings, job runs (工作台)
 
-Revision ID: 0004n
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0004n"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
