@@ -37,7 +37,8 @@ def test_admin_edits_and_locks_dictionary_item(session):
     s.page.click("text='操作'")
     s.page.click("a:has-text('设为不可编辑')")
     s.page.click("#modal-confirm-ok")
-    s.page.wait_for_load_state()
+    # the confirm dialog submits a form: wait for the page it leads to, not the old one
+    s.page.wait_for_selector(".alert-success:has-text('已设为不可编辑')")
     assert "已设为不可编辑" in s.text()
     # the edit page of a locked item answers 409 in Chinese
     href = s.page.locator("tr", has_text="制造业").locator("a[href*='/show/']").first.get_attribute("href")
