@@ -98,6 +98,8 @@ def _api_response_500(original):
 
 def register_error_handlers(app):
     app.after_request(chinese_api_errors)
+    from .request_args import install as install_args_check
+    install_args_check(app)     # malformed list arguments (HTML and REST q) → 400
     @app.errorhandler(DomainError)
     def _domain(e):
         return error_response(e.status, e.message)
