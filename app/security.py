@@ -194,6 +194,80 @@ class CrmSecurityManager(SecurityManager):
             .where(assoc_permissionview_role.c.role_id.in_(role_ids))).all()
         return frozenset((perm, view) for perm, view in rows)
 
+    # ---- one function, one permission -----------------------------------------------
+    # A business function is ONE (permission, view menu) pair, e.g. ("can_add", "Service")
+    # for 服务创建: the HTML views and the REST API of a module share the view-menu name
+    # (``class_permission_name``) and map their methods onto the function's permission
+    # (``method_permission_name``). The menu follows (``get_user_menu_access``).
+    def add_permissions_view(self, base_permissions, view_menu):
+        """FAB deletes every permission of ``view_menu`` that is not in *this* view's
+        base_permissions; views sharing a view menu would delete each other's. Write
+        the union of all views that share the name."""
+        union = set(base_permissions or [])
+        for view in self.appbuilder.baseviews:
+            if getattr(view, "class_permission_name", None) == view_menu:
+                union.update(view.base_permissions or [])
+        return super().add_permissions_view(sorted(union), view_menu)
+
+    def menu_rights(self):
+        """{menu item name: (permission, view menu) of the page it opens | "category"}.
+        Items whose page is not protected (or not ours) are absent: FAB's menu_access."""
+        from .views.common import menu_item_permission
+
+        appbuilder = self.appbuilder
+        key = (len(appbuilder.baseviews), len(appbuilder.menu.get_flat_name_list()))
+        cached = getattr(appbuilder, "_crm_menu_rights", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rights = {}
+
+        def walk(items):
+            for item in items:
+                if item.childs:
+                    rights[item.name] = "category"
+                    walk(item.childs)
+                elif item.name != "-":
+                    target = menu_item_permission(appbuilder, item)
+                    if target is not None:
+                        rights[item.name] = target
+        walk(appbuilder.menu.get_list())
+        appbuilder._crm_menu_rights = (key, rights)
+        return rights
+
+    def get_user_menu_access(self, menu_names=None):
+        """A menu item is shown iff the user has the permission of the page it opens
+        (the function's permission); a category iff one of its items is shown. FAB's
+        separate ``menu_access`` only for items that open no protected page."""
+        rights = self.menu_rights()
+        names = list(dict.fromkeys(menu_names or []))
+        plain = [n for n in names if n not in rights]
+        allowed = set(super().get_user_menu_access(plain)) if plain else set()
+        for name in names:
+            target = rights.get(name)
+            if isinstance(target, tuple) and self.has_access(*target):
+                allowed.add(name)
+
+        def walk(items):
+            shown = False
+            for item in items:
+                if item.childs:
+                    if walk(item.childs):
+                        allowed.add(item.name)
+                    else:
+                        allowed.discard(item.name)
+                if item.name in allowed:
+                    shown = True
+            return shown
+        walk(self.appbuilder.menu.get_list())
+        return allowed
+
+    def add_permissions_menu(self, view_menu_name):
+        """No ``menu_access`` for items governed by their page's permission (nor for
+        categories): an admin would see a permission that changes nothing."""
+        if view_menu_name in self.menu_rights():
+            return None
+        return super().add_permissions_menu(view_menu_name)
+
     userdbmodelview = CrmUserDBModelView
     rolemodelview = CrmRoleModelView
     groupmodelview = CrmUserGroupModelView

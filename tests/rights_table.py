@@ -291,7 +291,7 @@ TABLE = {
     ("SecurityApi.login", "POST"): EVERYONE,
     ("SecurityApi.refresh", "POST"): STAFF,
 
-    ("ServiceApi.assign", "POST"): WRITERS,
+    ("ServiceApi.assign", "POST"): SUPERVISORS,   # 服务分配 = can_assign on Service, as the page
     ("ServiceApi.feedback", "POST"): WRITERS,
     ("ServiceApi.get", "GET"): STAFF,
     ("ServiceApi.get_list", "GET"): STAFF,

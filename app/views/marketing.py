@@ -25,19 +25,19 @@ from ..workflows import opportunities as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
+from .common import VIEW_CRUD
 from .errors import error_response
 from .export import ExportMixin, chunked
 
 ORDER = 10
 
-_VIEWS = "OpportunityView|OpportunityApi|Opportunities|Marketing"
-_READ = "can_list|can_show|can_get|can_info|menu_access"
-_WRITE = "can_add|can_edit|can_delete|can_post|can_put"
+# One permission per function on the view menu "Opportunity" (pages, API, menu):
+# can_list 查看, can_add 新建, can_edit 编辑, can_delete 删除, can_assign 指派,
+# can_develop 制定/执行开发计划 (and 我的开发计划).
 RIGHTS = {
-    EXECUTIVE: [(_VIEWS, _READ)],
-    SUPERVISOR: [(_VIEWS, f"{_READ}|{_WRITE}|can_assign")],
-    MANAGER: [(_VIEWS, f"{_READ}|{_WRITE}|can_develop"),
-              ("MyPlanView|MyPlans", "can_list|menu_access")],
+    EXECUTIVE: [("Opportunity", "can_list")],
+    SUPERVISOR: [("Opportunity", "can_list|can_add|can_edit|can_delete|can_assign")],
+    MANAGER: [("Opportunity", "can_list|can_add|can_edit|can_delete|can_develop")],
 }
 
 LABELS = dict(wf.LABELS, created_by=_l("创建人"), assignee=_l("指派给"),
@@ -126,6 +126,8 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     datamodel = SQLAInterface(Opportunity)
     route_base = "/opportunity"
+    class_permission_name = "Opportunity"
+    method_permission_name = VIEW_CRUD
     # no actions and no file columns: FAB's action/download routes would answer 500
     exclude_route_methods = {"action", "action_post", "download"}
     list_title = _l("销售机会管理")
@@ -429,7 +431,9 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
     datamodel = SQLAInterface(Opportunity)
     route_base = "/myplan"
     list_title = _l("我的开发计划")
-    base_permissions = ["can_list"]
+    class_permission_name = "Opportunity"          # 我的开发计划 = can_develop
+    method_permission_name = {"list": "develop", "export_list": "develop"}
+    base_permissions = ["can_develop"]
     # a read-only list: FAB's other routes (and its action/download, which answer 500
     # to a crafted request) are not registered at all
     include_route_methods = {"list", "export_list"}
@@ -503,6 +507,7 @@ class OpportunityApi(CrmModelRestApi):
     """``/api/v1/opportunity``: list/get with filters; writes go through the workflow."""
 
     resource_name = "opportunity"
+    class_permission_name = "Opportunity"
     openapi_spec_tag = "opportunity"
     datamodel = SQLAInterface(Opportunity)
     list_columns = _API_COLUMNS
