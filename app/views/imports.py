@@ -384,7 +384,9 @@ class ImportApi(BaseApi):
 
     resource_name = "import"
     class_permission_name = "Import"
-    method_permission_name = {"get": "list", "report": "list"}
+    # FAB's BaseApi takes an unmapped method's *name* as its permission: map them all
+    method_permission_name = {"customers": "upload", "contacts": "upload", "get": "list",
+                              "report": "list", "commit": "commit", "merge": "merge"}
     allow_browser_login = True
     openapi_spec_tag = "Import"
 

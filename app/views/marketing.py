@@ -25,7 +25,7 @@ from ..workflows import opportunities as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors
-from .common import VIEW_CRUD
+from .common import API_CRUD, VIEW_CRUD
 from .errors import error_response
 from .export import ExportMixin, chunked
 
@@ -508,6 +508,10 @@ class OpportunityApi(CrmModelRestApi):
 
     resource_name = "opportunity"
     class_permission_name = "Opportunity"
+    # FAB's BaseApi takes an unmapped method's *name* as its permission: map them all
+    method_permission_name = dict(API_CRUD, assign="assign", plan_item_add="develop",
+                                  plan_item_put="develop", plan_item_delete="develop",
+                                  succeed="develop", fail="develop")
     openapi_spec_tag = "opportunity"
     datamodel = SQLAInterface(Opportunity)
     list_columns = _API_COLUMNS
