@@ -322,6 +322,103 @@ def collect_rights():
     return rights
 
 
+def legacy_permissions(appbuilder):
+    """{new pair: {"html": {old pairs}, "api": {old pairs}}}: the permissions each
+    route had before its function got one shared permission (FAB's
+    ``previous_class_permission_name`` / ``previous_method_permission_name``)."""
+    from flask import current_app
+    from flask_appbuilder.api import BaseApi
+
+    from .views.common import route_permission
+
+    out = {}
+    for rule in current_app.url_map.iter_rules():
+        new = route_permission(appbuilder, rule.endpoint)
+        if new is None:
+            continue
+        blueprint, method = rule.endpoint.rsplit(".", 1)
+        view = next((v for v in appbuilder.baseviews
+                     if getattr(v, "blueprint", None) is not None and v.blueprint.name == blueprint),
+                    None)
+        old_view = view.previous_class_permission_name or view.class_permission_name
+        previous = view.previous_method_permission_name or {}
+        old_name = previous.get(method) or getattr(view, method)._permission_name
+        old = (old_name if old_name.startswith("can_") else "can_" + old_name, old_view)
+        if old != new:
+            kind = "api" if isinstance(view, BaseApi) else "html"
+            out.setdefault(new, {"html": set(), "api": set()})[kind].add(old)
+    return out
+
+
+def migrate_merged_permissions(appbuilder, session):
+    """Move an existing database onto one permission per function (``crm init``).
+
+    A role gets a function's new permission if it held the old permission of the
+    function's HTML page (what the security UI showed as that function; for a
+    function with no page, of its API). An admin who had taken 服务创建 away from a
+    role therefore keeps it away — now from the API too — and nobody loses a page.
+    The decision is recorded in crm_role_grant, so init never grants it again.
+    Then the old permissions, and the ``menu_access`` of menu items that now follow
+    their page's permission, are deleted (they would govern nothing). Returns
+    {role name: number of new permissions granted}. A second run finds nothing."""
+    from flask_appbuilder.security.sqla.models import Permission, ViewMenu
+
+    sm = appbuilder.sm
+    pvs = {(pv.permission.name, pv.view_menu.name): pv
+           for pv in session.query(sm.permissionview_model).all()
+           if pv.permission is not None and pv.view_menu is not None}
+    legacy = legacy_permissions(appbuilder)
+    live = {(perm, view.class_permission_name) for view in appbuilder.baseviews
+            for perm in (view.base_permissions or [])}
+    menus = sm.menu_rights()
+    dead = {pair for sources in legacy.values() for side in sources.values() for pair in side
+            if pair in pvs and pair not in live}
+    dead |= {pair for pair in pvs if pair[0] == "menu_access" and pair[1] in menus}
+    if not dead:
+        return {}
+    granted_before = set(session.execute(
+        select(RoleGrant.role_name, RoleGrant.permission_name, RoleGrant.view_menu_name)).all())
+    result = {}
+    for role in sm.get_all_roles():
+        if role.name == sm.auth_role_admin:     # FAB gives the admin every permission
+            continue
+        held = {(pv.permission.name, pv.view_menu.name) for pv in role.permissions
+                if pv.permission is not None and pv.view_menu is not None}
+        count = 0
+        for new, sources in legacy.items():
+            html = {p for p in sources["html"] if p in pvs}
+            api = {p for p in sources["api"] if p in pvs}
+            if not html and not api:
+                continue                         # nothing old in this database
+            if new in pvs and held & (html or api) and pvs[new] not in role.permissions:
+                role.permissions.append(pvs[new])
+                count += 1
+            key = (role.name, new[0], new[1])
+            if key not in granted_before:
+                session.add(RoleGrant(role_name=key[0], permission_name=key[1],
+                                      view_menu_name=key[2]))
+                granted_before.add(key)
+        result[role.name] = count
+    dead_pvs = [pvs[pair] for pair in dead]
+    for role in sm.get_all_roles():
+        role.permissions = [pv for pv in role.permissions if pv not in dead_pvs]
+    session.flush()
+    views = {pv.view_menu_id for pv in dead_pvs}
+    perms = {pv.permission_id for pv in dead_pvs}
+    for pv in dead_pvs:
+        session.delete(pv)
+    session.flush()
+    # view menus and permission names nothing refers to any more
+    for vid in views:
+        if not session.query(sm.permissionview_model).filter_by(view_menu_id=vid).count():
+            session.query(ViewMenu).filter_by(id=vid).delete()
+    for pid in perms:
+        if not session.query(sm.permissionview_model).filter_by(permission_id=pid).count():
+            session.query(Permission).filter_by(id=pid).delete()
+    session.commit()
+    return result
+
+
 def init_roles(appbuilder, session):
     """Create roles/permissions in the DB. Returns {role: number of pairs granted now}."""
     sm = appbuilder.sm
@@ -330,6 +427,7 @@ def init_roles(appbuilder, session):
     if sm.find_role(sm.auth_role_public) is None:
         sm.add_role(sm.auth_role_public)
     appbuilder.add_permissions(update_perms=True)
+    migrate_merged_permissions(appbuilder, session)
 
     granted_before = set(session.execute(
         select(RoleGrant.role_name, RoleGrant.permission_name, RoleGrant.view_menu_name)

@@ -386,11 +386,16 @@ def menu_item_permission(appbuilder, item):
 
 
 def function_routes(app):
-    """{(permission, view menu): [(endpoint, method), ...]} for every protected route."""
+    """{(permission, view menu): [(endpoint, method), ...]} for every protected route
+    (a route whose permission is not among its view's base_permissions is closed to
+    everyone and belongs to no function)."""
     out = {}
     for rule in app.url_map.iter_rules():
         target = route_permission(app.appbuilder, rule.endpoint)
         if target is None:
+            continue
+        view = _view_of_blueprint(app.appbuilder, rule.endpoint.rsplit(".", 1)[0])
+        if target[0] not in (view.base_permissions or []):
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             out.setdefault(target, []).append((rule.endpoint, method))
