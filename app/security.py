@@ -234,31 +234,32 @@ class CrmSecurityManager(SecurityManager):
         appbuilder._crm_menu_rights = (key, rights)
         return rights
 
+    def menu_visible(self, name):
+        """A governed menu item: shown iff the user has its page's permission; a
+        category iff one of its items is shown."""
+        target = self.menu_rights().get(name)
+        if isinstance(target, tuple):
+            return super().has_access(*target)
+        item = self.appbuilder.menu.find(name)
+        return any(self.menu_visible(child.name) if child.name in self.menu_rights()
+                   else super().has_access("menu_access", child.name)
+                   for child in (item.childs if item else []) if child.name != "-")
+
+    def has_access(self, permission_name, view_name):
+        """``menu_access`` of a governed item (FAB's navbar asks this) is the
+        permission of the page it opens; everything else as FAB."""
+        if permission_name == "menu_access" and view_name in self.menu_rights():
+            return self.menu_visible(view_name)
+        return super().has_access(permission_name, view_name)
+
     def get_user_menu_access(self, menu_names=None):
-        """A menu item is shown iff the user has the permission of the page it opens
-        (the function's permission); a category iff one of its items is shown. FAB's
-        separate ``menu_access`` only for items that open no protected page."""
+        """The same for FAB's menu data (``/api/v1/menu/``, ``Menu.get_data``):
+        FAB's separate ``menu_access`` only for items that open no protected page."""
         rights = self.menu_rights()
         names = list(dict.fromkeys(menu_names or []))
         plain = [n for n in names if n not in rights]
         allowed = set(super().get_user_menu_access(plain)) if plain else set()
-        for name in names:
-            target = rights.get(name)
-            if isinstance(target, tuple) and self.has_access(*target):
-                allowed.add(name)
-
-        def walk(items):
-            shown = False
-            for item in items:
-                if item.childs:
-                    if walk(item.childs):
-                        allowed.add(item.name)
-                    else:
-                        allowed.discard(item.name)
-                if item.name in allowed:
-                    shown = True
-            return shown
-        walk(self.appbuilder.menu.get_list())
+        allowed.update(n for n in names if n in rights and self.menu_visible(n))
         return allowed
 
     def add_permissions_menu(self, view_menu_name):
@@ -469,6 +470,11 @@ PERMISSION_LABELS = {
     "can_write": "写入", "resetmypassword": "重置自己的密码", "resetpasswords": "重置密码",
     "userinfoedit": "编辑个人信息", "copyrole": "复制角色", "can_chart": "图表",
     "unlock": "解锁账号", "lock": "设为不可编辑",
+    # the business functions' own permissions (one per function, app/views/common.py)
+    "can_assign": "指派", "can_develop": "制定和执行开发计划", "can_handle": "处理",
+    "can_feedback": "反馈", "can_measure": "暂缓措施", "can_confirm": "确认流失",
+    "can_upload": "上传导入文件", "can_commit": "提交导入", "can_merge": "合并客户",
+    "can_report": "查看报表", "can_send": "发送邮件",
 }
 _VIEW_LABELS = {}
 
@@ -476,7 +482,12 @@ _VIEW_LABELS = {}
 def _view_labels(appbuilder):
     if _VIEW_LABELS:
         return _VIEW_LABELS
+    from .views.common import FUNCTION_VIEW_LABELS
+
+    _VIEW_LABELS.update(FUNCTION_VIEW_LABELS)   # shared by a module's pages and API
     for view in appbuilder.baseviews:
+        if view.class_permission_name in FUNCTION_VIEW_LABELS:
+            continue
         if getattr(view, "resource_name", None):
             label = f"接口 {view.resource_name}"
         else:
