@@ -261,7 +261,8 @@ def _list_garbage(view):
     if order:
         cases.append(({f"_oc_{name}": order[0], f"_od_{name}": "sideways"}, "bad direction"))
     if cols:
-        cases.append(({f"_flt_9_{cols[0]}": "x"}, "unknown filter index"))
+        beyond = len(view._filters._all_filters.get(cols[0]) or [])   # one past the last
+        cases.append(({f"_flt_{beyond}_{cols[0]}": "x"}, "unknown filter index"))
         cases.append(({f"_flt_0_{cols[0]}": "x" * 5000}, "huge filter text"))
     cases += [({arg: value}, what) for arg, value, what in _bad_filter_values(view)]
     return cases

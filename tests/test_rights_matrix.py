@@ -728,3 +728,15 @@ def test_crm_init_moves_old_permissions_onto_the_merged_ones(tmp_path):
             db.session.remove()
     finally:
         dispose_app(legacy_app)
+
+
+def test_function_table_in_docs_matches_the_code(app):
+    """docs/security.md lists every business function with its one permission."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text(
+        encoding="utf-8")
+    documented = set(re.findall(r"^\| [^|]+ \| `(\w+)` · `(\w+)` \|", text, flags=re.M))
+    actual = set(business_functions(app))
+    assert documented == actual, (f"missing in docs/security.md: {sorted(actual - documented)}; "
+                                  f"stale: {sorted(documented - actual)}")

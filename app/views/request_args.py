@@ -317,6 +317,26 @@ def check_rest_args(view, method, args):
             check_value(view.datamodel, col, v, _("q.filters[%(i)d]（%(col)s）", i=i, col=col))
 
 
+# ---- any route: record ids and page numbers -----------------------------------------------------
+# Our own pages and APIs read ``?customer_id=``, ``?page=``, ``?orders_page=``… with
+# int() and a default; a number beyond the database's INTEGER went on to the query
+# (OFFSET / id overflow → 500). Like ids in the path (app/__init__.py), a number that
+# large names no record and no page: 400.
+_ID_OR_PAGE = re.compile(r"(?:.*_)?(?:id|ids|page|page_size|epage|dpage|survivor|merged)")
+
+
+def check_number_args(args):
+    for name in args:
+        if not _ID_OR_PAGE.fullmatch(name):
+            continue
+        for raw in args.getlist(name):
+            text = str(raw).strip().lstrip("+-")
+            if text.isdigit() and (len(text) > 10 or int(text) > INT32_MAX):
+                raise BadArgument(_("参数 %(name)s 的值“%(value)s”太大：编号和页码不超过 %(max)d，"
+                                    "请改正地址中的参数。", name=name, value=str(raw)[:30],
+                                    max=INT32_MAX))
+
+
 # ---- the hook ----------------------------------------------------------------------------------
 
 def validate_request_args():
@@ -327,9 +347,10 @@ def validate_request_args():
     from flask_appbuilder.baseviews import BaseModelView
 
     view, method = target_view()
-    if view is None:
-        return None
     try:
+        check_number_args(request.args)
+        if view is None:
+            return None
         if isinstance(view, ModelRestApi):
             if request.method == "GET":
                 check_rest_args(view, method, request.args)
