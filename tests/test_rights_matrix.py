@@ -740,3 +740,38 @@ def test_function_table_in_docs_matches_the_code(app):
     actual = set(business_functions(app))
     assert documented == actual, (f"missing in docs/security.md: {sorted(actual - documented)}; "
                                   f"stale: {sorted(documented - actual)}")
+
+
+def test_taking_service_creation_from_managers_closes_menu_page_and_api(app, dbs, user_id):
+    """The reported case: 客户经理 lost 服务创建 in the security UI, yet the menu item
+    stayed and POST /api/v1/service/ still created tickets."""
+    from .conftest import ApiClient, WebClient
+
+    with dbs() as s:
+        customer = f.customer(s, user_id("manager1"), name="服务创建权限测试客户")
+        s.commit()
+        cid = customer.id
+    body = {"service_type": "咨询", "summary": "权限测试", "customer_id": cid, "request": "x"}
+    web, api = WebClient(app, "manager1"), ApiClient(app, "manager1")
+
+    def tickets():
+        with dbs() as s:
+            return s.query(ServiceTicket).filter_by(customer_id=cid).count()
+
+    assert "服务创建" in web.get("/").text
+    _set_permission(app, "客户经理", ("can_add", "Service"), False)
+    try:
+        page = web.get("/").text
+        assert 'href="/service/create"' not in page and "服务创建" not in page
+        r = web.get("/service/create")
+        assert r.status_code == 403 or (r.status_code == 302 and "/service/create" not in r.headers["Location"])
+        r = api.post("/api/v1/service/", json=body)
+        assert r.status_code == 403 and "无权" in r.json["message"], r.text
+        assert tickets() == 0
+        assert web.get("/service/archive/").status_code == 200     # other functions stay
+    finally:
+        _set_permission(app, "客户经理", ("can_add", "Service"), True)
+    assert "服务创建" in web.get("/").text
+    r = api.post("/api/v1/service/", json=body)
+    assert r.status_code == 201, r.text
+    assert tickets() == 1
