@@ -11,7 +11,8 @@ answered in English, unknown operators and ``page_size:-1`` are silently ignored
 400 with a Chinese message saying which argument is wrong and what is allowed:
 
 * HTML: any route of a FAB ModelView (``BaseModelView``: our lists and the
-  security lists) — the Chinese error page;
+  security lists) — the Chinese error page; a page size beyond the list's limit
+  is capped to it (a full page), not refused;
 * REST: the GET routes of every ModelRestApi (``get_list``, ``get``, ``info``) —
   ``{"message": "…"}``.
 
@@ -89,7 +90,7 @@ def _column_kind(datamodel, col):
 
 def _check_int(text):
     text = str(text).strip()
-    if isinstance(text, str) and _INT.fullmatch(text) and abs(int(text)) <= INT32_MAX:
+    if _INT.fullmatch(text) and abs(int(text)) <= INT32_MAX:
         return int(text)
     raise ValueError
 
@@ -163,7 +164,11 @@ def _page_size_limit(view):
 
 
 def check_model_view_args(view, args):
+    """Raise BadArgument for a malformed argument; returns {name: value} of page
+    sizes beyond the list's limit, which are capped (asking for more rows than a
+    page holds is not an error: you get a full page)."""
     views = {type(v).__name__: v for v in _list_views(view)}
+    capped = {}
     for name in args:
         values = args.getlist(name)
         if name.startswith("page_"):
@@ -171,8 +176,10 @@ def check_model_view_args(view, args):
                 _bounded_int(name, raw, 0, MAX_PAGE, _("页码"))
         elif name.startswith("psize_"):
             target = views.get(name[len("psize_"):], view)
+            limit = _page_size_limit(target)
             for raw in values:
-                _bounded_int(name, raw, 1, _page_size_limit(target), _("每页条数"))
+                if _bounded_int(name, raw, 1, INT32_MAX, _("每页条数")) > limit:
+                    capped[name] = str(limit)
         elif name.startswith("_oc_"):
             target = views.get(name[len("_oc_"):])
             if target is None:
@@ -191,6 +198,7 @@ def check_model_view_args(view, args):
                                         "或 desc（降序）。", name=name, value=str(raw)[:50]))
         elif name.startswith("_flt_"):
             _check_filter_arg(view, list(views.values()), name, values)
+    return capped
 
 
 def _check_filter_arg(view, views, name, values):
@@ -339,6 +347,12 @@ def check_number_args(args):
 
 # ---- the hook ----------------------------------------------------------------------------------
 
+def _signed_in():
+    from flask_login import current_user
+
+    return bool(request.headers.get("Authorization")) or current_user.is_authenticated
+
+
 def validate_request_args():
     """before_request: 400 for malformed list arguments of FAB lists (HTML and REST)."""
     if not request.args:
@@ -349,13 +363,20 @@ def validate_request_args():
     view, method = target_view()
     try:
         check_number_args(request.args)
-        if view is None:
-            return None
+        if view is None or not _signed_in():
+            return None      # FAB refuses the anonymous caller; tell it nothing about lists
         if isinstance(view, ModelRestApi):
             if request.method == "GET":
                 check_rest_args(view, method, request.args)
         elif isinstance(view, BaseModelView):
-            check_model_view_args(view, request.args)
+            capped = check_model_view_args(view, request.args)
+            if capped:
+                from werkzeug.datastructures import ImmutableMultiDict
+
+                args = request.args.copy()
+                for name, value in capped.items():
+                    args.setlist(name, [value])
+                request.args = ImmutableMultiDict(args)   # the request's cached args
     except BadArgument as e:
         from .errors import error_response
 
