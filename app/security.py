@@ -338,6 +338,81 @@ class CrmSecurityManager(SecurityManager):
             .where(assoc_permissionview_role.c.role_id.in_(role_ids))).all()
         return frozenset((perm, view) for perm, view in rows)
 
+    # ---- one function, one permission -----------------------------------------------
+    # A business function is ONE (permission, view menu) pair, e.g. ("can_add", "Service")
+    # for 服务创建: the HTML views and the REST API of a module share the view-menu name
+    # (``class_permission_name``) and map their methods onto the function's permission
+    # (``method_permission_name``). The menu follows (``get_user_menu_access``).
+    def add_permissions_view(self, base_permissions, view_menu):
+        """FAB deletes every permission of ``view_menu`` that is not in *this* view's
+        base_permissions; views sharing a view menu would delete each other's. Write
+        the union of all views that share the name."""
+        union = set(base_permissions or [])
+        for view in self.appbuilder.baseviews:
+            if getattr(view, "class_permission_name", None) == view_menu:
+                union.update(view.base_permissions or [])
+        return super().add_permissions_view(sorted(union), view_menu)
+
+    def menu_rights(self):
+        """{menu item name: (permission, view menu) of the page it opens | "category"}.
+        Items whose page is not protected (or not ours) are absent: FAB's menu_access."""
+        from .views.common import menu_item_permission
+
+        appbuilder = self.appbuilder
+        key = (len(appbuilder.baseviews), len(appbuilder.menu.get_flat_name_list()))
+        cached = getattr(appbuilder, "_crm_menu_rights", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rights = {}
+
+        def walk(items):
+            for item in items:
+                if item.childs:
+                    rights[item.name] = "category"
+                    walk(item.childs)
+                elif item.name != "-":
+                    target = menu_item_permission(appbuilder, item)
+                    if target is not None:
+                        rights[item.name] = target
+        walk(appbuilder.menu.get_list())
+        appbuilder._crm_menu_rights = (key, rights)
+        return rights
+
+    def menu_visible(self, name):
+        """A governed menu item: shown iff the user has its page's permission; a
+        category iff one of its items is shown."""
+        target = self.menu_rights().get(name)
+        if isinstance(target, tuple):
+            return super().has_access(*target)
+        item = self.appbuilder.menu.find(name)
+        return any(self.menu_visible(child.name) if child.name in self.menu_rights()
+                   else super().has_access("menu_access", child.name)
+                   for child in (item.childs if item else []) if child.name != "-")
+
+    def has_access(self, permission_name, view_name):
+        """``menu_access`` of a governed item (FAB's navbar asks this) is the
+        permission of the page it opens; everything else as FAB."""
+        if permission_name == "menu_access" and view_name in self.menu_rights():
+            return self.menu_visible(view_name)
+        return super().has_access(permission_name, view_name)
+
+    def get_user_menu_access(self, menu_names=None):
+        """The same for FAB's menu data (``/api/v1/menu/``, ``Menu.get_data``):
+        FAB's separate ``menu_access`` only for items that open no protected page."""
+        rights = self.menu_rights()
+        names = list(dict.fromkeys(menu_names or []))
+        plain = [n for n in names if n not in rights]
+        allowed = set(super().get_user_menu_access(plain)) if plain else set()
+        allowed.update(n for n in names if n in rights and self.menu_visible(n))
+        return allowed
+
+    def add_permissions_menu(self, view_menu_name):
+        """No ``menu_access`` for items governed by their page's permission (nor for
+        categories): an admin would see a permission that changes nothing."""
+        if view_menu_name in self.menu_rights():
+            return None
+        return super().add_permissions_menu(view_menu_name)
+
     userdbmodelview = CrmUserDBModelView
     rolemodelview = CrmRoleModelView
     groupmodelview = CrmUserGroupModelView
@@ -498,6 +573,103 @@ def collect_rights():
     return rights
 
 
+def legacy_permissions(appbuilder):
+    """{new pair: {"html": {old pairs}, "api": {old pairs}}}: the permissions each
+    route had before its function got one shared permission (FAB's
+    ``previous_class_permission_name`` / ``previous_method_permission_name``)."""
+    from flask import current_app
+    from flask_appbuilder.api import BaseApi
+
+    from .views.common import route_permission
+
+    out = {}
+    for rule in current_app.url_map.iter_rules():
+        new = route_permission(appbuilder, rule.endpoint)
+        if new is None:
+            continue
+        blueprint, method = rule.endpoint.rsplit(".", 1)
+        view = next((v for v in appbuilder.baseviews
+                     if getattr(v, "blueprint", None) is not None and v.blueprint.name == blueprint),
+                    None)
+        old_view = view.previous_class_permission_name or view.class_permission_name
+        previous = view.previous_method_permission_name or {}
+        old_name = previous.get(method) or getattr(view, method)._permission_name
+        old = (old_name if old_name.startswith("can_") else "can_" + old_name, old_view)
+        if old != new:
+            kind = "api" if isinstance(view, BaseApi) else "html"
+            out.setdefault(new, {"html": set(), "api": set()})[kind].add(old)
+    return out
+
+
+def migrate_merged_permissions(appbuilder, session):
+    """Move an existing database onto one permission per function (``crm init``).
+
+    A role gets a function's new permission if it held the old permission of the
+    function's HTML page (what the security UI showed as that function; for a
+    function with no page, of its API). An admin who had taken 服务创建 away from a
+    role therefore keeps it away — now from the API too — and nobody loses a page.
+    The decision is recorded in crm_role_grant, so init never grants it again.
+    Then the old permissions, and the ``menu_access`` of menu items that now follow
+    their page's permission, are deleted (they would govern nothing). Returns
+    {role name: number of new permissions granted}. A second run finds nothing."""
+    from flask_appbuilder.security.sqla.models import Permission, ViewMenu
+
+    sm = appbuilder.sm
+    pvs = {(pv.permission.name, pv.view_menu.name): pv
+           for pv in session.query(sm.permissionview_model).all()
+           if pv.permission is not None and pv.view_menu is not None}
+    legacy = legacy_permissions(appbuilder)
+    live = {(perm, view.class_permission_name) for view in appbuilder.baseviews
+            for perm in (view.base_permissions or [])}
+    menus = sm.menu_rights()
+    dead = {pair for sources in legacy.values() for side in sources.values() for pair in side
+            if pair in pvs and pair not in live}
+    dead |= {pair for pair in pvs if pair[0] == "menu_access" and pair[1] in menus}
+    if not dead:
+        return {}
+    granted_before = set(session.execute(
+        select(RoleGrant.role_name, RoleGrant.permission_name, RoleGrant.view_menu_name)).all())
+    result = {}
+    for role in sm.get_all_roles():
+        if role.name == sm.auth_role_admin:     # FAB gives the admin every permission
+            continue
+        held = {(pv.permission.name, pv.view_menu.name) for pv in role.permissions
+                if pv.permission is not None and pv.view_menu is not None}
+        count = 0
+        for new, sources in legacy.items():
+            html = {p for p in sources["html"] if p in pvs}
+            api = {p for p in sources["api"] if p in pvs}
+            if not html and not api:
+                continue                         # nothing old in this database
+            if new in pvs and held & (html or api) and pvs[new] not in role.permissions:
+                role.permissions.append(pvs[new])
+                count += 1
+            key = (role.name, new[0], new[1])
+            if key not in granted_before:
+                session.add(RoleGrant(role_name=key[0], permission_name=key[1],
+                                      view_menu_name=key[2]))
+                granted_before.add(key)
+        result[role.name] = count
+    dead_pvs = [pvs[pair] for pair in dead]
+    for role in sm.get_all_roles():
+        role.permissions = [pv for pv in role.permissions if pv not in dead_pvs]
+    session.flush()
+    views = {pv.view_menu_id for pv in dead_pvs}
+    perms = {pv.permission_id for pv in dead_pvs}
+    for pv in dead_pvs:
+        session.delete(pv)
+    session.flush()
+    # view menus and permission names nothing refers to any more
+    for vid in views:
+        if not session.query(sm.permissionview_model).filter_by(view_menu_id=vid).count():
+            session.query(ViewMenu).filter_by(id=vid).delete()
+    for pid in perms:
+        if not session.query(sm.permissionview_model).filter_by(permission_id=pid).count():
+            session.query(Permission).filter_by(id=pid).delete()
+    session.commit()
+    return result
+
+
 def init_roles(appbuilder, session):
     """Create roles/permissions in the DB. Returns {role: number of pairs granted now}."""
     sm = appbuilder.sm
@@ -506,6 +678,7 @@ def init_roles(appbuilder, session):
     if sm.find_role(sm.auth_role_public) is None:
         sm.add_role(sm.auth_role_public)
     appbuilder.add_permissions(update_perms=True)
+    migrate_merged_permissions(appbuilder, session)
 
     granted_before = set(session.execute(
         select(RoleGrant.role_name, RoleGrant.permission_name, RoleGrant.view_menu_name)
@@ -563,6 +736,7 @@ ACTION_LABELS = {
     "can_report": "查看报表", "can_box": "查看邮箱", "can_compose": "写邮件",
     "can_retry": "重新发送", "can_upload": "上传", "can_commit": "确认导入",
     "can_merge": "合并客户", "can_jobs": "查看导入记录",
+    "can_send": "发送邮件", "can_plan": "制定计划", "can_reassign": "重新分配",
 }
 
 FUNCTION_LABELS = {
@@ -648,7 +822,10 @@ def permission_label(permission, view_menu, learnt=None, translate=str):
         return translate(pair)
     learnt = learnt or {}
     learnt_label, api_only = learnt.get(view_menu, (None, view_menu.endswith("Api")))
-    function = FUNCTION_LABELS.get(view_menu) or learnt_label
+    from .views.common import FUNCTION_VIEW_LABELS
+
+    function = (FUNCTION_LABELS.get(view_menu) or FUNCTION_VIEW_LABELS.get(view_menu)
+                or learnt_label)
     function = translate(function) if function else _readable(view_menu)
     action = ACTION_LABELS.get(permission)
     action = translate(action) if action else _readable(permission)

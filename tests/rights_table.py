@@ -293,8 +293,8 @@ TABLE = {
     ("SecurityApi.login", "POST"): EVERYONE,
     ("SecurityApi.refresh", "POST"): STAFF,
 
-    ("ServiceApi.assign", "POST"): WRITERS,
-    ("ServiceApi.reassign", "POST"): WRITERS,   # the workflow: 销售主管/admin only (403)
+    ("ServiceApi.assign", "POST"): SUPERVISORS,   # 服务分配 = can_assign on Service, as the page
+    ("ServiceApi.reassign", "POST"): SUPERVISORS,  # part of 服务分配 (can_assign on Service)
     ("ServiceApi.feedback", "POST"): WRITERS,
     ("ServiceApi.get", "GET"): STAFF,
     ("ServiceApi.get_list", "GET"): STAFF,

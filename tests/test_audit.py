@@ -76,14 +76,14 @@ def test_user_and_role_changes_never_record_the_password(app, web, dbs, uniq):
                            password="Audit-pass-1")
         role_id, uid = role.id, user.id
         # a role gains a permission; the user gets another role and a new password
-        role.permissions.append(sm.find_permission_view_menu("can_list", "DictItemView"))
+        role.permissions.append(sm.find_permission_view_menu("can_list", "DictItem"))
         user.roles.append(role)
         user.password = "pbkdf2:sha256:fake-new-hash"
         db.session.commit()
         db.session.remove()
     with dbs() as s:
         role_ev = _events(s, "ab_role", role_id, "update")[-1]
-        assert json.loads(role_ev.note)["permissions"] == [[], ["can_list on DictItemView"]]
+        assert json.loads(role_ev.note)["permissions"] == [[], ["can_list on DictItem"]]
         user_evs = _events(s, "ab_user", uid)
         for ev in user_evs:
             assert "pbkdf2" not in ev.note and "Audit-pass-1" not in ev.note

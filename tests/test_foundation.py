@@ -23,9 +23,9 @@ def test_init_is_idempotent_and_keeps_admin_edits(app):
         assert {ADMIN, EXECUTIVE, SUPERVISOR, MANAGER} <= roles
         manager = sm.find_role(MANAGER)
         before = {(p.permission.name, p.view_menu.name) for p in manager.permissions}
-        assert ("can_list", "DictItemView") in before
+        assert ("can_list", "DictItem") in before
         # an admin removes a right in the security UI ...
-        pv = sm.find_permission_view_menu("can_list", "DictItemView")
+        pv = sm.find_permission_view_menu("can_list", "DictItem")
         manager.permissions.remove(pv)
         db.session.commit()
         items = db.session.scalar(select(func.count()).select_from(DictItem))
@@ -37,9 +37,9 @@ def test_init_is_idempotent_and_keeps_admin_edits(app):
         assert db.session.scalar(select(func.count()).select_from(RoleGrant)) == grants
         manager = sm.find_role(MANAGER)
         after = {(p.permission.name, p.view_menu.name) for p in manager.permissions}
-        assert after == before - {("can_list", "DictItemView")}
+        assert after == before - {("can_list", "DictItem")}
         # restore for other tests
-        manager.permissions.append(sm.find_permission_view_menu("can_list", "DictItemView"))
+        manager.permissions.append(sm.find_permission_view_menu("can_list", "DictItem"))
         db.session.commit()
         db.session.remove()
 

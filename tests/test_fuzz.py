@@ -209,3 +209,231 @@ def test_api_titles_are_chinese(app, api):
     pk = c.get("/api/v1/dict_item/?q=(page_size:1)").json["ids"][0]
     assert c.get(f"/api/v1/dict_item/{pk}").json["show_title"] == "数据字典条目详情"
     assert c.get("/api/v1/customer/?q=(page_size:1)").json["list_title"] == "客户列表"
+
+
+# ---- no input gives a 5xx: FAB's list arguments and every query argument --------------
+# (app/views/request_args.py answers malformed FAB list arguments with 400 + Chinese)
+
+def _model_views(app):
+    from flask_appbuilder.baseviews import BaseModelView
+
+    out = []
+    for view in app.appbuilder.baseviews:
+        if isinstance(view, BaseModelView) and f"{view.blueprint.name}.list" in app.view_functions:
+            out.append(view)
+    assert len(out) >= 12, [type(v).__name__ for v in out]
+    return out
+
+
+def _bad_filter_values(view):
+    """(arg, value, what) for each search column whose type a value can violate."""
+    from app.views.request_args import _column_kind
+
+    out = []
+    search = view._filters.get_search_filters()
+    all_filters = view._filters._all_filters
+    for col in search:
+        kind = _column_kind(view.datamodel, col)
+        bad = {"int": "abc", "relation": "abc", "float": "x1", "date": "notadate",
+               "datetime": "31/31/2026 99:99"}.get(kind)
+        if bad is not None and all_filters.get(col):
+            out.append((f"_flt_0_{col}", bad, f"{kind} column {col}"))
+    return out
+
+
+def _list_garbage(view):
+    name = type(view).__name__
+    cols = list(view._filters.get_search_filters())
+    order = list(view.order_columns or [])
+    cases = [
+        ({f"page_{name}": "abc"}, "page not a number"),
+        ({f"page_{name}": "-1"}, "negative page"),
+        ({f"page_{name}": "9" * 30}, "huge page"),
+        ({f"psize_{name}": "abc"}, "page size not a number"),
+        ({f"psize_{name}": "0"}, "page size 0"),
+        ({f"psize_{name}": "-1"}, "page size -1"),
+        ({f"psize_{name}": "9" * 30}, "page size beyond any number"),
+        ({f"_oc_{name}": "nosuchcol", f"_od_{name}": "asc"}, "unknown sort column"),
+        ({f"_oc_NoSuchView": "id", "_od_NoSuchView": "asc"}, "sort of an unknown list"),
+        ({"_flt_0_nosuchcol": "1"}, "unknown filter column"),
+        ({"_flt_x_": "1"}, "malformed filter"),
+    ]
+    if order:
+        cases.append(({f"_oc_{name}": order[0], f"_od_{name}": "sideways"}, "bad direction"))
+    if cols:
+        beyond = len(view._filters._all_filters.get(cols[0]) or [])   # one past the last
+        cases.append(({f"_flt_{beyond}_{cols[0]}": "x"}, "unknown filter index"))
+        cases.append(({f"_flt_0_{cols[0]}": "x" * 5000}, "huge filter text"))
+    cases += [({arg: value}, what) for arg, value, what in _bad_filter_values(view)]
+    return cases
+
+
+def test_html_list_arguments_malformed_are_400_in_chinese(app, capsys):
+    from .conftest import WebClient
+
+    fuzz_app = app     # GET only (400 before any query): the shared app, on every backend
+
+    c = WebClient(fuzz_app, "admin")
+    failures, n = [], 0
+    for view in _model_views(fuzz_app):
+        with fuzz_app.test_request_context():
+            from flask import url_for
+            url = url_for(f"{view.blueprint.name}.list")
+        name = type(view).__name__
+        good = {f"page_{name}": "0", f"psize_{name}": "25"}
+        if view.order_columns:
+            good.update({f"_oc_{name}": view.order_columns[0], f"_od_{name}": "desc"})
+        r = c.get(url, query_string=good)
+        if r.status_code != 200:
+            failures.append(f"{url} with well-formed arguments {good}: {r.status_code}")
+        r = c.get(url, query_string={f"psize_{name}": "100000"})    # capped, a full page
+        if r.status_code != 200:
+            failures.append(f"{url} with a page size beyond the limit: {r.status_code}")
+        for args, what in _list_garbage(view):
+            n += 1
+            r = c.get(url, query_string=args)
+            if r.status_code != 400 or not CJK.search(r.text) or "Traceback" in r.text:
+                failures.append(f"{url}?{args} ({what}): {r.status_code}")
+    with capsys.disabled():
+        print(f"\n[fuzz/html lists] {len(_model_views(fuzz_app))} list views, {n} malformed "
+              f"argument sets, {len(failures)} failures")
+    assert not failures, "\n".join(failures)
+
+
+REST_Q_GARBAGE = [
+    ("(", "truncated rison"), ("(page:abc)", "page not a number"),
+    ("(page:-1)", "negative page"), ("(page:99999999999999999999)", "huge page"),
+    ("(page_size:-1)", "page size -1"), ("(page_size:0)", "page size 0"),
+    ("(page_size:1000000)", "huge page size"),
+    ("(filters:!((col:nosuch,opr:eq,value:1)))", "unknown filter column"),
+    ("(order_column:nosuch,order_direction:asc)", "unknown sort column"),
+    ("(order_column:id,order_direction:sideways)", "bad direction"),
+    ("(filters:!((col:x)))", "filter without opr/value"),
+    ("!(1,2)", "not an object"), ("(keys:!(nosuch))", "unknown key"),
+]
+
+
+def test_rest_list_q_malformed_is_400_in_chinese(app, capsys):
+    from flask_appbuilder.api import ModelRestApi
+
+    fuzz_app = app     # GET only: the shared app, on every backend
+
+    c = fuzz_app.test_client()
+    headers = _token(fuzz_app, "admin")
+    failures, n = [], 0
+    apis = [v for v in fuzz_app.appbuilder.baseviews if isinstance(v, ModelRestApi)
+            and f"{v.blueprint.name}.get_list" in fuzz_app.view_functions]
+    assert len(apis) >= 11
+    for view in apis:
+        base = view.route_base + "/"
+        cases = list(REST_Q_GARBAGE)
+        search = view._filters.get_search_filters()
+        for col, filters in search.items():
+            cases.append((f"(filters:!((col:{col},opr:nosuchopr,value:1)))", f"bad opr on {col}"))
+            for value, kinds in (("abc", ("int", "relation")), ("notadate", ("date", "datetime")),
+                                 ("99999999999999999999", ("int", "relation"))):
+                from app.views.request_args import _column_kind
+                if _column_kind(view.datamodel, col) in kinds:
+                    cases.append((f"(filters:!((col:{col},opr:{filters[0].arg_name},value:'{value}')))",
+                                  f"{value} for {col}"))
+        for q, what in cases:
+            n += 1
+            r = c.get(base, query_string={"q": q}, headers=headers)
+            message = (r.get_json(silent=True) or {}).get("message", "")
+            if r.status_code != 400 or not CJK.search(str(message)):
+                failures.append(f"GET {base}?q={q} ({what}): {r.status_code} {r.text[:120]}")
+        r = c.get(base, query_string={"q": "(page:0,page_size:5,order_column:%s,order_direction:asc)"
+                                      % (view.order_columns or ["id"])[0]}, headers=headers)
+        if r.status_code != 200:
+            failures.append(f"GET {base} with a well-formed q: {r.status_code} {r.text[:120]}")
+    for url, qs in (("/api/v1/dict_item/1", ("(", "(columns:abc)", "(keys:!(nosuch))")),
+                    ("/api/v1/dict_item/_info", ("(", "(add_columns:(type:(page:abc)))",
+                                                 "(add_columns:(type:(page_size:-1)))",
+                                                 "(keys:abc)"))):
+        for q in qs:
+            n += 1
+            r = c.get(url, query_string={"q": q}, headers=headers)
+            if r.status_code != 400:
+                failures.append(f"GET {url}?q={q}: {r.status_code}")
+    with capsys.disabled():
+        print(f"\n[fuzz/rest q] {len(apis)} resources, {n} malformed q, {len(failures)} failures")
+    assert not failures, "\n".join(failures)
+
+
+def _known_arg_names():
+    """Every query-argument name the application reads (request.args / args.get /
+    _int_arg / report FILTERS) — found in the source, so a new one is fuzzed too."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "app"
+    names = set()
+    patterns = (r"args\.get(?:list)?\(\s*\"(\w+)\"", r"_int_arg\((?:request\.args,\s*)?\"(\w+)\"",
+                r"args\[\"(\w+)\"\]")
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for pattern in patterns:
+            names.update(re.findall(pattern, text))
+        for tuple_text in re.findall(r"FILTERS = \(([^)]*)\)", text):
+            names.update(re.findall(r"\"(\w+)\"", tuple_text))
+    return sorted(names)
+
+
+GARBAGE = ["abc", "-1", "9" * 30, "", "2026-13-45", "'\"<>", "x" * 3000]
+
+
+def test_every_query_argument_of_every_get_route_is_not_a_server_error(app, capsys):
+    """Walk app.url_map: every GET route gets garbage in every known argument (one at
+    a time and all at once) and FAB's list arguments; no answer may be a 5xx. GET
+    changes nothing (tests/test_csrf.py), so the shared app, on every backend."""
+    from .test_rights_matrix import build_url, make_fixtures, routes
+
+    fuzz_app = app
+
+    fixtures = make_fixtures(fuzz_app)
+    names = _known_arg_names()
+    assert len(names) >= 20, names
+    from .conftest import WebClient
+
+    web = WebClient(fuzz_app, "admin").client
+    api = fuzz_app.test_client()
+    headers = _token(fuzz_app, "admin")
+    fab = ["page_X", "psize_X", "_oc_X", "_od_X", "_flt_0_x", "_flt_9_id", "q"]
+    failures, n, seen = [], 0, 0
+    for endpoint, rule, method in routes(fuzz_app):
+        if method != "GET" or endpoint in ("AuthDBView.logout",):
+            continue
+        seen += 1
+        url = build_url(fuzz_app, endpoint, rule, method, fixtures,
+                        action="no_such_action" if endpoint.endswith(".action") else None)
+        view = endpoint.split(".")[0]
+        sets = [{name: value for name in names + [f.replace("X", view) for f in fab]}
+                for value in GARBAGE[:4]]
+        sets += [{name: GARBAGE[i % len(GARBAGE)]} for i, name in enumerate(names)]
+        sets += [{f.replace("X", view): value} for f in fab for value in GARBAGE[:3]]
+        for args in sets:
+            n += 1
+            try:
+                if url.startswith("/api/"):
+                    r = api.get(url, query_string=args, headers=headers)
+                else:
+                    r = web.get(url, query_string=args)
+            except Exception as e:   # TESTING propagates: in production a 500
+                failures.append(f"GET {url} {sorted(args)[:3]}: 500 {type(e).__name__}: {e}"[:300])
+                continue
+            if r.status_code >= 500:
+                failures.append(f"GET {url} {sorted(args)[:3]}…={list(args.values())[0][:20]!r}: "
+                                f"{r.status_code}")
+    with capsys.disabled():
+        print(f"\n[fuzz/query args] {seen} GET routes × {len(names)} argument names "
+              f"+ FAB list arguments: {n} requests, {len(failures)} 5xx")
+    assert not failures, "\n".join(failures[:60])
+
+
+def test_anonymous_caller_is_sent_to_login_not_told_about_the_list(app):
+    c = app.test_client()
+    r = c.get("/dictitem/list/?page_DictItemView=abc&_oc_DictItemView=nosuch")
+    assert r.status_code == 302 and "/login/" in r.headers["Location"]
+    r = c.get("/api/v1/dict_item/?q=(order_column:nosuch)")
+    assert r.status_code == 401
+    r = c.get("/customer/mine?customer_id=" + "9" * 30)     # a number no record has: 400 for all
+    assert r.status_code == 400

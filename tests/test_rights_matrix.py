@@ -351,7 +351,7 @@ def test_copy_role_from_the_show_page_and_twice_from_the_list(app, web, dbs, uni
     with app.app_context():
         name = uniq("复制源")
         role = sm.add_role(name)
-        role.permissions.append(sm.find_permission_view_menu("can_list", "DictItemView"))
+        role.permissions.append(sm.find_permission_view_menu("can_list", "DictItem"))
         db_session = sm.session
         db_session.commit()
         rid = role.id
@@ -364,7 +364,7 @@ def test_copy_role_from_the_show_page_and_twice_from_the_list(app, web, dbs, uni
     with dbs() as s:
         copies = {r.name: sorted(str(p.permission) + "/" + str(p.view_menu) for p in r.permissions)
                   for r in s.query(Role).filter(Role.name.like(f"{name}%"))}
-    assert copies == {n: ["can_list/DictItemView"]
+    assert copies == {n: ["can_list/DictItem"]
                       for n in (name, f"{name} 副本", f"{name} 副本2")}
 
 
@@ -537,3 +537,244 @@ def test_other_managers_rows_are_refused_and_unchanged(app, dbs, rows_of_manager
     with dbs() as s:
         assert _snapshot(s, model, ids[key]) == before, f"{label}: row changed"
         assert {m: s.query(m).count() for m in counts} == counts, f"{label}: rows added/removed"
+
+
+# ---------------------------------------------------------------------------------
+# One function, one permission: taking a function's permission away from a role
+# closes its menu item, its HTML routes and its API endpoints alike.
+# ---------------------------------------------------------------------------------
+
+
+def business_functions(app):
+    """{(permission, view menu): [(endpoint, method)]} of the business functions
+    (the view menus of app/views/common.py FUNCTION_VIEW_LABELS)."""
+    from app.views.common import FUNCTION_VIEW_LABELS, function_routes
+
+    return {pair: routes for pair, routes in function_routes(app).items()
+            if pair[1] in FUNCTION_VIEW_LABELS}
+
+
+def _menu_names(app, username):
+    from flask_login import login_user
+
+    with app.test_request_context("/"):
+        sm = app.appbuilder.sm
+        user = sm.find_user(username=username)
+        login_user(user)
+        from flask import g
+        g.user = user
+
+        def walk(items):
+            for item in items:
+                if isinstance(item, dict):
+                    yield item["name"]
+                    yield from walk(item.get("childs") or [])
+        data = set(walk(app.appbuilder.menu.get_data()))       # /api/v1/menu/
+        navbar = {n for n in app.appbuilder.menu.get_flat_name_list()   # the page's navbar
+                  if sm.has_access("menu_access", n)}                   # (is_menu_visible)
+        sm.session.remove()
+    return data, navbar
+
+
+def _row_counts(app):
+    from sqlalchemy import func, select as sa_select
+
+    from app.extensions import db
+
+    with app.app_context():
+        out = {}
+        for table in db.metadata.sorted_tables:
+            if table.name.startswith("ab_"):      # logins touch ab_user
+                continue
+            try:
+                out[table.name] = db.session.execute(
+                    sa_select(func.count()).select_from(table)).scalar()
+            except Exception:   # a table of the other bind
+                db.session.rollback()
+        db.session.remove()
+    return out
+
+
+def _set_permission(app, role_name, pair, present):
+    from app.extensions import db
+
+    with app.app_context():
+        sm = app.appbuilder.sm
+        role = sm.find_role(role_name)
+        pv = sm.find_permission_view_menu(*pair)
+        if present and pv not in role.permissions:
+            role.permissions.append(pv)
+        elif not present and pv in role.permissions:
+            role.permissions.remove(pv)
+        db.session.commit()
+        db.session.remove()
+
+
+def test_removing_a_functions_permission_closes_menu_page_and_api(app, matrix_fixtures, backend,
+                                                                  capsys, monkeypatch):
+    from .rights_table import ADMIN_, EXEC, MGR, SUP
+
+    role_names = {MGR: "客户经理", SUP: "销售主管", EXEC: "高管", ADMIN_: "系统管理员"}
+    rules = {(r.endpoint, m): r for r in app.url_map.iter_rules() for m in r.methods}
+    functions = business_functions(app)
+    assert len(functions) >= 30, sorted(functions)
+    with app.app_context():
+        held = {name: {(pv.permission.name, pv.view_menu.name)
+                       for pv in app.appbuilder.sm.find_role(name).permissions}
+                for name in role_names.values()}
+    flash = denied_messages(app)
+    menu_rights = None
+    with app.app_context():
+        menu_rights = app.appbuilder.sm.menu_rights()
+    callers = {w: Caller(app, ROLE_USERS[w], flash) for w in role_names}
+    import flask.templating
+    monkeypatch.setattr(flask.templating, "_render", lambda _app, _tpl, _ctx: "")
+    wrong, checks = [], 0
+    for pair, routes in sorted(functions.items()):
+        who = next((w for w in (MGR, SUP, EXEC, ADMIN_) if pair in held[role_names[w]]), None)
+        assert who is not None, f"{pair}: no role has this function"
+        username = ROLE_USERS[who]
+        items = sorted(n for n, target in menu_rights.items() if target == pair)
+        data, navbar = _menu_names(app, username)
+        for item in items:
+            if item not in data or item not in navbar:
+                wrong.append(f"{pair} {who}: menu item {item} missing while the role has it")
+        _set_permission(app, role_names[who], pair, False)
+        try:
+            caller = callers[who]
+            data, navbar = _menu_names(app, username)
+            for item in items:
+                checks += 1
+                if item in data or item in navbar:
+                    wrong.append(f"{pair} removed from {who}: menu item {item} still shown")
+            counts = _row_counts(app)
+            for endpoint, method in routes:
+                rule = rules[(endpoint, method)]
+                url = build_url(app, endpoint, rule, method, matrix_fixtures)
+                cls, status = caller.outcome(method, url)
+                checks += 1
+                if cls != "denied":
+                    wrong.append(f"{pair} removed from {who}: {method} {url} ({endpoint}) "
+                                 f"answered {status}")
+            if _row_counts(app) != counts:
+                wrong.append(f"{pair} removed from {who}: rows were written")
+        finally:
+            _set_permission(app, role_names[who], pair, True)
+    with capsys.disabled():
+        print(f"\n[one permission per function/{backend}] {len(functions)} functions, "
+              f"{checks} menu/page/API checks")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_crm_init_moves_old_permissions_onto_the_merged_ones(tmp_path):
+    """An existing database (permissions per view, menu_access per menu item): init
+    grants each function's permission to the roles that held its page's old one,
+    keeps away what an admin had taken away (page and now API too), deletes the old
+    permissions, and a second run changes nothing."""
+    from app.cli import run_init
+    from app.extensions import db
+    from app.models import RoleGrant
+
+    from .conftest import build_app, dispose_app
+
+    legacy_app = build_app(tmp_path, "sqlite")
+    try:
+        with legacy_app.app_context():
+            sm = legacy_app.appbuilder.sm
+            old = {pair: sm.add_permission_view_menu(*pair) for pair in (
+                ("can_create", "ServiceCreateView"), ("can_customers", "ServiceCreateView"),
+                ("can_post", "ServiceApi"), ("can_list", "ServiceArchiveView"),
+                ("can_show", "ServiceArchiveView"), ("can_get", "ServiceApi"),
+                ("can_assign", "ServiceApi"), ("can_assign", "ServiceAssignView"),
+                ("can_list", "ServiceAssignView"), ("menu_access", "ServiceCreate"),
+                ("menu_access", "Service"))}
+            new_add = sm.find_permission_view_menu("can_add", "Service")
+            new_list = sm.find_permission_view_menu("can_list", "Service")
+            new_assign = sm.find_permission_view_menu("can_assign", "Service")
+            # 客户经理 as an old init left it: page, API and menu of 服务创建 and 服务归档;
+            # can_assign on the API only (the page was the supervisor's)
+            mgr = sm.find_role("客户经理")
+            for pv in (new_add, new_list):
+                mgr.permissions.remove(pv)
+            mgr.permissions += [old[p] for p in old if p != ("menu_access", "Service")
+                                and p[1] != "ServiceAssignView"]
+            # 高管: an admin took 服务归档 away (the page); the API read was left
+            exe = sm.find_role("高管")
+            exe.permissions.remove(new_list)
+            exe.permissions.append(old[("can_get", "ServiceApi")])
+            # an admin's own role with only the 服务创建 page
+            own = sm.add_role("服务专员")
+            own.permissions.append(old[("can_create", "ServiceCreateView")])
+            db.session.query(RoleGrant).filter(
+                RoleGrant.view_menu_name == "Service").delete()
+            db.session.commit()
+
+            run_init(echo=lambda *a, **k: None)
+
+            def pairs(name):
+                return {(pv.permission.name, pv.view_menu.name)
+                        for pv in sm.find_role(name).permissions}
+            assert {("can_add", "Service"), ("can_list", "Service")} <= pairs("客户经理")
+            assert ("can_assign", "Service") not in pairs("客户经理")
+            assert ("can_list", "Service") not in pairs("高管")
+            assert ("can_add", "Service") in pairs("服务专员")
+            assert ("can_list", "Service") not in pairs("服务专员")
+            for pair in old:
+                assert sm.find_permission_view_menu(*pair) is None, pair
+            assert sm.find_view_menu("ServiceCreateView") is None
+            assert sm.find_view_menu("ServiceCreate") is None
+            before = {r.name: pairs(r.name) for r in sm.get_all_roles()}
+            db.session.remove()
+
+            run_init(echo=lambda *a, **k: None)           # idempotent
+            assert {r.name: pairs(r.name) for r in sm.get_all_roles()} == before
+            db.session.remove()
+    finally:
+        dispose_app(legacy_app)
+
+
+def test_function_table_in_docs_matches_the_code(app):
+    """docs/security.md lists every business function with its one permission."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text(
+        encoding="utf-8")
+    documented = set(re.findall(r"^\| [^|]+ \| `(\w+)` · `(\w+)` \|", text, flags=re.M))
+    actual = set(business_functions(app))
+    assert documented == actual, (f"missing in docs/security.md: {sorted(actual - documented)}; "
+                                  f"stale: {sorted(documented - actual)}")
+
+
+def test_taking_service_creation_from_managers_closes_menu_page_and_api(app, dbs, user_id):
+    """The reported case: 客户经理 lost 服务创建 in the security UI, yet the menu item
+    stayed and POST /api/v1/service/ still created tickets."""
+    from .conftest import ApiClient, WebClient
+
+    with dbs() as s:
+        customer = f.customer(s, user_id("manager1"), name="服务创建权限测试客户")
+        s.commit()
+        cid = customer.id
+    body = {"service_type": "咨询", "summary": "权限测试", "customer_id": cid, "request": "x"}
+    web, api = WebClient(app, "manager1"), ApiClient(app, "manager1")
+
+    def tickets():
+        with dbs() as s:
+            return s.query(ServiceTicket).filter_by(customer_id=cid).count()
+
+    assert "服务创建" in web.get("/").text
+    _set_permission(app, "客户经理", ("can_add", "Service"), False)
+    try:
+        page = web.get("/").text
+        assert 'href="/service/create"' not in page and "服务创建" not in page
+        r = web.get("/service/create")
+        assert r.status_code == 403 or (r.status_code == 302 and "/service/create" not in r.headers["Location"])
+        r = api.post("/api/v1/service/", json=body)
+        assert r.status_code == 403 and "无权" in r.json["message"], r.text
+        assert tickets() == 0
+        assert web.get("/service/archive/").status_code == 200     # other functions stay
+    finally:
+        _set_permission(app, "客户经理", ("can_add", "Service"), True)
+    assert "服务创建" in web.get("/").text
+    r = api.post("/api/v1/service/", json=body)
+    assert r.status_code == 201, r.text
+    assert tickets() == 1

@@ -249,7 +249,7 @@ def test_permissions_read_once_per_request_and_changes_apply_next_request(app, w
     with app.app_context():
         sm = app.appbuilder.sm
         role = sm.find_role("客户经理")
-        pv = sm.find_permission_view_menu("can_list", "ChurnView")
+        pv = sm.find_permission_view_menu("can_list", "Churn")
         sm.del_permission_role(role, pv)
     try:
         r = c.get("/churn/list/")
@@ -258,5 +258,5 @@ def test_permissions_read_once_per_request_and_changes_apply_next_request(app, w
         with app.app_context():
             sm = app.appbuilder.sm
             sm.add_permission_role(sm.find_role("客户经理"),
-                                   sm.find_permission_view_menu("can_list", "ChurnView"))
+                                   sm.find_permission_view_menu("can_list", "Churn"))
     assert c.get("/churn/list/").status_code == 200

@@ -240,7 +240,8 @@ def test_manager_cannot_assign(api, web, ticket, dbs, user_id):
     before = snapshot(dbs, tid)
     r = api("manager1").post(f"/api/v1/service/{tid}/assign",
                              json={"assignee_id": user_id("manager1")})
-    assert r.status_code == 403 and "销售主管" in r.json["message"]
+    # refused by the permission of 服务分配 (can_assign · Service), as the page is
+    assert r.status_code == 403 and "can_assign · Service" in r.json["message"], r.text
     # the HTML screen is not theirs at all
     m = web("manager1")
     assert m.get("/service/assign/").status_code == 403

@@ -18,14 +18,12 @@ from ..workflows import audit as wf
 from ..workflows import customers as customers_wf
 from ..workflows.actors import role_label
 from ..workflows.actors import EXECUTIVE
-from .common import CrmModelRestApi
+from .common import VIEW_CRUD, CrmModelRestApi
 from .dictionary import LABELS as DICT_LABELS
 
 ORDER = 95
-RIGHTS = {
-    EXECUTIVE: [("AuditView|AuditApi|AuditLog|BaseData",
-                 "can_list|can_show|can_get|can_info|menu_access")],
-}
+# One permission on "Audit" (pages, API, menu): can_list 操作记录 (read-only).
+RIGHTS = {EXECUTIVE: [("Audit", "can_list")]}
 
 ENTITY_LABELS = {
     "opportunity": _l("销售机会"), "customer": _l("客户"), "churn": _l("客户流失"),
@@ -92,8 +90,10 @@ def _choices(labels):
 class AuditView(ModelView):
     datamodel = SQLAInterface(WorkflowEvent)
     route_base = "/audit"
+    class_permission_name = "Audit"
+    method_permission_name = VIEW_CRUD
     include_route_methods = {"list", "show"}     # read-only: no add/edit/delete/action
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list"]
     list_title = _l("操作记录")
     show_title = _l("操作记录详情")
     label_columns = LABELS
@@ -124,6 +124,7 @@ class AuditApi(CrmModelRestApi):
     created_on via FAB's ``q``), ``GET /api/v1/audit/<id>``. Read-only."""
 
     resource_name = "audit"
+    class_permission_name = "Audit"
     datamodel = SQLAInterface(WorkflowEvent)
     include_route_methods = {"get", "get_list", "info"}
     list_columns = ["id", "created_on", "created_by_fk", "entity", "entity_id", "action",

@@ -22,16 +22,17 @@ from ..workflows import churn as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
 from .common import CrmModelRestApi, api_errors, current_actor, html_errors
+from .common import API_CRUD
 from .export import chunked, export_response
 from .sections import customer_section
 
 ORDER = 40
-_VIEWS = "ChurnView|ChurnApi|Churn|Customers"
-READ = "can_list|can_show|can_get|can_info|menu_access"
+# One permission per function on "Churn" (pages, API, menu): can_list 查看预警,
+# can_measure 暂缓流失措施, can_confirm 确认流失.
 RIGHTS = {
-    EXECUTIVE: [(_VIEWS, READ)],
-    SUPERVISOR: [(_VIEWS, READ + "|can_measure|can_confirm|can_measures")],
-    MANAGER: [(_VIEWS, READ + "|can_measure|can_confirm|can_measures")],
+    EXECUTIVE: [("Churn", "can_list")],
+    SUPERVISOR: [("Churn", "can_list|can_measure|can_confirm")],
+    MANAGER: [("Churn", "can_list|can_measure|can_confirm")],
 }
 
 STATUS_FILTERS = {
@@ -63,6 +64,8 @@ def _view_context(warnings):
 
 class ChurnView(BaseView):
     route_base = "/churn"
+    class_permission_name = "Churn"
+    method_permission_name = {"show": "list"}
     default_view = "list"
 
     @expose("/list/")
@@ -172,6 +175,8 @@ class VisibleChurnFilter(BaseFilter):
 
 class ChurnApi(CrmModelRestApi):
     resource_name = "churn"
+    class_permission_name = "Churn"
+    method_permission_name = dict(API_CRUD, measures="measure")
     datamodel = SQLAInterface(ChurnWarning)
     include_route_methods = {"get", "get_list", "info", "measures", "confirm"}
     list_columns = ["id", "customer_id", "manager_id", "last_order_date", "warned_on", "reason",

@@ -225,12 +225,23 @@ def _translated(text):
     return _(text) if isinstance(text, str) else str(text)
 
 
+# FAB's CRUD methods → the function's permission: reading (list, show, export, the
+# API's get/get_list/_info) is one function, and so are 新增, 编辑, 删除.
+VIEW_CRUD = {"list": "list", "show": "list", "export_list": "list", "add": "add",
+             "edit": "edit", "delete": "delete"}
+API_CRUD = {"get": "list", "get_list": "list", "info": "list", "post": "add", "put": "edit",
+            "delete": "delete"}
+
+
 class CrmModelRestApi(ModelRestApi):
     """Base for our REST resources: explicit columns, Chinese errors, Chinese
-    titles (``API_LABELS``), and an OpenAPI description that tells the truth."""
+    titles (``API_LABELS``), and an OpenAPI description that tells the truth.
+    Subclasses set ``class_permission_name`` to the view menu of their HTML views:
+    one permission per function (``API_CRUD``)."""
 
     allow_browser_login = True
     max_page_size = 100
+    method_permission_name = API_CRUD
 
     # ---- titles -----------------------------------------------------------------
     def _has_route(self, method_name):
@@ -333,3 +344,82 @@ class CrmModelRestApi(ModelRestApi):
                     if key in props:
                         props[key] = {"type": "array", "items": _FIELD_INFO,
                                       "description": props[key].get("description", key)}
+
+
+# ---- one function, one permission ------------------------------------------------------
+# Every protected route answers to one (permission, view menu) pair: FAB's
+# ``@has_access``/``@protect()`` check ``can_<method_permission_name[method]>`` on the
+# view's ``class_permission_name``. The HTML views and the REST API of a business
+# function share both, so one pair governs the page, the API and (through
+# ``CrmSecurityManager.get_user_menu_access``) the menu item.
+
+# The Chinese name of each shared view menu (the security UI shows "新增 · 客户服务 (Service)").
+FUNCTION_VIEW_LABELS = {
+    "Opportunity": _l("销售机会"), "Customer": _l("客户信息"), "Contact": _l("联系人"),
+    "Activity": _l("交往记录"), "Import": _l("导入与合并"), "Service": _l("客户服务"),
+    "Churn": _l("客户流失"), "Report": _l("统计报表"), "DictItem": _l("数据字典"),
+    "Product": _l("产品"), "Stock": _l("库存"), "Order": _l("历史订单"), "Mail": _l("邮件"),
+    "Document": _l("文档"), "Audit": _l("操作记录"), "UserDirectory": _l("用户目录"),
+    "Dashboard": _l("工作台与通知"),
+}
+
+
+def _view_of_blueprint(appbuilder, blueprint):
+    for view in appbuilder.baseviews:
+        bp = getattr(view, "blueprint", None)
+        if bp is not None and bp.name == blueprint:
+            return view
+    return None
+
+
+def route_permission(appbuilder, endpoint):
+    """(permission, view menu) that guards ``endpoint`` ("View.method"), or None for
+    a route without a permission check (login, index, static)."""
+    if "." not in (endpoint or ""):
+        return None
+    blueprint, method = endpoint.rsplit(".", 1)
+    view = _view_of_blueprint(appbuilder, blueprint)
+    func = getattr(view, method, None) if view is not None else None
+    if func is None or not hasattr(func, "_permission_name"):
+        return None
+    name = view.method_permission_name.get(method) if view.method_permission_name else None
+    name = name or func._permission_name
+    if not name.startswith("can_"):
+        name = "can_" + name
+    return name, view.class_permission_name
+
+
+def menu_item_permission(appbuilder, item):
+    """The (permission, view menu) of the page a menu item opens, or None."""
+    from flask import current_app
+    from werkzeug.exceptions import HTTPException
+
+    endpoint = None
+    if not item.href and item.baseview is not None:
+        endpoint = f"{item.baseview.endpoint}.{item.baseview.default_view}"
+    elif item.href and "/" not in item.href:
+        endpoint = item.href
+    elif item.href and item.href.startswith("/"):
+        try:
+            endpoint, _args = current_app.url_map.bind("localhost").match(
+                item.href.split("?", 1)[0], method="GET")
+        except HTTPException:
+            return None
+    return route_permission(appbuilder, endpoint) if endpoint else None
+
+
+def function_routes(app):
+    """{(permission, view menu): [(endpoint, method), ...]} for every protected route
+    (a route whose permission is not among its view's base_permissions is closed to
+    everyone and belongs to no function)."""
+    out = {}
+    for rule in app.url_map.iter_rules():
+        target = route_permission(app.appbuilder, rule.endpoint)
+        if target is None:
+            continue
+        view = _view_of_blueprint(app.appbuilder, rule.endpoint.rsplit(".", 1)[0])
+        if target[0] not in (view.base_permissions or []):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            out.setdefault(target, []).append((rule.endpoint, method))
+    return out

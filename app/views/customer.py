@@ -38,19 +38,20 @@ from ..workflows.errors import DomainError, ValidationError
 from ..workflows.rights import can_manage_customer
 from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
                      show_form_errors)
+from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
 from .sales import money
 from .sections import render_sections
 
 ORDER = 20
 
-_CUSTOMER_READ = "CustomerView|CustomerApi|ContactView|ContactApi|ActivityView|ActivityApi|CustomerInfo|Customers"
-_READ = "can_list|can_show|can_get|can_info|menu_access"
-_WRITE = "can_add|can_edit|can_delete|can_post|can_put"
+# One permission per function (pages, API, menu): can_list 查看 / can_add 新建 /
+# can_edit 编辑 (/ can_delete 删除) on "Customer" (客户信息, 我的客户), "Contact" (联系人)
+# and "Activity" (交往记录).
 RIGHTS = {
-    EXECUTIVE: [(_CUSTOMER_READ, _READ)],
-    SUPERVISOR: [(_CUSTOMER_READ, f"{_READ}|{_WRITE}")],
-    MANAGER: [(_CUSTOMER_READ, f"{_READ}|{_WRITE}"), ("MyCustomers", "menu_access")],
+    EXECUTIVE: [("Customer|Contact|Activity", "can_list")],
+    SUPERVISOR: [("Customer|Contact|Activity", "can_list|can_add|can_edit|can_delete")],
+    MANAGER: [("Customer|Contact|Activity", "can_list|can_add|can_edit|can_delete")],
 }
 
 MAX_PAGE_SIZE = 100
@@ -189,12 +190,14 @@ class CustomerView(ExportMixin, GuardedModelView):
                 label = labels[status] = str(wf.status_label(status))
             yield [number, name, reg, f"{fn or ''}{ln or ''}" or un or "", lev, sat, credit, label]
     route_base = "/customer"
+    class_permission_name = "Customer"
+    method_permission_name = VIEW_CRUD
     exclude_route_methods = {"action", "action_post", "download"}   # no @action, no files
     list_title = _l("客户信息")
     show_title = _l("客户详情")
     add_title = _l("新建客户")
     edit_title = _l("编辑客户信息")
-    base_permissions = ["can_list", "can_show", "can_add", "can_edit"]
+    base_permissions = ["can_list", "can_add", "can_edit"]
     label_columns = LABELS
     list_columns = ["number", "name", "region", "manager", "level", "satisfaction", "credit",
                     "status"]
@@ -407,6 +410,7 @@ class ContactView(BaseView):
     """联系人 of one customer: list, add, edit, delete (its 客户经理, 销售主管, admin)."""
 
     route_base = "/contacts"
+    class_permission_name = "Contact"
     default_view = "list"
 
     def _page(self, template, customer, status=200, **kw):
@@ -497,6 +501,7 @@ class ActivityView(BaseView):
     """交往记录 of one customer: list (paged, newest first), add, edit."""
 
     route_base = "/activities"
+    class_permission_name = "Activity"
     default_view = "list"
 
     def _page(self, template, customer, status=200, **kw):
@@ -645,6 +650,7 @@ class CustomerApi(_Api):
     A customer's orders: ``/api/v1/order/?q=(filters:!((col:customer_number,opr:eq,value:KH…)))``."""
 
     resource_name = "customer"
+    class_permission_name = "Customer"
     openapi_spec_tag = "customer"
     datamodel = CustomerInterface(Customer, eager=False)
     include_route_methods = {"get", "get_list", "info", "post", "put"}
@@ -735,6 +741,7 @@ class ContactApi(_Api):
     customers the user manages; ``customer_id`` never changes."""
 
     resource_name = "contact"
+    class_permission_name = "Contact"
     openapi_spec_tag = "contact"
     datamodel = SQLAInterface(Contact)
     list_columns = ["id", "customer_id", *wf.CONTACT_FIELDS]
@@ -807,6 +814,7 @@ class ActivityApi(_Api):
     on customers the user manages; records are not deleted (405)."""
 
     resource_name = "activity"
+    class_permission_name = "Activity"
     openapi_spec_tag = "activity"
     datamodel = SQLAInterface(Activity)
     include_route_methods = {"get", "get_list", "info", "post", "put"}

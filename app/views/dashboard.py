@@ -26,9 +26,11 @@ from ..workflows.errors import ValidationError
 from .common import api_errors, current_actor, html_errors
 
 ORDER = 5
-_ALL = "DashboardView|DashboardApi|NotificationView|NotificationApi"
-_PERMS = "can_list|can_get|can_get_list|can_read|can_read_all|can_settings|can_put_settings|menu_access"
-RIGHTS = {role: [(_ALL, _PERMS)] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+# One function, one permission: 工作台与通知 = can_list on "Dashboard" (pages and API);
+# what a user then sees is their own (the workflows decide).
+RIGHTS = {role: [("Dashboard", "can_list")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+_ALL_LIST = {"list": "list", "get": "list", "get_list": "list", "read": "list", "read_all": "list",
+             "settings": "list", "put_settings": "list"}
 PAGE_SIZE = 50
 KPI_SECONDS = 600
 _kpi_cache = {}
@@ -120,6 +122,8 @@ class CrmIndexView(IndexView):
 
 
 class DashboardView(BaseView):
+    class_permission_name = "Dashboard"
+    method_permission_name = _ALL_LIST
     """The rows behind a 工作台 tile (same query as its count)."""
 
     route_base = "/dashboard"
@@ -138,6 +142,8 @@ class DashboardView(BaseView):
 
 
 class NotificationView(BaseView):
+    class_permission_name = "Dashboard"
+    method_permission_name = _ALL_LIST
     route_base = "/notifications"
     default_view = "list"
 
@@ -187,6 +193,8 @@ class NotificationView(BaseView):
 
 
 class DashboardApi(BaseApi):
+    class_permission_name = "Dashboard"
+    method_permission_name = _ALL_LIST
     resource_name = "dashboard"
     openapi_spec_tag = "工作台"
 
@@ -209,6 +217,8 @@ class DashboardApi(BaseApi):
 
 
 class NotificationApi(BaseApi):
+    class_permission_name = "Dashboard"
+    method_permission_name = _ALL_LIST
     resource_name = "notification"
     openapi_spec_tag = "通知"
 

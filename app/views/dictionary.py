@@ -13,15 +13,13 @@ from ..workflows import dictionary as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor
+from .common import VIEW_CRUD
 from .export import ExportMixin
 
 ORDER = 50
-READ = "can_list|can_show|can_get|can_info|menu_access"
-RIGHTS = {
-    EXECUTIVE: [("DictItemView|DictItemApi|DictItems|BaseData", READ)],
-    SUPERVISOR: [("DictItemView|DictItemApi|DictItems|BaseData", READ)],
-    MANAGER: [("DictItemView|DictItemApi|DictItems|BaseData", READ)],
-}
+# One permission per function on "DictItem" (pages, API, menu): can_list 查看 (all
+# roles), can_add / can_edit / can_delete and the action lock (系统管理员 only).
+RIGHTS = {role: [("DictItem", "can_list")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 LABELS = {
     "id": _l("编号"), "type": _l("类别"), "item": _l("条目"), "value": _l("值"),
@@ -42,6 +40,8 @@ class DictItemListWidget(ListWidget):
 class DictItemView(ExportMixin, GuardedModelView):
     datamodel = SQLAInterface(DictItem)
     route_base = "/dictitem"
+    class_permission_name = "DictItem"
+    method_permission_name = VIEW_CRUD
     exclude_route_methods = {"download"}  # no file columns: FAB's download answers 500
     list_title = _l("数据字典")
     show_title = _l("查看数据字典条目")
@@ -98,6 +98,7 @@ class DictItemView(ExportMixin, GuardedModelView):
 
 class DictItemApi(CrmModelRestApi):
     resource_name = "dict_item"
+    class_permission_name = "DictItem"
     datamodel = SQLAInterface(DictItem)
     list_columns = ["id", "type", "item", "value", "editable"]
     show_columns = list_columns

@@ -127,6 +127,8 @@ def register_error_handlers(app):
     # first of all before_request functions: no query, no session work for such a URL
     app.before_request_funcs.setdefault(None, []).insert(0, _reject_long_url)
     app.after_request(chinese_api_errors)
+    from .request_args import install as install_args_check
+    install_args_check(app)     # malformed list arguments (HTML and REST q) → 400
     @app.errorhandler(DomainError)
     def _domain(e):
         return error_response(e.status, e.message)
@@ -176,5 +178,26 @@ def chinese_api_errors(response):
             if isinstance(text, str) and text in _API_ENGLISH:
                 data.pop("msg", None)
                 data["message"] = str(_API_ENGLISH[text])
+                if text == "Forbidden" and response.status_code == 403:
+                    data["message"] = _forbidden_message() or data["message"]
                 response.set_data(jsonify(data).get_data())
     return response
+
+
+def _forbidden_message():
+    """FAB's 403 names no permission; say which function's permission is missing."""
+    try:
+        from ..security import PERMISSION_LABELS
+        from .common import FUNCTION_VIEW_LABELS, route_permission
+
+        pair = route_permission(current_app.appbuilder, request.endpoint)
+        if pair is None or pair[1] not in FUNCTION_VIEW_LABELS:
+            return None
+        perm, view = pair
+        return _("无权执行此操作：您的角色没有“%(perm)s · %(view)s”（%(code)s · %(name)s）权限；"
+                 "如需使用，请联系系统管理员在 安全 › 角色列表 中授予。",
+                 perm=_(PERMISSION_LABELS.get(perm, perm)), view=str(FUNCTION_VIEW_LABELS[view]),
+                 code=perm, name=view)
+    except Exception:      # never let the message break the answer
+        log.debug("no permission name for the 403", exc_info=True)
+        return None

@@ -21,9 +21,9 @@ from .common import api_errors, current_actor, html_errors
 from .sections import customer_section
 
 ORDER = 70
-_VIEWS = "MailView|MailApi|Mailbox|ComposeMail|Mail"
-_PERMS = "can_box|can_compose|can_show|can_retry|can_get_list|can_get|can_post|menu_access"
-RIGHTS = {role: [(_VIEWS, _PERMS)] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+# One permission per function on "Mail" (pages, API, menu): can_list 我的邮箱 (list,
+# read), can_send 写邮件/重发. The mailbox is private (the workflow decides whose mail).
+RIGHTS = {role: [("Mail", "can_list|can_send")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 TABS = [("inbox", _l("收件箱")), ("sent", _l("已发送")), ("failed", _l("发送失败")),
         ("all", _l("全部可见邮件"))]
@@ -78,6 +78,8 @@ def _ids(source, name):
 
 class MailView(BaseView):
     route_base = "/mail"
+    class_permission_name = "Mail"
+    method_permission_name = {"box": "list", "show": "list", "compose": "send", "retry": "send"}
     default_view = "box"
 
     @expose("/box")
@@ -192,6 +194,8 @@ def mail_json(m, full=True):
 
 class MailApi(BaseApi):
     resource_name = "mail"
+    class_permission_name = "Mail"
+    method_permission_name = {"get_list": "list", "get": "list", "post": "send", "retry": "send"}
     allow_browser_login = True
     openapi_spec_tag = "mail"
 

@@ -27,20 +27,20 @@ from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
                      show_form_errors)
+from .common import API_CRUD, VIEW_CRUD
 from .errors import error_response
 from .export import ExportMixin, chunked
 
 ORDER = 10
 
-_VIEWS = "OpportunityView|OpportunityApi|Opportunities|Marketing"
-_READ = "can_list|can_show|can_get|can_info|menu_access"
-_WRITE = "can_add|can_edit|can_delete|can_post|can_put"
+# One permission per function on the view menu "Opportunity" (pages, API, menu):
+# can_list 查看, can_add 新建, can_edit 编辑, can_delete 删除, can_assign 指派,
+# can_develop 制定/执行开发计划 (and 我的开发计划).
 RIGHTS = {
-    EXECUTIVE: [(_VIEWS, _READ)],
+    EXECUTIVE: [("Opportunity", "can_list")],
     # can_plan: 制定计划 (plan items); the workflow's require_plan decides on which ones
-    SUPERVISOR: [(_VIEWS, f"{_READ}|{_WRITE}|can_assign|can_plan")],
-    MANAGER: [(_VIEWS, f"{_READ}|{_WRITE}|can_develop|can_plan"),
-              ("MyPlanView|MyPlans", "can_list|menu_access")],
+    SUPERVISOR: [("Opportunity", "can_list|can_add|can_edit|can_delete|can_assign|can_plan")],
+    MANAGER: [("Opportunity", "can_list|can_add|can_edit|can_delete|can_develop|can_plan")],
 }
 
 LABELS = dict(wf.LABELS, created_by=_l("创建人"), assignee=_l("指派给"),
@@ -131,6 +131,8 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
 
     datamodel = SQLAInterface(Opportunity)
     route_base = "/opportunity"
+    class_permission_name = "Opportunity"
+    method_permission_name = VIEW_CRUD
     # no actions and no file columns: FAB's action/download routes would answer 500
     exclude_route_methods = {"action", "action_post", "download"}
     list_title = _l("销售机会管理")
@@ -444,7 +446,9 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
     datamodel = SQLAInterface(Opportunity)
     route_base = "/myplan"
     list_title = _l("我的开发计划")
-    base_permissions = ["can_list"]
+    class_permission_name = "Opportunity"          # 我的开发计划 = can_develop
+    method_permission_name = {"list": "develop", "export_list": "develop"}
+    base_permissions = ["can_develop"]
     # a read-only list: FAB's other routes (and its action/download, which answer 500
     # to a crafted request) are not registered at all
     include_route_methods = {"list", "export_list"}
@@ -518,6 +522,11 @@ class OpportunityApi(CrmModelRestApi):
     """``/api/v1/opportunity``: list/get with filters; writes go through the workflow."""
 
     resource_name = "opportunity"
+    class_permission_name = "Opportunity"
+    # FAB's BaseApi takes an unmapped method's *name* as its permission: map them all
+    method_permission_name = dict(API_CRUD, assign="assign", plan_item_add="plan",
+                                  plan_item_put="plan", plan_item_delete="plan",
+                                  succeed="develop", fail="develop")
     openapi_spec_tag = "opportunity"
     datamodel = SQLAInterface(Opportunity)
     list_columns = _API_COLUMNS

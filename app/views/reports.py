@@ -27,8 +27,8 @@ MENU = [  # (report name, menu name, label, icon)
     ("service", "ServiceReport", _l("客户服务分析"), "fa-life-ring"),
     ("churn", "ChurnReport", _l("客户流失分析"), "fa-user-times"),
 ]
-_VIEWS = "ReportView|ReportApi|Reports|" + "|".join(m[1] for m in MENU)
-RIGHTS = {role: [(_VIEWS, "can_report|can_get|menu_access")] for role in (EXECUTIVE, SUPERVISOR)}
+# One permission on "Report" (pages, API, menu): can_report 统计报表.
+RIGHTS = {role: [("Report", "can_report")] for role in (EXECUTIVE, SUPERVISOR)}
 
 PAGE_SIZE = 50
 
@@ -96,6 +96,7 @@ def echarts_option(chart):
 
 class ReportView(BaseView):
     route_base = "/reports"
+    class_permission_name = "Report"
     default_view = "index"
 
     @expose("/")
@@ -147,6 +148,8 @@ class ReportView(BaseView):
 
 class ReportApi(BaseApi):
     resource_name = "report"
+    class_permission_name = "Report"
+    method_permission_name = {"get": "report"}
     allow_browser_login = True
     openapi_spec_tag = "Reports"
 

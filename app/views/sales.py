@@ -19,13 +19,13 @@ from ..models import Order, Product, Stock
 from ..models.sales import COUNTED_ORDER_STATUSES, ORDER_STATUSES
 from ..workflows import sales as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
-from .common import CrmModelRestApi
+from .common import VIEW_CRUD, CrmModelRestApi
 from .export import ExportMixin
 
 ORDER = 60
-READ = "can_list|can_show|can_get|can_info|menu_access"
-_SALES_VIEWS = "ProductView|StockView|OrderView|ProductApi|StockApi|OrderApi|Products|Stock|Orders|BaseData"
-RIGHTS = {role: [(_SALES_VIEWS, READ)] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
+# One permission per function (pages, API, menu): can_list on "Product" (产品查询),
+# "Stock" (库存查询) and "Order" (历史订单).
+RIGHTS = {role: [("Product|Stock|Order", "can_list")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 PRODUCT_LABELS = {"id": _l("编号"), "name": _l("名称"), "model": _l("型号"),
                   "batch": _l("等级/批次"), "unit": _l("单位"), "price": _l("单价"),
@@ -52,12 +52,14 @@ def counted_statuses():
 class ProductView(ExportMixin, ModelView):
     datamodel = SQLAInterface(Product, db.session)
     route_base = "/product"
+    class_permission_name = "Product"
+    method_permission_name = VIEW_CRUD
     list_title = show_title = _l("产品查询")
     label_columns = PRODUCT_LABELS
     list_columns = ["name", "model", "batch", "unit", "price", "memo"]
     show_columns = list_columns
     search_columns = ["name", "model", "batch"]
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list"]
     # read-only: no add/edit/delete/action routes; 导出 CSV / XLSX of the filtered list
     include_route_methods = {"list", "show", "export_list"}
     formatters_columns = {"price": money}
@@ -67,12 +69,14 @@ class ProductView(ExportMixin, ModelView):
 class StockView(ExportMixin, ModelView):
     datamodel = SQLAInterface(Stock, db.session)
     route_base = "/stock"
+    class_permission_name = "Stock"
+    method_permission_name = VIEW_CRUD
     list_title = show_title = _l("库存查询")
     label_columns = STOCK_LABELS
     list_columns = ["product.name", "warehouse", "location", "quantity", "memo"]
     show_columns = list_columns
     search_columns = ["product", "warehouse"]
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list"]
     # read-only: no add/edit/delete/action routes; 导出 CSV / XLSX of the filtered list
     include_route_methods = {"list", "show", "export_list"}
     page_size = 50
@@ -81,6 +85,8 @@ class StockView(ExportMixin, ModelView):
 class OrderView(ExportMixin, ModelView):
     datamodel = SQLAInterface(Order, db.session)
     route_base = "/order"
+    class_permission_name = "Order"
+    method_permission_name = VIEW_CRUD
     list_title = _l("历史订单")
     show_title = _l("订单详情")
     label_columns = ORDER_LABELS
@@ -90,7 +96,7 @@ class OrderView(ExportMixin, ModelView):
     order_columns = ["number", "customer_number", "date"]
     base_filters = [["status", FilterInFunction, counted_statuses]]
     base_order = ("date", "desc")
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list"]
     include_route_methods = {"list", "show", "export_list"}  # read-only: no add/edit/delete/action routes
     formatters_columns = {"total": money}
     show_template = "order_show.html"
@@ -106,6 +112,7 @@ class OrderView(ExportMixin, ModelView):
 
 class ProductApi(CrmModelRestApi):
     resource_name = "product"
+    class_permission_name = "Product"
     datamodel = SQLAInterface(Product, db.session)
     include_route_methods = {"get", "get_list", "info"}
     list_columns = ["id", "name", "model", "batch", "unit", "price", "memo"]
@@ -117,6 +124,7 @@ class ProductApi(CrmModelRestApi):
 
 class StockApi(CrmModelRestApi):
     resource_name = "stock"
+    class_permission_name = "Stock"
     datamodel = SQLAInterface(Stock, db.session)
     include_route_methods = {"get", "get_list", "info"}
     list_columns = ["id", "product_id", "warehouse", "location", "quantity", "memo"]
@@ -128,6 +136,7 @@ class StockApi(CrmModelRestApi):
 
 class OrderApi(CrmModelRestApi):
     resource_name = "order"
+    class_permission_name = "Order"
     datamodel = SQLAInterface(Order, db.session)
     include_route_methods = {"get", "get_list", "info"}
     list_columns = ["id", "number", "customer_number", "date", "address", "status"]

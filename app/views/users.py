@@ -13,7 +13,7 @@ from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 ORDER = 90
 # Every signed-in user reads the directory and keeps their own profile: FAB's 个人信息
 # page, 修改个人信息 and 修改密码 (own password only; the complexity rule applies).
-RIGHTS = {role: [("UserDirectoryApi", "can_get|can_get_list"),
+RIGHTS = {role: [("UserDirectory", "can_list"),
                  ("UserDBModelView", "can_userinfo|userinfoedit|resetmypassword"),
                  ("UserInfoEditView|ResetMyPasswordView", "can_this_form_get|can_this_form_post")]
           for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
@@ -31,6 +31,8 @@ def user_json(u):
 
 class UserDirectoryApi(BaseApi):
     resource_name = "user"
+    class_permission_name = "UserDirectory"     # 用户目录 = can_list
+    method_permission_name = {"get_list": "list", "get": "list"}
     allow_browser_login = True
     openapi_spec_tag = "user"
 
