@@ -34,14 +34,15 @@ NAME_VALIDATORS = {"first_name": [PlainName(_l("姓"))], "last_name": [PlainName
 
 
 class CrmUserInfoEdit(UserInfoEdit):
-    first_name = StringField(UserInfoEdit.first_name.args[0],
+    # this project keeps the 姓 in first_name and the 名 in last_name (see app/security.py)
+    first_name = StringField(_l("姓"),
                              validators=[DataRequired()] + NAME_VALIDATORS["first_name"],
                              widget=BS3TextFieldWidget(),
-                             description=UserInfoEdit.first_name.kwargs.get("description"))
-    last_name = StringField(UserInfoEdit.last_name.args[0],
+                             description=_l("您的姓，例如“张”"))
+    last_name = StringField(_l("名"),
                             validators=[DataRequired()] + NAME_VALIDATORS["last_name"],
                             widget=BS3TextFieldWidget(),
-                            description=UserInfoEdit.last_name.kwargs.get("description"))
+                            description=_l("您的名，例如“伟”"))
 
 
 class UserInfoEditView(FabUserInfoEditView):
