@@ -232,7 +232,17 @@ def create_app(config=None):
                 g.crm_unread = (unread_count(db.session, current_user.id)
                                 if current_user.is_authenticated else 0)
             return g.crm_unread
-        return {"crm_unread_count": crm_unread_count}
+        def crm_today():
+            from zoneinfo import ZoneInfo
+            from datetime import datetime as _dt
+
+            return _dt.now(ZoneInfo(app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai")).date()
+
+        def crm_now():
+            from datetime import datetime as _dt
+
+            return _dt.now()   # stored times are the server's naive local time
+        return {"crm_unread_count": crm_unread_count, "crm_today": crm_today, "crm_now": crm_now}
 
     @app.context_processor
     def _appbuilder_context():

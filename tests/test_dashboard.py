@@ -308,3 +308,20 @@ def test_churn_run_gives_each_manager_one_notice(app, dbs, user_id):
     assert notes == [("流失检查：您有 3 个客户出现流失预警", "/churn/list/")]
     run_check(app, ids)                     # nothing new: no second notice
     assert len(_notices(app, uid, "churn_warnings")) == 1
+
+
+def test_overdue_marks_on_plan_pages_and_ticket_list(app, manager):
+    from app.models import Opportunity, PlanItem
+
+    name, uid = manager
+    with app.app_context():
+        opp_id = db.session.scalar(select(Opportunity.id).join(PlanItem).where(
+            Opportunity.assignee_id == uid).limit(1))
+        db.session.remove()
+    web = WebClient(app, name)
+    for url in (f"/opportunity/execute/{opp_id}", f"/opportunity/plan/{opp_id}",
+                f"/opportunity/show/{opp_id}"):
+        page = web.get(url).text
+        assert "已逾期 3 天" in page and "crm-overdue" in page, url
+        assert "已逾期 5 天" not in page      # an item with 执行效果 is done, not overdue
+    assert "已等 4 天" in web.get("/service/handle/").text
