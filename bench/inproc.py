@@ -117,6 +117,50 @@ def raw_list(raw, where, order, api=False):
     return rows
 
 
+RAW_MANAGER_DASHBOARD = """
+SELECT
+ (SELECT count(*) FROM crm_plan_item p JOIN crm_opportunity o ON o.id = p.opportunity_id
+   WHERE o.assignee_id = ? AND o.status = 'assigned' AND (p.result IS NULL OR p.result = '') AND p.date = ?),
+ (SELECT count(*) FROM crm_plan_item p JOIN crm_opportunity o ON o.id = p.opportunity_id
+   WHERE o.assignee_id = ? AND o.status = 'assigned' AND (p.result IS NULL OR p.result = '') AND p.date < ?),
+ (SELECT count(*) FROM crm_plan_item p JOIN crm_opportunity o ON o.id = p.opportunity_id
+   WHERE o.assignee_id = ? AND o.status = 'assigned' AND (p.result IS NULL OR p.result = '')
+   AND p.date > ? AND p.date <= ?),
+ (SELECT count(*) FROM crm_opportunity o WHERE o.assignee_id = ? AND o.status = 'assigned'
+   AND NOT EXISTS (SELECT 1 FROM crm_plan_item p WHERE p.opportunity_id = o.id)),
+ (SELECT count(*) FROM crm_service t WHERE t.assignee_id = ? AND t.status = 'assigned'),
+ (SELECT count(*) FROM crm_churn_warning w JOIN crm_customer c ON c.id = w.customer_id
+   WHERE c.manager_id = ? AND w.status IN ('warning', 'delaying')),
+ (SELECT count(*) FROM crm_notification n WHERE n.user_id = ? AND n.read_on IS NULL)"""
+
+RAW_SUPERVISOR_DASHBOARD = """
+SELECT
+ (SELECT count(*) FROM crm_opportunity WHERE status = 'unassigned'),
+ (SELECT count(*) FROM crm_service WHERE status = 'created'),
+ (SELECT count(*) FROM crm_service WHERE status = 'assigned' AND satisfaction < 3),
+ (SELECT count(*) FROM crm_service t JOIN ab_user u ON u.id = t.assignee_id
+   WHERE t.status = 'assigned' AND u.active IS NOT TRUE)"""
+
+
+def raw_dashboard(raw, raw_sales, role, user_id, today):
+    from datetime import timedelta
+
+    if role == "manager":
+        d = today.isoformat()
+        week = (today + timedelta(days=7)).isoformat()
+        return raw.q(RAW_MANAGER_DASHBOARD, (user_id, d, user_id, d, user_id, d, week, user_id,
+                                             user_id, user_id, user_id))
+    rows = raw.q(RAW_SUPERVISOR_DASHBOARD)
+    # the KPI tiles: new customers by month, churn by quarter, tickets by age; the order
+    # totals by month are cached per process in the app (see docs/modules/dashboard.md)
+    raw.q("SELECT substr(created_on, 1, 7), count(*) FROM crm_customer "
+          "WHERE created_on >= ? GROUP BY 1", ((today.replace(day=1) - timedelta(days=335)).isoformat(),))
+    raw.q("SELECT confirmed_on FROM crm_churn_warning WHERE status = 'lost' AND confirmed_on >= ?",
+          (f"{today.year - 3}-01-01",))
+    raw.q("SELECT count(*) FROM crm_service WHERE status IN ('created', 'assigned', 'handled')")
+    return rows
+
+
 def raw_contribution(raw_crm, raw_sales, year, per_order):
     year_sql = ""
     params = ()
@@ -281,7 +325,7 @@ def main():
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--budget", type=float, default=30.0)
     ap.add_argument("--patch", action="append", default=[])
-    ap.add_argument("--steps", default="list,api,page,reports,churn")
+    ap.add_argument("--steps", default="list,api,page,reports,dashboard,churn")
     args = ap.parse_args()
     t = target(args.label, args.db)
     os.environ["CRM_INSTANCE_DIR"] = t["instance"]
@@ -315,12 +359,14 @@ def main():
     api = app.test_client()        # manager1's JWT
     api_sup = app.test_client()    # supervisor's JWT (separate cookie jars: the APIs allow
     #                                browser login, so a session cookie would win over the JWT)
+    # log in outside any app context: a request inside an outer context shares its g and
+    # its database session, so the login's session row would sit in an open transaction
+    login_html(web, "manager1")
+    m1 = login_api(api, "manager1")
+    sup = login_api(api_sup, "supervisor")
     with app.app_context():
         engines = [db.engines[None], db.engines["sales"]]
         _count_statements(engines)
-        login_html(web, "manager1")
-        m1 = login_api(api, "manager1")
-        sup = login_api(api_sup, "supervisor")
         raw = Raw(db.engines[None])
         raw_sales = Raw(db.engines["sales"])
         from sqlalchemy import text
@@ -376,6 +422,27 @@ def main():
                 a = timer.run(lambda i: check(api_sup.get(url, headers=sup), url))
                 r = raw_timer.run(lambda i: rawfn())
                 add("4 report JSON", f"{name} {qs or '(default)'}".strip(), a, r)
+        if "dashboard" in steps:
+            from app.scheduler import business_today
+
+            today = business_today(app)
+            with app.app_context():
+                m1_id = app.appbuilder.sm.find_user(username="manager1").id
+                db.session.remove()
+            home = app.test_client()
+            login_html(home, "manager1")
+            check(home.get("/"), "/")
+            a = timer.run(lambda i: check(home.get("/"), "工作台 manager1"))
+            r = raw_timer.run(lambda i: raw_dashboard(raw, raw_sales, "manager", m1_id, today))
+            add("8 工作台", "客户经理 (HTML /)", a, r)
+            url = "/api/v1/dashboard/"
+            check(api.get(url, headers=m1), url)
+            a = timer.run(lambda i: check(api.get(url, headers=m1), url))
+            add("8 工作台", "客户经理 (API)", a, r)
+            check(api_sup.get(url, headers=sup), url)
+            a = timer.run(lambda i: check(api_sup.get(url, headers=sup), url))
+            r = raw_timer.run(lambda i: raw_dashboard(raw, raw_sales, "supervisor", None, today))
+            add("8 工作台", "销售主管 (API, with KPI; order totals cached)", a, r)
         if "churn" in steps:
             with app.app_context():
                 churn_step(app, t, add, args.requests)

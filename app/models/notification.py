@@ -5,14 +5,21 @@ from sqlalchemy import (
 
 from .base import Model
 
+
+
+def N_(text):
+    """Marks a string for the catalogue; translated where it is shown."""
+    return text
+
+
 # kind → shown name; the workflows raise these (app/workflows/notifications.py)
 NOTIFICATION_KINDS = {
-    "opportunity_assigned": "销售机会指派给我",
-    "ticket_assigned": "服务分配给我",
-    "ticket_returned": "服务被退回（满意度低于 3）",
-    "ticket_archived": "我创建的服务已归档",
-    "churn_warnings": "我的客户出现流失预警",
-    "digest": "每日计划提醒",
+    "opportunity_assigned": N_("销售机会指派给我"),
+    "ticket_assigned": N_("服务分配给我"),
+    "ticket_returned": N_("服务被退回（满意度低于 3）"),
+    "ticket_archived": N_("我创建的服务已归档"),
+    "churn_warnings": N_("我的客户出现流失预警"),
+    "digest": N_("每日计划提醒"),
 }
 MAIL_STATUSES = ("none", "pending", "sent", "failed")
 

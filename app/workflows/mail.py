@@ -38,6 +38,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import metrics
 from ..models import Contact, Customer, Document, MailAttachment, MailMessage
 from . import events
 from . import documents as docs_wf
@@ -544,6 +545,7 @@ def deliver(session, actor, mail_id, config, expected=("draft",)):
                                _l("邮件状态已被他人修改。"))
         events.record_event(session, ENTITY, mail_id, "send", previous, "failed",
                             note=error[:1000], actor_id=actor.id)
+        metrics.mail_sent(False)
     else:
         events.compare_and_set(session, MailMessage, mail_id, ("draft",),
                                {"status": "sent", "error": None, "sent_on": datetime.now(),
@@ -551,6 +553,7 @@ def deliver(session, actor, mail_id, config, expected=("draft",)):
                                _l("邮件状态已被他人修改。"))
         events.record_event(session, ENTITY, mail_id, "send", previous, "sent",
                             actor_id=actor.id)
+        metrics.mail_sent(True)
     session.commit()
     session.refresh(mail)
     return mail

@@ -96,7 +96,17 @@ def find_row(s, text):
     raise AssertionError(f"no row with {text!r} in the list")
 
 
+def expand_navbar(s):
+    """A narrow window or an administrator's long menu collapses the navbar behind its
+    toggle (crm.js): open it first, as a user would."""
+    toggle = s.page.locator(".navbar-toggle")
+    if toggle.is_visible() and not s.page.locator(".navbar-collapse.in").count():
+        toggle.click()
+        s.page.wait_for_selector(".navbar-collapse.in")
+
+
 def open_menu(s, category, item):
+    expand_navbar(s)
     s.page.click(f".navbar >> text={category}")
     with s.page.expect_navigation():
         s.page.click(f".navbar .dropdown-menu >> text={item}")
@@ -474,7 +484,7 @@ def test_journey5_executive_reports(session, tmp_path):
 # ---- 6. admin edits a role; the user's menu changes ------------------------------------
 
 
-PRODUCTS = "菜单 · 产品查询 (Products)"
+PRODUCTS = "产品 · 查看列表"   # one permission governs the 产品查询 menu, page and API
 
 
 def _edit_manager_role(admin, add=False):
@@ -484,12 +494,12 @@ def _edit_manager_role(admin, add=False):
         row.locator("a[href*='/roles/edit/']").click()
     assert "编辑角色" in admin.text()
     if add:
-        admin.page.locator("#permissions + .select2-container .select2-search__field").fill("产品查询")
+        admin.page.locator("#permissions + .select2-container .select2-search__field").fill("产品 ·")
         admin.page.locator(".select2-container--open .select2-results__option",
                            has_text=PRODUCTS).first.click()
     else:
         chip = admin.page.locator(".select2-selection__choice", has_text=PRODUCTS)
-        assert chip.count() == 1, "客户经理 lacks 菜单 · 产品查询 before the test"
+        assert chip.count() == 1, f"客户经理 lacks {PRODUCTS} before the test"
         chip.locator(".select2-selection__choice__remove").click()
         admin.page.keyboard.press("Escape")
         assert admin.page.locator(".select2-selection__choice", has_text=PRODUCTS).count() == 0
@@ -498,6 +508,7 @@ def _edit_manager_role(admin, add=False):
 
 
 def _menu_items(s, category):
+    expand_navbar(s)
     s.page.click(f".navbar >> text={category}")
     items = s.page.locator(".navbar li.dropdown.open .dropdown-menu a").all_inner_texts()
     s.page.keyboard.press("Escape")
