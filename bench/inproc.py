@@ -153,7 +153,7 @@ def raw_dashboard(raw, raw_sales, role, user_id, today):
     rows = raw.q(RAW_SUPERVISOR_DASHBOARD)
     # the KPI tiles: new customers by month, churn by quarter, tickets by age; the order
     # totals by month are cached per process in the app (see docs/modules/dashboard.md)
-    raw.q("SELECT substr(created_on, 1, 7), count(*) FROM crm_customer "
+    raw.q("SELECT substr(CAST(created_on AS TEXT), 1, 7), count(*) FROM crm_customer "
           "WHERE created_on >= ? GROUP BY 1", ((today.replace(day=1) - timedelta(days=335)).isoformat(),))
     raw.q("SELECT confirmed_on FROM crm_churn_warning WHERE status = 'lost' AND confirmed_on >= ?",
           (f"{today.year - 3}-01-01",))
