@@ -32,7 +32,7 @@ RIGHTS = {role: [("Dashboard", "can_list")] for role in (EXECUTIVE, SUPERVISOR, 
 _ALL_LIST = {"list": "list", "get": "list", "get_list": "list", "read": "list", "read_all": "list",
              "settings": "list", "put_settings": "list"}
 PAGE_SIZE = 50
-KPI_SECONDS = 600
+KPI_SECONDS = 3600
 _kpi_cache = {}
 
 
