@@ -254,3 +254,22 @@ def api(app):
 def uniq():
     """A short unique suffix for names, so tests never collide."""
     return lambda prefix="": f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (Debian's) for the whole run: Playwright's sync API allows a
+    single instance per thread, so every browser test shares this one."""
+    from pathlib import Path
+
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium not found: apt-get install chromium (Debian package)")
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield b
+    b.close()
+    pw.stop()

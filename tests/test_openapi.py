@@ -454,18 +454,14 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not found (apt-get install chromium)")
-def test_swagger_ui_renders_for_a_manager_under_the_csp(live_server):
+def test_swagger_ui_renders_for_a_manager_under_the_csp(live_server, browser):
     """Swagger UI is drawn (no CSP violation, no failed request) for a 客户经理 signed in
     through the login form, and its prefilled customer list query answers 200."""
-    from playwright.sync_api import sync_playwright
-
-    from .e2e.conftest import CHROMIUM_ARGS
-
     problems = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    if True:
+        context = browser.new_context()
         try:
-            page = browser.new_page()
+            page = context.new_page()
             page.on("console", lambda m: m.type == "error" and problems.append(m.text))
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
@@ -506,7 +502,7 @@ def test_swagger_ui_renders_for_a_manager_under_the_csp(live_server):
             assert answer.value.request.headers.get("x-csrftoken")
             problems.clear()                  # the console reports that 400
         finally:
-            browser.close()
+            context.close()
     assert not problems, problems
 
 

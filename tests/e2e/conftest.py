@@ -64,17 +64,8 @@ def server(tmp_path_factory):
     proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium not found: apt-get install chromium (Debian package)")
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    yield b
-    b.close()
-    pw.stop()
+# ``browser`` (one Chromium for the whole run) lives in tests/conftest.py: Playwright's
+# sync API allows one instance per thread, and tests outside e2e/ use it too.
 
 
 class Session:
