@@ -176,6 +176,8 @@ def build_schemas():
             "service_type": S(description="服务类型（数据字典条目文字）", example="咨询"),
             "summary": S(), "customer_id": I(), "request": S(),
             "status": _status(_service),
+            "priority": {"type": "string", "description": "服务优先级（数据字典条目文字）",
+                         "example": "普通"},
             "creator_id": I(), "created_on": TIMESTAMP, "assignee_id": I(), "assigned_on": TIMESTAMP,
             "handling": S(), "handler_id": I(), "handled_on": TIMESTAMP, "result": S(),
             "satisfaction": I(minimum=1, maximum=5),

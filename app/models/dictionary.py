@@ -8,6 +8,7 @@ from .base import AuditMixin, Model
 REGION = "地区"
 LEVEL = "客户等级"
 SERVICE_TYPE = "服务类型"
+SERVICE_PRIORITY = "服务优先级"
 
 
 class DictItem(AuditMixin, Model):

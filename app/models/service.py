@@ -24,6 +24,7 @@ class ServiceTicket(AuditMixin, Model):
         Index("ix_service_customer", "customer_id"),
         Index("ix_service_type", "service_type_id"),
         Index("ix_service_type_created", "service_type_id", "created_on"),  # 客户服务分析 by year
+        Index("ix_service_priority_status", "priority", "status"),
     )
 
     id = Column(Integer, primary_key=True)
@@ -44,6 +45,10 @@ class ServiceTicket(AuditMixin, Model):
     result = Column(Text)
     satisfaction = Column(SmallInteger)
     status = Column(String(16), nullable=False, default="created", server_default="created")
+    # 服务优先级: the 条目 text of the dictionary category 服务优先级 (普通/紧急/特急), and its
+    # rank (the item's 值: 普通 1 < 紧急 2 < 特急 3) so lists sort by urgency, not by text
+    priority = Column(String(64), nullable=False, default="普通", server_default="普通")
+    priority_rank = Column(SmallInteger, nullable=False, default=1, server_default="1")
 
     def __str__(self):
         return self.number or ""

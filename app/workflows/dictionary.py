@@ -5,12 +5,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..models import DictItem
-from ..models.dictionary import LEVEL, REGION, SERVICE_TYPE
+from ..models.dictionary import LEVEL, REGION, SERVICE_PRIORITY, SERVICE_TYPE
 from .errors import Conflict, NotFound, ValidationError
 
 BASE_DICTIONARY = {
     LEVEL: ["普通客户", "重点开发客户", "大客户", "合作伙伴", "战略合作伙伴"],
     SERVICE_TYPE: ["咨询", "建议", "投诉"],
+    # 值 is the rank lists sort by: 普通 1 < 紧急 2 < 特急 3
+    SERVICE_PRIORITY: ["普通", "紧急", "特急"],
     REGION: ["北京", "华北", "中南", "东北", "西部"],
     "机会来源": ["电话咨询", "网站", "展会", "老客户介绍", "广告"],
     "职位": ["总经理", "副总经理", "采购经理", "财务经理", "技术主管", "销售经理"],

@@ -1,0 +1,208 @@
+"""服务管理 as a service desk (issue 22): priority on every ticket.
+
+Priority: chosen at creation (form + API), default 普通, changed by 销售主管/admin
+until the ticket is handled (compare-and-set, a WorkflowEvent), shown as a badge,
+filterable and sortable through ``q``; unknown → 400, 客户经理 → 403, nothing changed."""
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from app.models import DictItem, ServiceTicket
+from app.workflows import service as wf
+from app.workflows.actors import SUPERVISOR, Actor
+from app.workflows.errors import Conflict
+
+from .test_service import actor, customer, history, snapshot, ticket  # noqa: F401 (fixtures)
+
+
+def _create(api, cid, who="manager1", **kw):
+    body = dict(service_type="咨询", summary="优先级测试", customer_id=cid, request="请回电", **kw)
+    return api(who).post("/api/v1/service/", json=body)
+
+
+# ---- priority ---------------------------------------------------------------------------
+
+def test_priority_dictionary_is_seeded(dbs):
+    with dbs() as s:
+        items = s.scalars(select(DictItem).where(DictItem.type == "服务优先级")
+                          .order_by(DictItem.id)).all()
+        assert [(i.item, i.value) for i in items][:3] == [("普通", "1"), ("紧急", "2"), ("特急", "3")]
+
+
+def test_priority_at_creation_api_default_and_chosen(api, customer, dbs):
+    cid = customer()[0]
+    r = _create(api, cid)
+    assert r.status_code == 201, r.json
+    assert r.json["result"]["priority"] == "普通"
+    r = _create(api, cid, priority="特急")
+    assert r.status_code == 201 and r.json["result"]["priority"] == "特急"
+    with dbs() as s:
+        t = s.get(ServiceTicket, r.json["id"])
+        assert (t.priority, t.priority_rank) == ("特急", 3)
+
+
+@pytest.mark.parametrize("value", ["很急", "URGENT", 3, ["紧急"], True])
+def test_unknown_priority_at_creation_is_400(api, customer, dbs, value):
+    cid = customer()[0]
+    with dbs() as s:
+        before = s.query(ServiceTicket).filter_by(customer_id=cid).count()
+    r = _create(api, cid, priority=value)
+    assert r.status_code == 400 and r.json["field"] == "priority", r.json
+    assert "优先级" in r.json["message"]
+    with dbs() as s:
+        assert s.query(ServiceTicket).filter_by(customer_id=cid).count() == before
+
+
+def test_priority_at_creation_html(web, customer, dbs, uniq):
+    cid = customer()[0]
+    page = web("manager1").get("/service/create").text
+    assert 'name="priority"' in page and "特急" in page
+    summary = uniq("网页优先级")
+    r = web("manager1").post_form("/service/create", {
+        "service_type": "投诉", "summary": summary, "customer_id": str(cid),
+        "request": "打印机坏了", "priority": "紧急"})
+    assert r.status_code == 302, r.text
+    with dbs() as s:
+        t = s.scalar(select(ServiceTicket).where(ServiceTicket.summary == summary))
+        assert t.priority == "紧急"
+    r = web("manager1").post_form("/service/create", {
+        "service_type": "投诉", "summary": uniq("坏优先级"), "customer_id": str(cid),
+        "request": "x", "priority": "随便"})
+    assert r.status_code == 400 and "不是有效的优先级" in r.text and "随便" in r.text
+
+
+def test_supervisor_changes_priority_api_recorded(api, ticket, dbs, user_id):
+    for status in ("created", "assigned"):
+        tid = ticket(status)
+        r = api("supervisor").post(f"/api/v1/service/{tid}/priority",
+                                   json={"priority": "紧急", "from_priority": "普通"})
+        assert r.status_code == 200, r.json
+        assert r.json["result"]["priority"] == "紧急" and r.json["result"]["status"] == status
+        ev = history(dbs, tid)[-1]
+        assert ev[:3] == ("priority", status, status) and "普通" in ev[3] and "紧急" in ev[3]
+        assert ev[4] == user_id("supervisor")
+        r = api("admin").post(f"/api/v1/service/{tid}/priority", json={"priority": "特急"})
+        assert r.status_code == 200 and r.json["result"]["priority"] == "特急"
+        with dbs() as s:
+            assert s.get(ServiceTicket, tid).priority_rank == 3
+
+
+def test_priority_change_refusals_change_nothing(api, web, ticket, dbs):
+    tid = ticket("assigned")
+    before = snapshot(dbs, tid)
+    url = f"/api/v1/service/{tid}/priority"
+    for who in ("manager1", "manager2", "exec"):      # the assignee too: 403
+        r = api(who).post(url, json={"priority": "紧急"})
+        assert r.status_code == 403 and r.json["message"], who
+    r = web("manager2").post_form(f"/service/assign/{tid}/priority", {"priority": "紧急"},
+                                  form_url="/service/create")
+    assert r.status_code == 403
+    for value in ("很急", "", None, 2, {"a": 1}):
+        r = api("supervisor").post(url, json={"priority": value})
+        assert r.status_code == 400 and r.json["field"] == "priority", value
+        assert "优先级" in r.json["message"]
+    r = api("supervisor").post(url, json={"priority": "普通"})          # already 普通
+    assert r.status_code == 400 and "已经是" in r.json["message"]
+    r = api("supervisor").post(url, json={"priority": "紧急", "from_priority": "特急"})
+    assert r.status_code == 409                                        # stale page
+    assert api("supervisor").post("/api/v1/service/987654/priority",
+                                  json={"priority": "紧急"}).status_code == 404
+    assert snapshot(dbs, tid) == before
+    for status in ("handled", "archived"):
+        done = ticket(status)
+        before = snapshot(dbs, done)
+        r = api("supervisor").post(f"/api/v1/service/{done}/priority", json={"priority": "特急"})
+        assert r.status_code == 409 and "不能再调整优先级" in r.json["message"]
+        assert snapshot(dbs, done) == before
+
+
+def test_priority_control_on_the_ticket_page(web, ticket, dbs):
+    tid = ticket("created")
+    page = web("supervisor").get(f"/service/archive/{tid}").text
+    assert f"/service/assign/{tid}/priority" in page and "crm-priority" in page
+    assert f"/service/assign/{tid}/priority" not in web("manager1").get(
+        f"/service/archive/{tid}").text
+    r = web("supervisor").post_form(f"/service/assign/{tid}/priority",
+                                    {"priority": "特急", "from_priority": "普通"},
+                                    form_url=f"/service/archive/{tid}")
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/service/archive/{tid}")
+    assert snapshot(dbs, tid)[0]["priority"] == "特急"
+    page = web("supervisor").get(f"/service/archive/{tid}").text
+    assert "label-danger crm-priority" in page and "调整优先级" in page
+    # handled: no control any more
+    done = ticket("handled")
+    assert f"/service/assign/{done}/priority" not in web("supervisor").get(
+        f"/service/archive/{done}").text
+
+
+def test_priority_badge_in_lists(web, ticket):
+    ticket("created", priority="特急", priority_rank=3)
+    page = web("supervisor").get("/service/assign/").text
+    assert "label-danger crm-priority" in page
+    ticket("assigned", assignee="manager2", priority="紧急", priority_rank=2)
+    assert "label-warning crm-priority" in web("manager2").get("/service/handle/").text
+
+
+def test_priority_filter_and_sort_in_api(api, ticket):
+    ids = {p: ticket("created", priority=p, priority_rank=r)
+           for p, r in (("普通", 1), ("特急", 3), ("紧急", 2))}
+    c = api("supervisor")
+    r = c.get("/api/v1/service/?q=(filters:!((col:priority,opr:eq,value:特急)),page_size:100)")
+    assert r.status_code == 200, r.json
+    rows = r.json["result"]
+    assert ids["特急"] in [t["id"] for t in rows] and {t["priority"] for t in rows} == {"特急"}
+    r = c.get("/api/v1/service/?q=(order_column:priority_rank,order_direction:desc,"
+              "page_size:100)")
+    assert r.status_code == 200, r.json
+    ranks = [{"普通": 1, "紧急": 2, "特急": 3}[t["priority"]] for t in r.json["result"]]
+    assert ranks == sorted(ranks, reverse=True)
+
+
+def test_racing_priority_changes_one_wins(dbs, ticket, user_id):
+    tid = ticket("created")
+    sup = Actor(id=user_id("supervisor"), roles=frozenset({SUPERVISOR}), name="supervisor")
+    with dbs() as s1, dbs() as s2:
+        wf.get(s1, tid), wf.get(s2, tid)           # both read 普通
+        wf.change_priority(s1, sup, tid, "紧急")
+        s1.commit()
+        with pytest.raises(Conflict):
+            wf.change_priority(s2, sup, tid, "特急", from_priority="普通")
+        s2.rollback()
+    assert snapshot(dbs, tid)[0]["priority"] == "紧急"
+    assert [e[0] for e in history(dbs, tid)].count("priority") == 1
+
+
+def test_migration_gives_existing_tickets_normal_priority(tmp_path):
+    """0006 on a database with tickets: they all get 普通 (rank 1); downgrade works."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    from .conftest import build_app, dispose_app
+
+    app = build_app(tmp_path, "sqlite")
+    try:
+        with app.app_context():
+            downgrade(revision="0005")
+            with db.engine.begin() as conn:
+                uid = conn.scalar(text("SELECT id FROM ab_user WHERE username = 'manager1'"))
+                tid = conn.scalar(text("SELECT id FROM crm_dict_item WHERE type = '服务类型'"))
+                conn.execute(text(
+                    "INSERT INTO crm_customer (number, name, manager_id, status, created_on, "
+                    "changed_on, created_by_fk, changed_by_fk) VALUES ('KH-MIG', '迁移客户', :u, "
+                    "'normal', :t, :t, :u, :u)"), {"u": uid, "t": datetime.now()})
+                cid = conn.scalar(text("SELECT id FROM crm_customer WHERE number = 'KH-MIG'"))
+                conn.execute(text(
+                    "INSERT INTO crm_service (number, service_type_id, summary, customer_id, "
+                    "request, status, created_on, changed_on, created_by_fk, changed_by_fk) "
+                    "VALUES ('FW-MIG', :st, '旧服务', :c, '旧请求', 'created', :t, :t, :u, :u)"),
+                    {"st": tid, "c": cid, "u": uid, "t": datetime.now()})
+            upgrade()
+            with db.engine.connect() as conn:
+                row = conn.execute(text("SELECT priority, priority_rank FROM crm_service "
+                                        "WHERE number = 'FW-MIG'")).one()
+            assert tuple(row) == ("普通", 1)
+    finally:
+        dispose_app(app)
