@@ -206,3 +206,197 @@ def test_migration_gives_existing_tickets_normal_priority(tmp_path):
             assert tuple(row) == ("普通", 1)
     finally:
         dispose_app(app)
+
+
+# ---- deadlines (服务时限) -------------------------------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from app.workflows import sla  # noqa: E402
+from app.workflows.actors import MANAGER  # noqa: E402
+
+T0 = datetime(2026, 3, 1, 23, 0, 0)   # an hour before midnight
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """``clock.now`` is what the service workflow (and the API/pages) take as now."""
+    class Clock:
+        now = T0
+
+        def set(self, when):
+            self.now = when
+    c = Clock()
+    monkeypatch.setattr(wf, "_now", lambda: c.now)
+    return c
+
+
+@pytest.fixture
+def service_type(api, uniq):
+    """A new 服务类型 (so the 服务时限 items made here touch no other test)."""
+    def _make(limits=None):
+        name = uniq("时限类型")
+        assert api("admin").post("/api/v1/dict_item/", json={
+            "type": "服务类型", "item": name, "value": "9"}).status_code == 201
+        for prio, value in (limits or {}).items():
+            r = api("admin").post("/api/v1/dict_item/", json={
+                "type": "服务时限", "item": f"{name}/{prio}", "value": value})
+            assert r.status_code == 201, r.json
+        return name
+    return _make
+
+
+def _new(dbs, user_id, cid, service_type="咨询", priority=None):
+    with dbs() as s:
+        data = dict(service_type=service_type, summary="时限", customer_id=cid, request="x")
+        if priority:
+            data["priority"] = priority
+        t = wf.create(s, Actor(id=user_id("manager1"), roles=frozenset({MANAGER})), data)
+        s.commit()
+        return t.id, t.response_due, t.resolution_due
+
+
+def test_default_deadlines_per_priority_across_midnight(clock, dbs, user_id, customer):
+    cid = customer()[0]
+    for prio, hours in (("普通", 72), ("紧急", 24), ("特急", 8)):
+        tid, response, resolution = _new(dbs, user_id, cid, priority=prio)
+        assert response == T0 + timedelta(hours=hours), prio
+        assert resolution == T0 + timedelta(hours=2 * hours), prio
+    # 特急 created at 23:00: respond by 07:00 and resolve by 15:00 the next day
+    assert response == datetime(2026, 3, 2, 7, 0) and resolution == datetime(2026, 3, 2, 15, 0)
+
+
+def test_deadlines_from_the_dictionary(clock, dbs, user_id, customer, service_type):
+    name = service_type({"紧急": "4", "特急": "0.5/6"})
+    cid = customer()[0]
+    _, response, resolution = _new(dbs, user_id, cid, name, "紧急")
+    assert (response, resolution) == (T0 + timedelta(hours=4), T0 + timedelta(hours=8))
+    _, response, resolution = _new(dbs, user_id, cid, name, "特急")
+    assert (response, resolution) == (T0 + timedelta(minutes=30), T0 + timedelta(hours=6))
+    # not configured for this type: the default
+    _, response, resolution = _new(dbs, user_id, cid, name, "普通")
+    assert (response, resolution) == (T0 + timedelta(hours=72), T0 + timedelta(hours=144))
+
+
+@pytest.mark.parametrize("item,value,field", [
+    ("咨询/紧急", "0", "value"), ("咨询/紧急", "-4", "value"), ("咨询/紧急", "四小时", "value"),
+    ("咨询/紧急", "4/2", "value"), ("咨询/紧急", "4/0", "value"), ("咨询/紧急", "nan", "value"),
+    ("咨询/紧急", "1/2/3", "value"), ("咨询/紧急", "99999", "value"), ("咨询", "4", "item"),
+    ("/紧急", "4", "item")])
+def test_dictionary_refuses_bad_limits(api, dbs, item, value, field):
+    with dbs() as s:
+        before = s.query(DictItem).filter_by(type="服务时限").count()
+    r = api("admin").post("/api/v1/dict_item/", json={"type": "服务时限", "item": item,
+                                                       "value": value})
+    assert r.status_code == 400 and r.json.get("field") == field, r.json
+    assert "服务时限" in r.json["message"]
+    with dbs() as s:
+        assert s.query(DictItem).filter_by(type="服务时限").count() == before
+
+
+def test_dictionary_refuses_bad_limit_on_edit(api, dbs, service_type):
+    name = service_type({"紧急": "4"})
+    with dbs() as s:
+        iid = s.scalar(select(DictItem.id).where(DictItem.item == f"{name}/紧急"))
+    for value in ("0", "-1", "abc"):
+        r = api("admin").put(f"/api/v1/dict_item/{iid}", json={"value": value})
+        assert r.status_code == 400 and "服务时限" in r.json["message"], r.json
+    r = api("admin").put(f"/api/v1/dict_item/{iid}", json={"item": "没有斜杠"})
+    assert r.status_code == 400 and r.json["field"] == "item"
+    with dbs() as s:
+        it = s.get(DictItem, iid)
+        assert (it.item, it.value) == (f"{name}/紧急", "4")
+    assert api("admin").put(f"/api/v1/dict_item/{iid}", json={"value": "2/3"}).status_code == 200
+
+
+def test_overdue_exactly_at_and_one_second_after(clock, api, dbs, user_id, customer):
+    cid = customer()[0]
+    tid, response, resolution = _new(dbs, user_id, cid, priority="特急")
+    c = api("supervisor")
+    clock.set(response)                                  # exactly at: not overdue
+    body = c.get(f"/api/v1/service/{tid}").json["result"]
+    assert body["overdue"] is False and body["priority"] == "特急"
+    assert body["response_due"] == "2026-03-02T07:00:00"
+    assert body["resolution_due"] == "2026-03-02T15:00:00"
+    clock.set(response + timedelta(seconds=1))           # one second after: overdue
+    assert c.get(f"/api/v1/service/{tid}").json["result"]["overdue"] is True
+    with dbs() as s:
+        t = s.get(ServiceTicket, tid)
+        assert not sla.is_overdue(t, response) and sla.is_overdue(t, response + timedelta(seconds=1))
+        assert sla.response_overdue(t, response + timedelta(seconds=1))
+        assert not sla.resolution_overdue(t, resolution)
+        assert sla.resolution_overdue(t, resolution + timedelta(seconds=1))
+
+
+def test_overdue_filter_and_deadline_filters_in_api(clock, api, dbs, user_id, customer):
+    cid = customer()[0]
+    late, response, _ = _new(dbs, user_id, cid, priority="特急")
+    fresh, _, _ = _new(dbs, user_id, cid, priority="普通")
+    clock.set(response + timedelta(seconds=1))
+    c = api("supervisor")
+    q = "(filters:!((col:resolution_due,opr:overdue,value:!t),(col:customer_id,opr:eq,value:%d)))"
+    r = c.get("/api/v1/service/?q=" + q % cid)
+    assert r.status_code == 200, r.json
+    assert [t["id"] for t in r.json["result"]] == [late]
+    r = c.get("/api/v1/service/?q=" + (q % cid).replace("!t", "!f"))
+    assert [t["id"] for t in r.json["result"]] == [fresh]
+    r = c.get("/api/v1/service/?q=(filters:!((col:response_due,opr:lt,value:'2026-03-02 08:00:00'),"
+              f"(col:customer_id,opr:eq,value:{cid})),order_column:response_due)")
+    assert r.status_code == 200 and [t["id"] for t in r.json["result"]] == [late]
+
+
+def test_handle_responds_archive_resolves_second_round_new_deadline(clock, api, dbs, user_id,
+                                                                   customer):
+    cid = customer()[0]
+    tid, response, resolution = _new(dbs, user_id, cid, priority="紧急")    # 24 h / 48 h
+    sup, m2 = api("supervisor"), api("manager2")
+    clock.set(T0 + timedelta(hours=30))              # response missed
+    assert sup.post(f"/api/v1/service/{tid}/assign",
+                    json={"assignee_id": user_id("manager2")}).status_code == 200
+    assert sup.get(f"/api/v1/service/{tid}").json["result"]["overdue"] is True
+    r = m2.post(f"/api/v1/service/{tid}/handle", json={"handling": "已回电"})
+    assert r.status_code == 200
+    body = r.json["result"]
+    assert body["first_response_on"] == (T0 + timedelta(hours=30)).isoformat()
+    assert body["overdue"] is False                  # responded (late); resolution still open
+    clock.set(T0 + timedelta(hours=40))
+    r = sup.post(f"/api/v1/service/{tid}/feedback", json={"result": "不满意", "satisfaction": 2})
+    body = r.json["result"]
+    assert body["status"] == "assigned" and body["resolution_due"] == (
+        T0 + timedelta(hours=40 + 48)).isoformat()          # a new resolution deadline
+    assert body["first_response_on"] == (T0 + timedelta(hours=30)).isoformat()
+    with dbs() as s:
+        assert s.get(ServiceTicket, tid).sla_round == 2
+    clock.set(T0 + timedelta(hours=50))
+    m2.post(f"/api/v1/service/{tid}/handle", json={"handling": "已上门"})
+    r = sup.post(f"/api/v1/service/{tid}/feedback", json={"result": "满意", "satisfaction": 4})
+    body = r.json["result"]
+    assert body["status"] == "archived" and body["resolved_on"] == (
+        T0 + timedelta(hours=50)).isoformat()
+    assert body["first_response_on"] == (T0 + timedelta(hours=30)).isoformat()  # the first
+    clock.set(T0 + timedelta(days=30))
+    assert sup.get(f"/api/v1/service/{tid}").json["result"]["overdue"] is False
+    assert [e[0] for e in history(dbs, tid)] == ["create", "assign", "handle", "feedback",
+                                                 "handle", "feedback"]
+
+
+def test_priority_change_moves_the_deadlines(clock, api, dbs, user_id, customer):
+    cid = customer()[0]
+    tid, _, _ = _new(dbs, user_id, cid)                       # 普通: 72 h / 144 h
+    clock.set(T0 + timedelta(hours=2))
+    r = api("supervisor").post(f"/api/v1/service/{tid}/priority", json={"priority": "特急"})
+    body = r.json["result"]
+    assert body["response_due"] == (T0 + timedelta(hours=8)).isoformat()    # from creation
+    assert body["resolution_due"] == (T0 + timedelta(hours=16)).isoformat()
+
+
+def test_pages_show_time_left_and_overdue(clock, web, dbs, user_id, customer):
+    cid = customer()[0]
+    tid, response, _ = _new(dbs, user_id, cid, priority="特急")
+    clock.set(T0 + timedelta(hours=5, minutes=30))
+    page = web("supervisor").get(f"/service/archive/{tid}").text
+    assert "响应剩余 2 小时 30 分钟" in page and "2026-03-02 07:00" in page
+    assert "响应剩余 2 小时 30 分钟" in web("supervisor").get("/service/assign/").text
+    clock.set(response + timedelta(days=1, hours=2))
+    page = web("supervisor").get(f"/service/archive/{tid}").text
+    assert "响应已超时 1 天 2 小时" in page and "crm-overdue" in page

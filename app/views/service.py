@@ -7,6 +7,7 @@ call the workflow, commit, and render or serialize the result.
 from flask import flash, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import protect, safe
+from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
@@ -18,6 +19,7 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from ..models import Customer, ServiceTicket
 from ..workflows import service as wf
+from ..workflows import sla
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import NotFound, ValidationError
 from .common import API_CRUD, VIEW_CRUD, CrmModelRestApi, api_errors, current_actor, html_errors
@@ -44,10 +46,28 @@ def _page_arg():
         return 0
 
 
+def _sla_state(ticket):
+    return sla.state(ticket, wf._now())
+
+
 def _common(**kw):
     """Helpers every service template uses."""
     return dict(status_label=wf.status_label, action_label=wf.action_label,
-                user_name=wf.user_name, page_size=PAGE_SIZE, **kw)
+                user_name=wf.user_name, page_size=PAGE_SIZE, sla_state=_sla_state,
+                sla_text=sla.state_text, **kw)
+
+
+class FilterOverdue(BaseFilter):
+    """``q=(filters:!((col:resolution_due,opr:overdue,value:!t)))``: the tickets with a
+    missed open deadline (``!f``: the others) — the API's ``overdue`` field."""
+    name = _l("已超时")
+    arg_name = "overdue"
+
+    def apply(self, query, value):
+        cond = sla.overdue_condition(wf._now())
+        if value in (False, 0, "false", "0", "f", "否"):
+            return query.filter(~cond)
+        return query.filter(cond)
 
 
 # ---- 服务创建 --------------------------------------------------------------------------
@@ -366,13 +386,16 @@ class ServiceApi(CrmModelRestApi):
     list_columns = ["id", "number", "service_type_id", "summary", "customer_id", "request",
                     "status", "created_by_fk", "created_on", "assignee_id", "assigned_on",
                     "handling", "handler_id", "handled_on", "result", "satisfaction",
-                    "priority"]
+                    "priority", "response_due", "resolution_due", "first_response_on",
+                    "resolved_on"]
     show_columns = list_columns
     search_columns = ["number", "summary", "customer_id", "status", "assignee_id",
-                      "handler_id", "service_type_id", "created_on", "priority"]
+                      "handler_id", "service_type_id", "created_on", "priority",
+                      "response_due", "resolution_due"]
+    search_filters = {"resolution_due": [FilterOverdue]}
     # priority_rank: by urgency (普通 1 < 紧急 2 < 特急 3); priority: by the text
     order_columns = ["id", "number", "created_on", "assigned_on", "handled_on", "status",
-                     "priority", "priority_rank"]
+                     "priority", "priority_rank", "response_due", "resolution_due"]
     base_order = ("id", "desc")
     label_columns = dict(wf.LABELS, created_by_fk=wf.LABELS["creator_id"],
                          service_type_id=wf.LABELS["service_type"])

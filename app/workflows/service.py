@@ -35,7 +35,7 @@ from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
 from ..models.dictionary import SERVICE_PRIORITY, SERVICE_TYPE
-from . import dates, dictionary, events, notifications, numbering
+from . import dates, dictionary, events, notifications, numbering, sla
 from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
@@ -60,6 +60,9 @@ LABELS = {
     "handler_id": _l("处理人"), "handled_on": _l("处理时间"), "result": _l("处理结果"),
     "satisfaction": _l("满意度"), "date_from": _l("创建日期（起）"),
     "date_to": _l("创建日期（止）"), "customer": _l("客户"), "priority": _l("优先级"),
+    "response_due": _l("响应时限"), "resolution_due": _l("解决时限"),
+    "first_response_on": _l("首次处理时间"), "resolved_on": _l("归档时间"),
+    "overdue": _l("已超时"), "priority_rank": _l("优先级等级"),
 }
 CREATE_FIELDS = ("service_type", "summary", "customer_id", "request", "priority")
 DEFAULT_PRIORITY = "普通"
@@ -445,11 +448,15 @@ def create(session, actor, data):
     customer = _customer(session, data.get("customer_id"))
     request = _text(data, "request")
     prio = priority_item(session, data.get("priority"))
+    now = _now()
+    response_due, resolution_due = sla.deadlines(session, item.item, prio.item, now)
     ticket = ServiceTicket(
         number=numbering.next_number(session, numbering.PREFIX_SERVICE),
         service_type_id=item.id, summary=summary, customer_id=customer.id, request=request,
         priority=prio.item, priority_rank=priority_rank(prio),
-        status=CREATED, created_by_fk=actor.id, changed_by_fk=actor.id)
+        response_due=response_due, resolution_due=resolution_due,
+        status=CREATED, created_by_fk=actor.id, changed_by_fk=actor.id,
+        created_on=now, changed_on=now)
     session.add(ticket)
     session.flush()
     events.record_event(session, ENTITY, ticket.id, "create", None, CREATED, actor_id=actor.id)
@@ -582,11 +589,17 @@ def change_priority(session, actor, ticket_id, priority, from_priority=None):
         raise ValidationError(_l("服务 %(number)s 的优先级已经是“%(priority)s”，请选择另一个优先级。",
                                  number=ticket.number, priority=old), field="priority")
     status = ticket.status
+    # the deadlines keep their start and take the new priority's time limits
+    response_due, resolution_due = sla.shifted(
+        session, ticket.service_type.item, old, item.item, ticket.response_due,
+        ticket.resolution_due)
     result = session.execute(
         update(ServiceTicket)
         .where(ServiceTicket.id == ticket.id, ServiceTicket.status == status,
                ServiceTicket.priority == old)
-        .values(priority=item.item, priority_rank=priority_rank(item), **_audit_values(actor))
+        .values(priority=item.item, priority_rank=priority_rank(item),
+                response_due=response_due, resolution_due=resolution_due,
+                **_audit_values(actor))
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise Conflict(stale)
@@ -601,9 +614,11 @@ def handle(session, actor, ticket_id, handling):
     ticket = get(session, ticket_id)
     require_handle(actor, ticket)
     text = _text({"handling": handling}, "handling")
+    now = _now()
     events.compare_and_set(
         session, ServiceTicket, ticket.id, ASSIGNED,
-        dict(status=HANDLED, handling=text, handler_id=actor.id, handled_on=_now(),
+        dict(status=HANDLED, handling=text, handler_id=actor.id, handled_on=now,
+             first_response_on=func.coalesce(ServiceTicket.first_response_on, now),
              **_audit_values(actor)),
         _l("服务 %(number)s 的状态已改变，请刷新后查看。", number=ticket.number))
     events.record_event(session, ENTITY, ticket.id, "handle", ASSIGNED, HANDLED,
@@ -620,9 +635,16 @@ def feedback(session, actor, ticket_id, result, satisfaction):
     text = _text({"result": result}, "result")
     score = parse_satisfaction(satisfaction)
     to = ARCHIVED if score >= ARCHIVE_THRESHOLD else ASSIGNED
+    now = _now()
+    if to == ARCHIVED:
+        deadline = dict(resolved_on=now)
+    else:  # another round: a new resolution deadline from now, escalated afresh
+        deadline = dict(sla_round=ServiceTicket.sla_round + 1, escalated_resolution_on=None,
+                        resolution_due=sla.resolution_due_from(
+                            session, ticket.service_type.item, ticket.priority, now))
     events.compare_and_set(
         session, ServiceTicket, ticket.id, HANDLED,
-        dict(status=to, result=text, satisfaction=score, **_audit_values(actor)),
+        dict(status=to, result=text, satisfaction=score, **deadline, **_audit_values(actor)),
         _l("服务 %(number)s 已被他人反馈或状态已改变，请刷新后查看。", number=ticket.number))
     events.record_event(session, ENTITY, ticket.id, "feedback", HANDLED, to,
                         note=f"处理结果：{text}；满意度：{score}", actor_id=actor.id)
@@ -640,11 +662,16 @@ def feedback(session, actor, ticket_id, result, satisfaction):
     return ticket
 
 
-def to_json(ticket):
-    """The §8 ``service`` fields."""
+def to_json(ticket, now=None):
+    """The §8 ``service`` fields, plus priority and the 服务时限 (``overdue``: a
+    deadline it still has to meet has passed, at ``now``)."""
     def ts(v):
         return v.isoformat() if v else None
+    now = now or _now()
     return {
+        "response_due": ts(ticket.response_due), "resolution_due": ts(ticket.resolution_due),
+        "first_response_on": ts(ticket.first_response_on),
+        "resolved_on": ts(ticket.resolved_on), "overdue": sla.is_overdue(ticket, now),
         "id": ticket.id, "number": ticket.number,
         "service_type": ticket.service_type.item if ticket.service_type else None,
         "summary": ticket.summary, "customer_id": ticket.customer_id, "request": ticket.request,
