@@ -6,7 +6,7 @@ filterable and sortable through ``q``; unknown → 400, 客户经理 → 403, no
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.models import DictItem, ServiceTicket
 from app.workflows import service as wf
@@ -14,6 +14,30 @@ from app.workflows.actors import SUPERVISOR, Actor
 from app.workflows.errors import Conflict
 
 from .test_service import actor, customer, history, snapshot, ticket  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _forget_my_tickets(dbs):
+    """Tickets made here have creation times in 1999 or early 2026 and would sit at the
+    top of other tests' oldest-first lists: remove them (with their history and
+    notices) afterwards."""
+    from app.models import Notification, WorkflowEvent
+
+    with dbs() as s:
+        start = s.scalar(select(func.max(ServiceTicket.id))) or 0
+    yield
+    with dbs() as s:
+        ids = s.scalars(select(ServiceTicket.id).where(ServiceTicket.id > start)).all()
+        if ids:
+            s.query(Notification).filter(Notification.link.in_(
+                [f"/service/{p}/{i}" for i in ids for p in ("archive", "handle")])).delete(
+                synchronize_session=False)
+            s.query(WorkflowEvent).filter(WorkflowEvent.entity == "service",
+                                          WorkflowEvent.entity_id.in_(ids)).delete(
+                synchronize_session=False)
+            s.query(ServiceTicket).filter(ServiceTicket.id.in_(ids)).delete(
+                synchronize_session=False)
+            s.commit()
 
 
 def _create(api, cid, who="manager1", **kw):
@@ -400,3 +424,154 @@ def test_pages_show_time_left_and_overdue(clock, web, dbs, user_id, customer):
     clock.set(response + timedelta(days=1, hours=2))
     page = web("supervisor").get(f"/service/archive/{tid}").text
     assert "响应已超时 1 天 2 小时" in page and "crm-overdue" in page
+
+
+# ---- escalation (服务超时升级) ---------------------------------------------------------------
+
+from app.models import Notification, WorkflowEvent  # noqa: E402
+from app.scheduler import run_lock, sla_escalation_job, start_scheduler  # noqa: E402
+
+E0 = datetime(1999, 12, 31, 10, 0, 0)   # before every other test's deadlines
+
+
+def _notices(dbs, tid):
+    with dbs() as s:
+        return sorted((n.user_id, n.dedupe_key) for n in s.scalars(select(Notification).where(
+            Notification.kind == "ticket_overdue",
+            Notification.link == f"/service/archive/{tid}")))
+
+
+def _supervisors(dbs):
+    with dbs() as s:
+        return sla._supervisor_ids(s)
+
+
+def _assigned(clock, dbs, user_id, cid, priority="特急"):
+    clock.set(E0)
+    tid, response, resolution = _new(dbs, user_id, cid, priority=priority)
+    with dbs() as s:
+        wf.assign(s, Actor(id=user_id("supervisor"), roles=frozenset({SUPERVISOR})), tid,
+                  user_id("manager2"))
+        s.commit()
+    return tid, response, resolution
+
+
+def test_escalation_notifies_once_per_deadline(app, clock, dbs, user_id, customer):
+    cid = customer()[0]
+    tid, response, resolution = _assigned(clock, dbs, user_id, cid)   # 18:00 / 02:00
+    sups = _supervisors(dbs)
+    assert user_id("supervisor") in sups
+    expected = {user_id("manager2"), *sups}
+    # exactly at the response deadline: nothing yet
+    sla_escalation_job(app, now=response)
+    assert _notices(dbs, tid) == []
+    for _ in range(2):                       # run twice: each notice once
+        sla_escalation_job(app, now=response + timedelta(seconds=1))
+        got = _notices(dbs, tid)
+        assert {u for u, _ in got} == expected and len(got) == len(expected)
+        assert {k for _, k in got} == {f"sla:{tid}:response:1:{u}" for u in expected}
+    with dbs() as s:
+        t = s.get(ServiceTicket, tid)
+        assert t.escalated_response_on == response + timedelta(seconds=1)
+        assert t.escalated_resolution_on is None
+    # the resolution deadline (after midnight) passes: one more notice each, once
+    for _ in range(2):
+        sla_escalation_job(app, now=resolution + timedelta(minutes=10))
+    got = _notices(dbs, tid)
+    assert len(got) == 2 * len(expected)
+    assert {k for _, k in got if ":resolution:" in k} == {
+        f"sla:{tid}:resolution:1:{u}" for u in expected}
+    assert [e[0] for e in history(dbs, tid)].count("escalate") == 2
+    with dbs() as s:
+        n = s.scalar(select(Notification).where(
+            Notification.user_id == user_id("manager2"),
+            Notification.dedupe_key == f"sla:{tid}:response:1:{user_id('manager2')}"))
+        assert "已超过响应时限" in n.title and "特急" in n.title
+
+
+def test_met_deadlines_are_not_escalated_and_new_round_escalates_again(
+        app, clock, api, dbs, user_id, customer):
+    cid = customer()[0]
+    tid, response, resolution = _assigned(clock, dbs, user_id, cid)
+    clock.set(response)                                     # handled exactly at the deadline
+    assert api("manager2").post(f"/api/v1/service/{tid}/handle",
+                                json={"handling": "已处理"}).status_code == 200
+    sla_escalation_job(app, now=response + timedelta(hours=1))
+    assert _notices(dbs, tid) == []
+    clock.set(resolution + timedelta(hours=1))               # resolution missed, then sent back
+    sla_escalation_job(app, now=resolution + timedelta(hours=1))
+    first = _notices(dbs, tid)
+    assert first and all(":resolution:1:" in k for _, k in first)
+    r = api("supervisor").post(f"/api/v1/service/{tid}/feedback",
+                               json={"result": "不满意", "satisfaction": 1})
+    new_due = datetime.fromisoformat(r.json["result"]["resolution_due"])
+    assert new_due == resolution + timedelta(hours=1 + 16)
+    sla_escalation_job(app, now=new_due)                      # at the new deadline: nothing
+    assert _notices(dbs, tid) == first
+    for _ in range(2):
+        sla_escalation_job(app, now=new_due + timedelta(seconds=1))
+    second = [k for _, k in _notices(dbs, tid) if ":resolution:2:" in k]
+    assert len(second) == len(first)
+
+
+def test_escalation_killed_mid_run_and_rerun_notifies_once(app, clock, dbs, user_id, customer,
+                                                           monkeypatch):
+    cid = customer()[0]
+    tids = [_assigned(clock, dbs, user_id, cid)[0] for _ in range(3)]
+    now = E0 + timedelta(hours=9)                           # all three missed their response
+    expected = len({user_id("manager2"), *_supervisors(dbs)})
+
+    # killed before the second ticket: the first is done, the others untouched
+    def die_on_second(kind, tid):
+        if tid == tids[1]:
+            raise KeyboardInterrupt("killed")
+    with pytest.raises(KeyboardInterrupt):
+        sla_escalation_job(app, now=now, on_ticket=die_on_second)
+    assert len(_notices(dbs, tids[0])) == expected
+    assert _notices(dbs, tids[1]) == [] and _notices(dbs, tids[2]) == []
+
+    # killed halfway through the second ticket's notices: that ticket rolls back whole
+    from app.workflows import notifications as nwf
+    real, calls = nwf.notify, []
+
+    def dying_notify(session, user_id_, *a, **kw):
+        calls.append(user_id_)
+        if len(calls) == 2:
+            raise RuntimeError("killed while notifying")
+        return real(session, user_id_, *a, **kw)
+    monkeypatch.setattr(nwf, "notify", dying_notify)
+    assert sla_escalation_job(app, now=now) is None
+    monkeypatch.setattr(nwf, "notify", real)
+    assert _notices(dbs, tids[1]) == []
+    with dbs() as s:
+        assert s.get(ServiceTicket, tids[1]).escalated_response_on is None
+
+    # rerun twice: every ticket's notices exactly once
+    sla_escalation_job(app, now=now)
+    sla_escalation_job(app, now=now)
+    for tid in tids:
+        got = _notices(dbs, tid)
+        assert len(got) == expected and len({k for _, k in got}) == expected, tid
+    with dbs() as s:
+        assert s.scalar(select(func.count()).select_from(WorkflowEvent).where(
+            WorkflowEvent.entity == "service", WorkflowEvent.entity_id.in_(tids),
+            WorkflowEvent.action == "escalate")) == 3
+
+
+def test_escalation_skips_while_another_run_holds_the_lock(app, clock, dbs, user_id, customer):
+    cid = customer()[0]
+    tid, response, _ = _assigned(clock, dbs, user_id, cid)
+    with app.app_context():
+        with run_lock(job="sla") as acquired:
+            assert acquired
+            assert sla_escalation_job(app, now=response + timedelta(seconds=1)) is None
+    assert _notices(dbs, tid) == []
+    assert sla_escalation_job(app, now=response + timedelta(seconds=1))["response"] >= 1
+    assert _notices(dbs, tid)
+
+
+def test_escalation_job_is_scheduled_every_ten_minutes(app):
+    sched = start_scheduler(app, start=False)
+    job = sched.get_job("sla-escalation")
+    assert job is not None and job.max_instances == 1 and job.coalesce
+    assert job.trigger.interval == timedelta(minutes=10)

@@ -51,6 +51,7 @@ STATUS_LABELS = {
 ACTION_LABELS = {
     "create": _l("创建"), "assign": _l("分配"), "reassign": _l("重新分配"),
     "handle": _l("服务处理"), "feedback": _l("服务反馈"), "priority": _l("调整优先级"),
+    "escalate": _l("超时升级"),
 }
 LABELS = {
     "id": _l("序号"), "number": _l("编号"), "service_type": _l("服务类型"),

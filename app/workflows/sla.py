@@ -16,11 +16,19 @@ priority: 普通's) and ``RESOLUTION_FACTOR`` × that for the resolution.
 
 A deadline is *missed* when it passed while still open: exactly at the deadline is
 not overdue, one second later is.
+
+:func:`escalate` (the scheduler's job every 10 minutes, ``app/scheduler.py``) marks
+each missed deadline once — ``escalated_response_on`` / ``escalated_resolution_on``,
+a compare-and-set on the mark being empty — and in the same transaction notifies the
+assignee and every active 销售主管 with the dedupe key
+``sla:<ticket>:<response|resolution>:<round>:<user>``; one transaction per ticket, so
+a run killed halfway leaves each ticket either escalated with its notices or not at
+all, and a second run (or a racing one) sends nothing twice.
 """
 from datetime import timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 
 from ..models import DictItem, ServiceTicket
 from ..models.dictionary import SERVICE_LIMIT
@@ -134,3 +142,97 @@ def state_text(st):
     if st["kind"] == RESPONSE:
         return (_l("响应已超时 %(t)s", t=left) if st["overdue"] else _l("响应剩余 %(t)s", t=left))
     return (_l("解决已超时 %(t)s", t=left) if st["overdue"] else _l("解决剩余 %(t)s", t=left))
+
+
+# ---- escalation ---------------------------------------------------------------------------
+
+KIND_LABELS = {RESPONSE: _l("响应"), RESOLUTION: _l("解决")}
+ESCALATION_BATCH = 500
+
+
+def _supervisor_ids(session):
+    from .actors import SUPERVISOR
+
+    User = ServiceTicket.assignee.property.mapper.class_
+    Role = User.roles.property.mapper.class_
+    return session.scalars(select(User.id).where(
+        User.active.is_(True), User.roles.any(Role.name == SUPERVISOR)).order_by(User.id)).all()
+
+
+def _due_for_escalation(session, kind, now, limit):
+    t = ServiceTicket
+    if kind == RESPONSE:
+        cond = (t.response_due < now, t.first_response_on.is_(None),
+                t.escalated_response_on.is_(None))
+    else:
+        cond = (t.resolution_due < now, t.resolved_on.is_(None),
+                t.escalated_resolution_on.is_(None))
+    return session.scalars(select(t.id).where(*cond).order_by(t.id).limit(limit)).all()
+
+
+def escalate_one(session, ticket_id, kind, now, actor_id, supervisors):
+    """Mark one missed deadline and notify; False when it was already marked (or
+    met meanwhile). The caller commits."""
+    from . import events, notifications
+
+    t = ServiceTicket
+    if kind == RESPONSE:
+        mark, due, done = t.escalated_response_on, t.response_due, t.first_response_on
+        values = {"escalated_response_on": now}
+    else:
+        mark, due, done = t.escalated_resolution_on, t.resolution_due, t.resolved_on
+        values = {"escalated_resolution_on": now}
+    # not a user's edit: the audit columns keep their values (AuditMixin's onupdate
+    # would write "no user")
+    values.update(changed_on=t.changed_on, changed_by_fk=t.changed_by_fk)
+    won = session.execute(
+        update(t).where(t.id == ticket_id, mark.is_(None), done.is_(None), due < now)
+        .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+    if not won:
+        return False
+    ticket = session.get(t, ticket_id)
+    session.refresh(ticket)
+    due_value = ticket.response_due if kind == RESPONSE else ticket.resolution_due
+    round_ = 1 if kind == RESPONSE else ticket.sla_round
+    due_text = due_value.strftime("%Y-%m-%d %H:%M")
+    events.record_event(session, "service", ticket.id, "escalate", ticket.status, ticket.status,
+                        note=f"{KIND_LABELS[kind]}超时（时限 {due_text}），已通知处理人和销售主管",
+                        actor_id=actor_id, when=now)
+    title = (_l("服务 %(number)s（%(priority)s）已超过响应时限 %(due)s，尚未处理",
+                number=ticket.number, priority=ticket.priority, due=due_text)
+             if kind == RESPONSE else
+             _l("服务 %(number)s（%(priority)s）已超过解决时限 %(due)s，尚未归档",
+                number=ticket.number, priority=ticket.priority, due=due_text))
+    users = ([ticket.assignee_id] if ticket.assignee_id else []) + \
+        [u for u in supervisors if u != ticket.assignee_id]
+    for uid in users:
+        notifications.notify(session, uid, "ticket_overdue", title,
+                             link=f"/service/archive/{ticket.id}",
+                             dedupe_key=f"sla:{ticket.id}:{kind}:{round_}:{uid}", now=now)
+    return True
+
+
+def escalate(session, now, actor_id, batch=ESCALATION_BATCH, on_ticket=None):
+    """Escalate every missed deadline at ``now``; commits after each ticket.
+    Returns {"response": n, "resolution": m} (the deadlines marked by this run).
+    ``on_ticket(kind, ticket_id)`` is called before each (tests use it)."""
+    supervisors = _supervisor_ids(session)
+    done = {RESPONSE: 0, RESOLUTION: 0}
+    for kind in (RESPONSE, RESOLUTION):
+        while True:
+            ids = _due_for_escalation(session, kind, now, batch)
+            if not ids:
+                break
+            for tid in ids:
+                if on_ticket:
+                    on_ticket(kind, tid)
+                try:
+                    if escalate_one(session, tid, kind, now, actor_id, supervisors):
+                        done[kind] += 1
+                    session.commit()
+                except Exception:
+                    session.rollback()
+                    raise
+            if len(ids) < batch:
+                break
+    return done
