@@ -262,8 +262,10 @@ def build_schemas():
             "customer_name": S(), "amount": MONEY, "item": S(), "count": I(),
             "percent": {"type": "number", "nullable": True}, "service_type": S(), "manager": S(),
             "last_order_date": DATE, "confirmed_on": DATE, "reason": S(),
+            "overdue": I(), "on_time_percent": {"type": "number", "nullable": True},
         }, description="一行报表；各报表的列见 docs/modules/reports.md（contribution: customer_name, "
-                        "amount；composition: item, count, percent；service: service_type, count；"
+                        "amount；composition: item, count, percent；service: service_type, count, "
+                        "overdue, on_time_percent；"
                         "churn: customer_name, manager, last_order_date, confirmed_on, reason）"),
         "Report": obj({"rows": {"type": "array", "items": ref("ReportRow")},
                        "total": {**ref("ReportRow"), "description": "合计行（有合计的报表）"}},

@@ -575,3 +575,42 @@ def test_escalation_job_is_scheduled_every_ten_minutes(app):
     job = sched.get_job("sla-escalation")
     assert job is not None and job.max_instances == 1 and job.coalesce
     assert job.trigger.interval == timedelta(minutes=10)
+
+
+# ---- 客户服务分析 ---------------------------------------------------------------------------
+
+def test_service_report_counts_missed_deadlines(api, web, dbs, user_id, customer,
+                                                service_type):
+    """Per 服务类型: 服务数量, 超时数量 (late or still open past a deadline), 按时率."""
+    from . import factories as f
+
+    name = service_type()
+    cid = customer()[0]
+    due = datetime(1998, 6, 1, 12, 0)
+    with dbs() as s:
+        c = s.get(f.Customer, cid)
+        m1 = user_id("manager1")
+        common = dict(service_type=name, created_on=datetime(1998, 6, 1, 8, 0),
+                      changed_on=datetime(1998, 6, 1, 8, 0), response_due=due,
+                      resolution_due=due + timedelta(hours=24))
+        # on time; responded one second late; resolved late; open past its deadline;
+        # and one from before the deadlines existed
+        f.service(s, c, m1, status="archived", first_response_on=due, resolved_on=due, **common)
+        f.service(s, c, m1, status="handled", first_response_on=due + timedelta(seconds=1),
+                  **dict(common, resolution_due=datetime(2999, 1, 1)))
+        f.service(s, c, m1, status="archived", first_response_on=due,
+                  resolved_on=due + timedelta(hours=25), **common)
+        f.service(s, c, m1, status="created", **common)
+        f.service(s, c, m1, status="archived", service_type=name,
+                  created_on=datetime(1998, 6, 1, 8, 0), changed_on=datetime(1998, 6, 1, 8, 0))
+        s.commit()
+    r = api("supervisor").get("/api/v1/report/service?year=1998")
+    assert r.status_code == 200, r.json
+    row = next(x for x in r.json["rows"] if x["service_type"] == name)
+    assert (row["count"], row["overdue"], row["on_time_percent"]) == (5, 3, 25.0)
+    assert r.json["total"]["overdue"] >= 3
+    empty = next(x for x in api("supervisor").get("/api/v1/report/service?year=1901")
+                 .json["rows"] if x["service_type"] == name)
+    assert (empty["count"], empty["overdue"], empty["on_time_percent"]) == (0, 0, None)
+    page = web("supervisor").get("/reports/service/?year=1998").text
+    assert "超时数量" in page and "按时率（%）" in page and "25.0%" in page
