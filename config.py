@@ -89,6 +89,8 @@ CHURN_MONTHS = 6
 CHURN_CRON = None
 # 每日计划提醒 (APScheduler cron fields, in BABEL_DEFAULT_TIMEZONE); default 08:00
 DIGEST_CRON = None
+# 服务超时升级: how often the job looks for missed service deadlines (minutes)
+SLA_ESCALATION_MINUTES = 10
 # the address users open the CRM at, for the links in notification mails
 BASE_URL = "http://127.0.0.1:5000"
 

@@ -176,6 +176,13 @@ def build_schemas():
             "service_type": S(description="服务类型（数据字典条目文字）", example="咨询"),
             "summary": S(), "customer_id": I(), "request": S(),
             "status": _status(_service),
+            "priority": {"type": "string", "description": "服务优先级（数据字典条目文字）",
+                         "example": "普通"},
+            "response_due": dict(TIMESTAMP, description="响应时限（分配并处理的期限）"),
+            "resolution_due": dict(TIMESTAMP, description="解决时限（归档的期限；退回重新处理时重新计算）"),
+            "first_response_on": dict(TIMESTAMP, description="首次处理时间"),
+            "resolved_on": dict(TIMESTAMP, description="归档时间"),
+            "overdue": {"type": "boolean", "description": "尚未完成的时限已过"},
             "creator_id": I(), "created_on": TIMESTAMP, "assignee_id": I(), "assigned_on": TIMESTAMP,
             "handling": S(), "handler_id": I(), "handled_on": TIMESTAMP, "result": S(),
             "satisfaction": I(minimum=1, maximum=5),
@@ -255,8 +262,10 @@ def build_schemas():
             "customer_name": S(), "amount": MONEY, "item": S(), "count": I(),
             "percent": {"type": "number", "nullable": True}, "service_type": S(), "manager": S(),
             "last_order_date": DATE, "confirmed_on": DATE, "reason": S(),
+            "overdue": I(), "on_time_percent": {"type": "number", "nullable": True},
         }, description="一行报表；各报表的列见 docs/modules/reports.md（contribution: customer_name, "
-                        "amount；composition: item, count, percent；service: service_type, count；"
+                        "amount；composition: item, count, percent；service: service_type, count, "
+                        "overdue, on_time_percent；"
                         "churn: customer_name, manager, last_order_date, confirmed_on, reason）"),
         "Report": obj({"rows": {"type": "array", "items": ref("ReportRow")},
                        "total": {**ref("ReportRow"), "description": "合计行（有合计的报表）"}},

@@ -1,4 +1,6 @@
-"""Background jobs: the weekly churn check, every Saturday 02:00 server time.
+"""Background jobs: the weekly churn check, every Saturday 02:00 server time; the
+08:00 digest; the notification mailer (every minute); the 服务超时升级 (every 10
+minutes, ``sla_escalation_job``).
 
 ``create_app`` calls ``start_scheduler(app)`` when ``SCHEDULER_ENABLED`` is true
 (``make run``). Several worker processes may each start a scheduler; the run is
@@ -275,6 +277,37 @@ def digest_job(app, day=None, send=None):
     return made
 
 
+def sla_escalation_job(app, now=None, on_ticket=None):
+    """服务超时升级 (every 10 minutes): mark each missed 响应/解决时限 once and notify the
+    assignee and every active 销售主管 (``app/workflows/sla.py``). Returns the counts,
+    or None when another process holds the lock or the run failed."""
+    from .cli import system_user_id
+    from .workflows import sla
+
+    with app.app_context():
+        started = datetime.now()
+        try:
+            with run_lock(job="sla") as acquired:
+                if not acquired:
+                    log.info("sla escalation already running elsewhere; skipped")
+                    return None
+                done = sla.escalate(db.session, (now or datetime.now()).replace(microsecond=0),
+                                    system_user_id(), on_ticket=on_ticket)
+            metrics.job_run("sla", ok=True)
+            if done[sla.RESPONSE] or done[sla.RESOLUTION]:
+                _record(app, "sla", started, True, f"escalated {done[sla.RESPONSE]} response, "
+                                                   f"{done[sla.RESOLUTION]} resolution")
+            return done
+        except Exception as exc:  # noqa: BLE001
+            db.session.rollback()
+            metrics.job_run("sla", ok=False)
+            log.exception("sla escalation failed")
+            _record(app, "sla", started, False, str(exc))
+            return None
+        finally:
+            db.session.remove()
+
+
 def start_scheduler(app, start=True):
     """Start the background scheduler: the weekly churn check, the 08:00 digest and the
     notification mailer (every minute); returns it."""
@@ -287,6 +320,10 @@ def start_scheduler(app, start=True):
     scheduler.add_job(notification_mail_job, trigger="interval", minutes=1, args=[app],
                       id="notify-mail", name="通知邮件", replace_existing=True, coalesce=True,
                       max_instances=1)
+    scheduler.add_job(sla_escalation_job, trigger="interval",
+                      minutes=int(app.config.get("SLA_ESCALATION_MINUTES") or 10), args=[app],
+                      id="sla-escalation", name="服务超时升级", replace_existing=True,
+                      coalesce=True, max_instances=1)
     scheduler.add_job(scheduled_churn_job, trigger=churn_trigger(cron=app.config.get("CHURN_CRON")),
                       args=[app], id=JOB_ID,
                       name="客户流失检查", replace_existing=True, coalesce=True,

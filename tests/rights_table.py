@@ -295,6 +295,7 @@ TABLE = {
 
     ("ServiceApi.assign", "POST"): SUPERVISORS,   # 服务分配 = can_assign on Service, as the page
     ("ServiceApi.reassign", "POST"): SUPERVISORS,  # part of 服务分配 (can_assign on Service)
+    ("ServiceApi.priority", "POST"): SUPERVISORS,  # 调整优先级: part of 服务分配 (can_assign)
     ("ServiceApi.feedback", "POST"): WRITERS,
     ("ServiceApi.get", "GET"): STAFF,
     ("ServiceApi.get_list", "GET"): STAFF,
@@ -308,6 +309,7 @@ TABLE = {
 
     ("ServiceAssignView.assign", "POST"): SUPERVISORS,
     ("ServiceAssignView.reassign", "POST"): SUPERVISORS,
+    ("ServiceAssignView.priority", "POST"): SUPERVISORS,  # 调整优先级 (can_assign on Service)
     ("ServiceAssignView.list", "GET"): SUPERVISORS,
 
     ("ServiceCreateView.create", "GET"): WRITERS,

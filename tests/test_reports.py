@@ -297,7 +297,8 @@ def test_churn_and_service_xlsx(api, churn_fixture):
     assert values[2][2].date() == date(2024, 1, 2)
     r = api("exec").get("/api/v1/report/service?format=csv&year=1901")
     df = pd.read_csv(io.BytesIO(r.data), encoding="utf-8-sig")
-    assert list(df.columns) == ["服务类型", "服务数量"] and df.iloc[-1, 0] == "合计"
+    assert list(df.columns) == ["服务类型", "服务数量", "超时数量", "按时率（%）"]
+    assert df.iloc[-1, 0] == "合计"
 
 
 def test_bad_format_is_400(api):

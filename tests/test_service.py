@@ -20,7 +20,8 @@ ROLE_OF = {"admin": ADMIN, "exec": EXECUTIVE, "supervisor": SUPERVISOR,
            "manager1": MANAGER, "manager2": MANAGER}
 FIELDS = {"id", "number", "service_type", "summary", "customer_id", "request", "status",
           "creator_id", "created_on", "assignee_id", "assigned_on", "handling", "handler_id",
-          "handled_on", "result", "satisfaction"}
+          "handled_on", "result", "satisfaction", "priority",
+          "response_due", "resolution_due", "first_response_on", "resolved_on", "overdue"}
 
 
 # ---- builders ----------------------------------------------------------------------------

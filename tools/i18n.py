@@ -168,6 +168,7 @@ def check_en(catalog):
 CHINESE_ALLOWED_IN_EN = {
     "%(field)s请填写数据字典中的条目文字，例如“北京”。",
     "性别只能是“男”或“女”。",
+    "服务时限的条目应写成“服务类型/优先级”，例如“咨询/紧急”。",  # quotes dictionary data
 }
 
 

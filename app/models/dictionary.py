@@ -8,6 +8,8 @@ from .base import AuditMixin, Model
 REGION = "地区"
 LEVEL = "客户等级"
 SERVICE_TYPE = "服务类型"
+SERVICE_PRIORITY = "服务优先级"
+SERVICE_LIMIT = "服务时限"  # 条目 "服务类型/优先级", 值 "响应小时" or "响应小时/解决小时"
 
 
 class DictItem(AuditMixin, Model):

@@ -18,6 +18,7 @@ NOTIFICATION_KINDS = {
     "ticket_assigned": N_("服务分配给我"),
     "ticket_returned": N_("服务被退回（满意度低于 3）"),
     "ticket_archived": N_("我创建的服务已归档"),
+    "ticket_overdue": N_("服务超过响应或解决时限"),
     "churn_warnings": N_("我的客户出现流失预警"),
     "digest": N_("每日计划提醒"),
 }

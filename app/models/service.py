@@ -24,6 +24,9 @@ class ServiceTicket(AuditMixin, Model):
         Index("ix_service_customer", "customer_id"),
         Index("ix_service_type", "service_type_id"),
         Index("ix_service_type_created", "service_type_id", "created_on"),  # 客户服务分析 by year
+        Index("ix_service_priority_status", "priority", "status"),
+        Index("ix_service_response_due", "response_due"),      # the escalation job
+        Index("ix_service_resolution_due", "resolution_due"),
     )
 
     id = Column(Integer, primary_key=True)
@@ -44,6 +47,20 @@ class ServiceTicket(AuditMixin, Model):
     result = Column(Text)
     satisfaction = Column(SmallInteger)
     status = Column(String(16), nullable=False, default="created", server_default="created")
+    # 服务优先级: the 条目 text of the dictionary category 服务优先级 (普通/紧急/特急), and its
+    # rank (the item's 值: 普通 1 < 紧急 2 < 特急 3) so lists sort by urgency, not by text
+    priority = Column(String(64), nullable=False, default="普通", server_default="普通")
+    priority_rank = Column(SmallInteger, nullable=False, default=1, server_default="1")
+    # 服务时限 (app/workflows/sla.py): 响应时限 = assigned and handled by, 解决时限 =
+    # archived by (a new one for each round sent back); NULL for tickets older than 0007
+    response_due = Column(DateTime)
+    resolution_due = Column(DateTime)
+    first_response_on = Column(DateTime)     # the first 服务处理
+    resolved_on = Column(DateTime)           # archived
+    sla_round = Column(SmallInteger, nullable=False, default=1, server_default="1")
+    # the escalation job marks each missed deadline once (per round for the resolution)
+    escalated_response_on = Column(DateTime)
+    escalated_resolution_on = Column(DateTime)
 
     def __str__(self):
         return self.number or ""

@@ -54,6 +54,8 @@ def _display(key, value):
         return money(value)
     if key == "percent":
         return f"{value:.2f}%"
+    if key == "on_time_percent":
+        return f"{value:.1f}%"
     return reports.cell_text(value)
 
 
@@ -142,7 +144,8 @@ class ReportView(BaseView):
             by_choices=BY_CHOICES, rows=rows, total=total, count=n, page=page, pages=pages,
             error=error, option=echarts_option(report.chart), keep=keep,
             headers=[str(v) for v in report.columns.values()],
-            numeric=[k in ("amount", "count", "percent") for k in report.columns],
+            numeric=[k in ("amount", "count", "percent", "overdue", "on_time_percent")
+                     for k in report.columns],
         ), (400 if error else 200)
 
 

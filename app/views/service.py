@@ -7,6 +7,7 @@ call the workflow, commit, and render or serialize the result.
 from flask import flash, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import protect, safe
+from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
@@ -18,6 +19,7 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from ..models import Customer, ServiceTicket
 from ..workflows import service as wf
+from ..workflows import sla
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import NotFound, ValidationError
 from .common import API_CRUD, VIEW_CRUD, CrmModelRestApi, api_errors, current_actor, html_errors
@@ -44,10 +46,28 @@ def _page_arg():
         return 0
 
 
+def _sla_state(ticket):
+    return sla.state(ticket, wf._now())
+
+
 def _common(**kw):
     """Helpers every service template uses."""
     return dict(status_label=wf.status_label, action_label=wf.action_label,
-                user_name=wf.user_name, page_size=PAGE_SIZE, **kw)
+                user_name=wf.user_name, page_size=PAGE_SIZE, sla_state=_sla_state,
+                sla_text=sla.state_text, **kw)
+
+
+class FilterOverdue(BaseFilter):
+    """``q=(filters:!((col:resolution_due,opr:overdue,value:!t)))``: the tickets with a
+    missed open deadline (``!f``: the others) — the API's ``overdue`` field."""
+    name = _l("已超时")
+    arg_name = "overdue"
+
+    def apply(self, query, value):
+        cond = sla.overdue_condition(wf._now())
+        if value in (False, 0, "false", "0", "f", "否"):
+            return query.filter(~cond)
+        return query.filter(cond)
 
 
 # ---- 服务创建 --------------------------------------------------------------------------
@@ -69,7 +89,8 @@ class ServiceCreateView(BaseView):
                 customer = None
         return self.render_template(
             "service/create.html", values=values, error=error, customer=customer,
-            types=wf.service_types(db.session), actor=current_actor(),
+            types=wf.service_types(db.session), priorities=wf.priorities(db.session),
+            actor=current_actor(),
             **_common()), status
 
     @expose("/create", methods=["GET", "POST"])
@@ -105,7 +126,10 @@ ASSIGN_TABS = (("new", _l("新创建的服务")), ("stuck", _l("需重新分配"
 class ServiceAssignView(BaseView):
     route_base = "/service/assign"
     class_permission_name = "Service"
-    method_permission_name = {"list": "assign", "assign": "assign", "reassign": "assign"}
+    # 调整优先级 is part of 服务分配 (can_assign): the same function decides who handles
+    # a ticket and how urgently
+    method_permission_name = {"list": "assign", "assign": "assign", "reassign": "assign",
+                              "priority": "assign"}
     default_view = "list"
 
     @expose("/", methods=["GET"])
@@ -153,6 +177,19 @@ class ServiceAssignView(BaseView):
             return redirect(url_for("ServiceArchiveView.show", pk=pk))
         return redirect(url_for("ServiceAssignView.list",
                                 tab=back if back in dict(ASSIGN_TABS) else "assigned"))
+
+
+    @expose("/<int:pk>/priority", methods=["POST"])
+    @has_access
+    @html_errors
+    def priority(self, pk):
+        """调整优先级 of a ticket not yet handled (the control on the ticket page)."""
+        ticket = wf.change_priority(db.session, current_actor(), pk, request.form.get("priority"),
+                                    request.form.get("from_priority"))
+        db.session.commit()
+        flash(_("服务 %(number)s 的优先级已改为“%(priority)s”。", number=ticket.number,
+                priority=ticket.priority), "success")
+        return redirect(url_for("ServiceArchiveView.show", pk=pk))
 
 
 # ---- 服务处理 --------------------------------------------------------------------------
@@ -308,9 +345,12 @@ class ServiceArchiveView(BaseView):
             raise NotFound(_l("服务不存在。"))
         actor = current_actor()
         can_reassign = wf.can_reassign(actor, ticket)
+        can_priority = wf.can_change_priority(actor, ticket)
         return self.render_template(
             "service/show.html", t=ticket, events=wf.history(db.session, ticket.id),
             can_reassign=can_reassign, stuck=wf.needs_reassignment(ticket),
+            can_priority=can_priority,
+            priorities=wf.priorities(db.session) if can_priority else [],
             users=wf.assignable_users(db.session) if can_reassign else [], **_common())
 
 
@@ -338,17 +378,24 @@ class ServiceApi(CrmModelRestApi):
     class_permission_name = "Service"
     datamodel = SQLAInterface(ServiceTicket)
     # 重新分配 is part of 服务分配: the same permission (the workflow: 销售主管/admin only)
-    method_permission_name = dict(API_CRUD, assign="assign", reassign="assign", handle="handle",
-                                  feedback="feedback")
-    include_route_methods = {"get", "get_list", "info", "post", "assign", "reassign", "handle",
-                             "feedback"}
+    # 调整优先级 too (the 服务分配 function)
+    method_permission_name = dict(API_CRUD, assign="assign", reassign="assign",
+                                  priority="assign", handle="handle", feedback="feedback")
+    include_route_methods = {"get", "get_list", "info", "post", "assign", "reassign", "priority",
+                             "handle", "feedback"}
     list_columns = ["id", "number", "service_type_id", "summary", "customer_id", "request",
                     "status", "created_by_fk", "created_on", "assignee_id", "assigned_on",
-                    "handling", "handler_id", "handled_on", "result", "satisfaction"]
+                    "handling", "handler_id", "handled_on", "result", "satisfaction",
+                    "priority", "response_due", "resolution_due", "first_response_on",
+                    "resolved_on"]
     show_columns = list_columns
     search_columns = ["number", "summary", "customer_id", "status", "assignee_id",
-                      "handler_id", "service_type_id", "created_on"]
-    order_columns = ["id", "number", "created_on", "assigned_on", "handled_on", "status"]
+                      "handler_id", "service_type_id", "created_on", "priority",
+                      "response_due", "resolution_due"]
+    search_filters = {"resolution_due": [FilterOverdue]}
+    # priority_rank: by urgency (普通 1 < 紧急 2 < 特急 3); priority: by the text
+    order_columns = ["id", "number", "created_on", "assigned_on", "handled_on", "status",
+                     "priority", "priority_rank", "response_due", "resolution_due"]
     base_order = ("id", "desc")
     label_columns = dict(wf.LABELS, created_by_fk=wf.LABELS["creator_id"],
                          service_type_id=wf.LABELS["service_type"])
@@ -396,6 +443,7 @@ class ServiceApi(CrmModelRestApi):
                     summary: {type: string}
                     customer_id: {type: integer}
                     request: {type: string}
+                    priority: {type: string, example: 紧急, description: 服务优先级条目，缺省为普通}
           responses:
             201: {description: created}
             400: {$ref: '#/components/responses/400'}
@@ -462,6 +510,39 @@ class ServiceApi(CrmModelRestApi):
         data = self._json()
         ticket = wf.reassign(db.session, current_actor(), pk, data.get("assignee_id"),
                              data.get("from_assignee_id"))
+        db.session.commit()
+        return self.response(200, result=wf.to_json(ticket))
+
+    @expose("/<int:pk>/priority", methods=["POST"])
+    @protect()
+    @safe
+    @api_errors
+    def priority(self, pk):
+        """Change the priority of a ticket not yet handled (销售主管, 服务分配).
+        ``from_priority`` (optional): the priority you saw — 409 if it changed.
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    priority: {type: string, example: 紧急}
+                    from_priority: {type: string, example: 普通}
+          responses:
+            200: {description: priority changed}
+            400: {$ref: '#/components/responses/400'}
+            403: {$ref: '#/components/responses/403'}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: handled or archived, or changed meanwhile}
+        """
+        data = self._json()
+        ticket = wf.change_priority(db.session, current_actor(), pk, data.get("priority"),
+                                    data.get("from_priority"))
         db.session.commit()
         return self.response(200, result=wf.to_json(ticket))
 

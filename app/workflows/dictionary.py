@@ -1,16 +1,20 @@
 """数据字典 rules: items marked not editable are view-only; editable items can be
 edited, deleted and locked (set not editable, which is final)."""
+import math
+
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..models import DictItem
-from ..models.dictionary import LEVEL, REGION, SERVICE_TYPE
+from ..models.dictionary import LEVEL, REGION, SERVICE_LIMIT, SERVICE_PRIORITY, SERVICE_TYPE
 from .errors import Conflict, NotFound, ValidationError
 
 BASE_DICTIONARY = {
     LEVEL: ["普通客户", "重点开发客户", "大客户", "合作伙伴", "战略合作伙伴"],
     SERVICE_TYPE: ["咨询", "建议", "投诉"],
+    # 值 is the rank lists sort by: 普通 1 < 紧急 2 < 特急 3
+    SERVICE_PRIORITY: ["普通", "紧急", "特急"],
     REGION: ["北京", "华北", "中南", "东北", "西部"],
     "机会来源": ["电话咨询", "网站", "展会", "老客户介绍", "广告"],
     "职位": ["总经理", "副总经理", "采购经理", "财务经理", "技术主管", "销售经理"],
@@ -59,7 +63,51 @@ def clean(data):
             if len(v) > (32 if f == "type" else 64):
                 raise ValidationError(_l("%(field)s太长。", field=LABELS[f]), field=f)
             out[f] = v
+    if len(out) == len(FIELDS):
+        check_rules(out["type"], out["item"], out["value"])
     return out
+
+
+MAX_LIMIT_HOURS = 8760  # 服务时限: at most a year
+
+
+def parse_limit(value):
+    """服务时限 的值: "响应小时" or "响应小时/解决小时", positive numbers of hours
+    (decimals allowed, e.g. "0.5"), the resolution not shorter than the response.
+    Returns (response_hours, resolution_hours or None)."""
+    text = "" if value is None else str(value).strip()
+    parts = [p.strip() for p in text.split("/")]
+    msg = _l("服务时限的值“%(value)s”无效：应为正的小时数，例如“4”（响应 4 小时，解决时限按两倍计）"
+             "或“4/24”（响应 4 小时、解决 24 小时），不能为 0、负数或文字。", value=text[:30])
+    if not 1 <= len(parts) <= 2:
+        raise ValidationError(msg, field="value")
+    hours = []
+    for p in parts:
+        try:
+            h = float(p)
+        except ValueError:
+            raise ValidationError(msg, field="value")
+        if not math.isfinite(h) or h <= 0:
+            raise ValidationError(msg, field="value")
+        if h > MAX_LIMIT_HOURS:
+            raise ValidationError(_l("服务时限不能超过 %(n)d 小时。", n=MAX_LIMIT_HOURS),
+                                  field="value")
+        hours.append(h)
+    if len(hours) == 2 and hours[1] < hours[0]:
+        raise ValidationError(_l("服务时限的解决时限（%(res)s 小时）不能短于响应时限（%(resp)s 小时）。",
+                                 res=parts[1], resp=parts[0]), field="value")
+    return hours[0], (hours[1] if len(hours) == 2 else None)
+
+
+def check_rules(type_, item, value):
+    """Category-specific rules: 服务时限 items are "服务类型/优先级" with hours as 值."""
+    if type_ != SERVICE_LIMIT:
+        return
+    parts = [p.strip() for p in (item or "").split("/")]
+    if len(parts) != 2 or not all(parts):
+        raise ValidationError(_l("服务时限的条目应写成“服务类型/优先级”，例如“咨询/紧急”。"),
+                              field="item")
+    parse_limit(value)
 
 
 LABELS = {"type": _l("类别"), "item": _l("条目"), "value": _l("值"), "editable": _l("是否可编辑")}
@@ -111,6 +159,7 @@ def update(session, item_id, data, actor_id=None):
     _check_editable(item)
     for k, v in clean(data).items():
         setattr(item, k, v)
+    check_rules(item.type, item.item, item.value)
     if "editable" in data and not parse_editable(data["editable"]):
         item.editable = False
     if actor_id:

@@ -34,8 +34,8 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
-from ..models.dictionary import SERVICE_TYPE
-from . import dates, dictionary, events, notifications, numbering
+from ..models.dictionary import SERVICE_PRIORITY, SERVICE_TYPE
+from . import dates, dictionary, events, notifications, numbering, sla
 from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
@@ -50,7 +50,8 @@ STATUS_LABELS = {
 }
 ACTION_LABELS = {
     "create": _l("创建"), "assign": _l("分配"), "reassign": _l("重新分配"),
-    "handle": _l("服务处理"), "feedback": _l("服务反馈"),
+    "handle": _l("服务处理"), "feedback": _l("服务反馈"), "priority": _l("调整优先级"),
+    "escalate": _l("超时升级"),
 }
 LABELS = {
     "id": _l("序号"), "number": _l("编号"), "service_type": _l("服务类型"),
@@ -59,9 +60,15 @@ LABELS = {
     "assignee_id": _l("分配给"), "assigned_on": _l("分配时间"), "handling": _l("服务处理"),
     "handler_id": _l("处理人"), "handled_on": _l("处理时间"), "result": _l("处理结果"),
     "satisfaction": _l("满意度"), "date_from": _l("创建日期（起）"),
-    "date_to": _l("创建日期（止）"), "customer": _l("客户"),
+    "date_to": _l("创建日期（止）"), "customer": _l("客户"), "priority": _l("优先级"),
+    "response_due": _l("响应时限"), "resolution_due": _l("解决时限"),
+    "first_response_on": _l("首次处理时间"), "resolved_on": _l("归档时间"),
+    "overdue": _l("已超时"), "priority_rank": _l("优先级等级"),
 }
-CREATE_FIELDS = ("service_type", "summary", "customer_id", "request")
+CREATE_FIELDS = ("service_type", "summary", "customer_id", "request", "priority")
+DEFAULT_PRIORITY = "普通"
+# the states in which 销售主管 may still change the priority: until the ticket is handled
+PRIORITY_STATES = ("created", "assigned")
 MAX_LEN = {"summary": 255, "request": 4000, "handling": 4000, "result": 4000}
 CUSTOMER_IDS_INLINE = 2000  # archive search: up to this many matching customers go inline
 ARCHIVE_THRESHOLD = 3  # satisfaction ≥ 3 archives the ticket, < 3 sends it back
@@ -105,6 +112,12 @@ def can_assign(actor, ticket=None):
 def can_reassign(actor, ticket=None):
     return (actor.is_admin or actor.is_supervisor) and (ticket is None
                                                         or ticket.status == ASSIGNED)
+
+
+def can_change_priority(actor, ticket=None):
+    """销售主管/admin (the 服务分配 function), until the ticket is handled."""
+    return (actor.is_admin or actor.is_supervisor) and (ticket is None
+                                                        or ticket.status in PRIORITY_STATES)
 
 
 def is_handler(user):
@@ -184,6 +197,35 @@ def service_type_item(session, text):
 
 def service_types(session):
     return dictionary.items_of(session, SERVICE_TYPE)
+
+
+def priorities(session):
+    return dictionary.items_of(session, SERVICE_PRIORITY)
+
+
+def priority_rank(item):
+    """The rank lists sort by: the item's 值 as an integer (普通 1, 紧急 2, 特急 3)."""
+    try:
+        return max(0, min(int(str(item.value).strip()), 32767))
+    except (TypeError, ValueError):
+        return 0
+
+
+def priority_item(session, text, required=False):
+    """The DictItem of category 服务优先级 whose 条目 is ``text``; empty → 普通 unless
+    ``required``; anything else → 400 listing the choices."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        if required:
+            raise ValidationError(_l("请选择优先级。"), field="priority")
+        text = DEFAULT_PRIORITY
+    if not isinstance(text, str):
+        raise ValidationError(_l("优先级格式不正确。"), field="priority")
+    try:
+        return dictionary.find_item(session, SERVICE_PRIORITY, text.strip())
+    except ValidationError:
+        choices = str(_l("、")).join(i.item for i in priorities(session))
+        raise ValidationError(_l("“%(text)s”不是有效的优先级，请从以下选择：%(choices)s。",
+                                 text=text.strip(), choices=choices), field="priority")
 
 
 def _customer(session, value):
@@ -406,10 +448,16 @@ def create(session, actor, data):
     summary = _text(data, "summary")
     customer = _customer(session, data.get("customer_id"))
     request = _text(data, "request")
+    prio = priority_item(session, data.get("priority"))
+    now = _now()
+    response_due, resolution_due = sla.deadlines(session, item.item, prio.item, now)
     ticket = ServiceTicket(
         number=numbering.next_number(session, numbering.PREFIX_SERVICE),
         service_type_id=item.id, summary=summary, customer_id=customer.id, request=request,
-        status=CREATED, created_by_fk=actor.id, changed_by_fk=actor.id)
+        priority=prio.item, priority_rank=priority_rank(prio),
+        response_due=response_due, resolution_due=resolution_due,
+        status=CREATED, created_by_fk=actor.id, changed_by_fk=actor.id,
+        created_on=now, changed_on=now)
     session.add(ticket)
     session.flush()
     events.record_event(session, ENTITY, ticket.id, "create", None, CREATED, actor_id=actor.id)
@@ -520,14 +568,58 @@ def reassign(session, actor, ticket_id, assignee_id, from_assignee_id=None):
     return ticket
 
 
+def change_priority(session, actor, ticket_id, priority, from_priority=None):
+    """销售主管/admin changes the priority of a ticket not yet handled.
+
+    Compare-and-set on the status (still 新创建/已分配) *and* the priority read, so a
+    ticket handled or re-prioritised meanwhile gives 409; ``from_priority`` (the
+    priority the caller saw, optional) makes a stale page a 409 too. Recorded as a
+    WorkflowEvent ``priority`` (the status does not change)."""
+    ticket = get(session, ticket_id)
+    if not can_change_priority(actor):
+        raise Forbidden(_l("只有销售主管或系统管理员可以调整服务的优先级。"))
+    if ticket.status not in PRIORITY_STATES:
+        raise Conflict(_l("服务 %(number)s 当前状态为“%(status)s”，已处理或已归档的服务不能再调整优先级。",
+                          number=ticket.number, status=status_label(ticket.status)))
+    item = priority_item(session, priority, required=True)
+    old = ticket.priority
+    stale = _l("服务 %(number)s 的优先级或状态已被他人改变，请刷新后查看。", number=ticket.number)
+    if from_priority not in (None, "") and str(from_priority).strip() != old:
+        raise Conflict(stale)
+    if item.item == old:
+        raise ValidationError(_l("服务 %(number)s 的优先级已经是“%(priority)s”，请选择另一个优先级。",
+                                 number=ticket.number, priority=old), field="priority")
+    status = ticket.status
+    # the deadlines keep their start and take the new priority's time limits
+    response_due, resolution_due = sla.shifted(
+        session, ticket.service_type.item, old, item.item, ticket.response_due,
+        ticket.resolution_due)
+    result = session.execute(
+        update(ServiceTicket)
+        .where(ServiceTicket.id == ticket.id, ServiceTicket.status == status,
+               ServiceTicket.priority == old)
+        .values(priority=item.item, priority_rank=priority_rank(item),
+                response_due=response_due, resolution_due=resolution_due,
+                **_audit_values(actor))
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise Conflict(stale)
+    events.record_event(session, ENTITY, ticket.id, "priority", status, status,
+                        note=f"优先级由 {old} 改为 {item.item}", actor_id=actor.id)
+    session.refresh(ticket)
+    return ticket
+
+
 def handle(session, actor, ticket_id, handling):
     """The assignee records 服务处理 on an ``assigned`` ticket → ``handled``."""
     ticket = get(session, ticket_id)
     require_handle(actor, ticket)
     text = _text({"handling": handling}, "handling")
+    now = _now()
     events.compare_and_set(
         session, ServiceTicket, ticket.id, ASSIGNED,
-        dict(status=HANDLED, handling=text, handler_id=actor.id, handled_on=_now(),
+        dict(status=HANDLED, handling=text, handler_id=actor.id, handled_on=now,
+             first_response_on=func.coalesce(ServiceTicket.first_response_on, now),
              **_audit_values(actor)),
         _l("服务 %(number)s 的状态已改变，请刷新后查看。", number=ticket.number))
     events.record_event(session, ENTITY, ticket.id, "handle", ASSIGNED, HANDLED,
@@ -544,9 +636,16 @@ def feedback(session, actor, ticket_id, result, satisfaction):
     text = _text({"result": result}, "result")
     score = parse_satisfaction(satisfaction)
     to = ARCHIVED if score >= ARCHIVE_THRESHOLD else ASSIGNED
+    now = _now()
+    if to == ARCHIVED:
+        deadline = dict(resolved_on=now)
+    else:  # another round: a new resolution deadline from now, escalated afresh
+        deadline = dict(sla_round=ServiceTicket.sla_round + 1, escalated_resolution_on=None,
+                        resolution_due=sla.resolution_due_from(
+                            session, ticket.service_type.item, ticket.priority, now))
     events.compare_and_set(
         session, ServiceTicket, ticket.id, HANDLED,
-        dict(status=to, result=text, satisfaction=score, **_audit_values(actor)),
+        dict(status=to, result=text, satisfaction=score, **deadline, **_audit_values(actor)),
         _l("服务 %(number)s 已被他人反馈或状态已改变，请刷新后查看。", number=ticket.number))
     events.record_event(session, ENTITY, ticket.id, "feedback", HANDLED, to,
                         note=f"处理结果：{text}；满意度：{score}", actor_id=actor.id)
@@ -564,15 +663,21 @@ def feedback(session, actor, ticket_id, result, satisfaction):
     return ticket
 
 
-def to_json(ticket):
-    """The §8 ``service`` fields."""
+def to_json(ticket, now=None):
+    """The §8 ``service`` fields, plus priority and the 服务时限 (``overdue``: a
+    deadline it still has to meet has passed, at ``now``)."""
     def ts(v):
         return v.isoformat() if v else None
+    now = now or _now()
     return {
+        "response_due": ts(ticket.response_due), "resolution_due": ts(ticket.resolution_due),
+        "first_response_on": ts(ticket.first_response_on),
+        "resolved_on": ts(ticket.resolved_on), "overdue": sla.is_overdue(ticket, now),
         "id": ticket.id, "number": ticket.number,
         "service_type": ticket.service_type.item if ticket.service_type else None,
         "summary": ticket.summary, "customer_id": ticket.customer_id, "request": ticket.request,
-        "status": ticket.status, "creator_id": ticket.created_by_fk,
+        "status": ticket.status, "priority": ticket.priority,
+        "creator_id": ticket.created_by_fk,
         "created_on": ts(ticket.created_on), "assignee_id": ticket.assignee_id,
         "assigned_on": ts(ticket.assigned_on), "handling": ticket.handling,
         "handler_id": ticket.handler_id, "handled_on": ts(ticket.handled_on),
