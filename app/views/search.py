@@ -107,7 +107,7 @@ class SearchApi(BaseApi):
         ---
         get:
           parameters:
-          - {in: query, name: q, required: true, schema: {type: string, minLength: 1, maxLength: 100}}
+          - {in: query, name: q, required: true, description: 'plain text (not rison), 1–100 characters, substring match', schema: {type: string, minLength: 1, maxLength: 100}, example: 科技}
           - {in: query, name: kind, schema: {type: string, enum: [all, customer, contact, opportunity, ticket, document, mail]}}
           - {in: query, name: limit, schema: {type: integer, minimum: 1, maximum: 100}}
           responses:

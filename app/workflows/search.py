@@ -137,7 +137,8 @@ def match_clause(session, kind, q):
     cols = [getattr(model, f) for f in spec.fields]
     if dialect == "postgresql":
         return or_(*(c.ilike(pattern, escape="\\") for c in cols))
-    return or_(*(func.lower(c).like(pattern.lower(), escape="\\") for c in cols))
+    # SQLite's LIKE already ignores ASCII case (no lower() per row)
+    return or_(*(c.like(pattern, escape="\\") for c in cols))
 
 
 def _query(session, actor, kind, q, document_scope):
