@@ -61,7 +61,7 @@ def upgrade():
         for table, cols in SEARCHED.values():
             for col in cols:
                 op.execute(f"CREATE INDEX IF NOT EXISTS ix_trgm_{table}_{col} ON {table} "
-                           f"USING gin ({col} gin_trgm_ops)")
+                           f"USING gin ({col} gin_trgm_ops) WITH (fastupdate = off)")
     elif dialect == "sqlite":
         _sqlite_upgrade()
 
