@@ -432,7 +432,13 @@ def _q_example(view):
     return "(" + ",".join(parts) + ")"
 
 
+# endpoints whose ``q`` is plain text, not rison (全局搜索: the words to look for)
+PLAIN_Q_PATHS = {"/api/v1/search/"}
+
+
 def _fix_q(op, path, list_examples):
+    if path in PLAIN_Q_PATHS:
+        return
     params = op.get("parameters") or []
     for i, param in enumerate(params):
         if not isinstance(param, dict) or param.get("in") != "query" or param.get("name") != "q":

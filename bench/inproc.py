@@ -325,7 +325,7 @@ def main():
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--budget", type=float, default=30.0)
     ap.add_argument("--patch", action="append", default=[])
-    ap.add_argument("--steps", default="list,api,page,reports,dashboard,churn")
+    ap.add_argument("--steps", default="list,api,page,reports,dashboard,churn,search")
     args = ap.parse_args()
     t = target(args.label, args.db)
     os.environ["CRM_INSTANCE_DIR"] = t["instance"]
@@ -443,6 +443,20 @@ def main():
             a = timer.run(lambda i: check(api_sup.get(url, headers=sup), url))
             r = raw_timer.run(lambda i: raw_dashboard(raw, raw_sales, "supervisor", None, today))
             add("8 工作台", "销售主管 (API, with KPI; order totals cached)", a, r)
+        if "search" in steps:
+            # 全局搜索 (docs/modules/search.md): every kind for 客户经理; 3+ characters use the
+            # trigram index (FTS5 / pg_trgm), 1–2 characters the bounded LIKE scan
+            for q in ("星辰科技", SEARCH, "科"):
+                url = f"/api/v1/search/?q={quote(q)}"
+                check(api.get(url, headers=m1), url)
+                a = timer.run(lambda i: check(api.get(url, headers=m1), url))
+                r = raw_timer.run(lambda i: raw.q(
+                    "SELECT count(*) FROM crm_customer WHERE name LIKE ?", (f"%{q}%",)))
+                add("9 全局搜索", f"API q={q} (all kinds; raw: customer name LIKE count)", a, r)
+            url = f"/search/?q={quote(SEARCH)}"
+            check(web.get(url), url)
+            a = timer.run(lambda i: check(web.get(url), url))
+            add("9 全局搜索", f"HTML q={SEARCH}", a)
         if "churn" in steps:
             with app.app_context():
                 churn_step(app, t, add, args.requests)

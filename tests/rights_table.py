@@ -366,6 +366,9 @@ TABLE = {
     ("favicon", "GET"): EVERYONE,
     # 工作台 and notifications: every signed-in user, each for their own data
     ("DashboardView.list", "GET"): STAFF,
+    # 全局搜索: every signed-in user; each kind filtered by its module's read rule
+    ("SearchView.index", "GET"): STAFF,
+    ("SearchApi.get", "GET"): STAFF,
     ("DashboardApi.get", "GET"): STAFF,
     ("NotificationView.list", "GET"): STAFF,
     ("NotificationView.read", "POST"): STAFF,

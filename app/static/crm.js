@@ -35,4 +35,25 @@
   }
   document.addEventListener("DOMContentLoaded", fitNavbar);
   window.addEventListener("resize", fitNavbar);
+
+  // 全局搜索: "/" anywhere (not while typing) focuses the navbar's box; when the navbar
+  // is collapsed behind its toggle, the menu is opened first so the box is visible.
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "/" || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    var t = ev.target, tag = t && t.tagName ? t.tagName.toLowerCase() : "";
+    if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) { return; }
+    var box = document.getElementById("crm-search-q");
+    if (!box) { return; }
+    ev.preventDefault();
+    if (!box.offsetParent) {
+      var collapse = document.querySelector(".navbar .navbar-collapse");
+      if (collapse && !collapse.classList.contains("in")) {
+        collapse.classList.add("in");
+        collapse.style.height = "auto";
+        collapse.setAttribute("aria-expanded", "true");
+      }
+    }
+    box.focus();
+    box.select();
+  });
 })();
