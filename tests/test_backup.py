@@ -84,9 +84,11 @@ def table_contents(app):
     with app.app_context():
         meta = MetaData()
         with db.engine.connect() as conn:
-            meta.reflect(bind=conn)
+            meta.reflect(bind=conn, only=lambda n, _m: not n.startswith("crm_search_"))
             out = {}
             for name, tbl in meta.tables.items():
+                if name.startswith("crm_search_"):
+                    continue            # the SQLite search index: rebuilt, not restored
                 if name == "crm_job_run":
                     # the backup's own run is recorded after its snapshot was taken: the
                     # source has that one row more than any restore of it can have

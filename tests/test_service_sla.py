@@ -161,10 +161,13 @@ def test_priority_control_on_the_ticket_page(web, ticket, dbs):
 
 
 def test_priority_badge_in_lists(web, ticket):
-    ticket("created", priority="特急", priority_rank=3)
+    # the oldest first: on page 1 of the oldest-first lists whatever else the database holds
+    old = datetime(1999, 1, 1, 9, 0)
+    ticket("created", priority="特急", priority_rank=3, created_on=old)
     page = web("supervisor").get("/service/assign/").text
     assert "label-danger crm-priority" in page
-    ticket("assigned", assignee="manager2", priority="紧急", priority_rank=2)
+    ticket("assigned", assignee="manager2", priority="紧急", priority_rank=2, created_on=old,
+           assigned_on=old)
     assert "label-warning crm-priority" in web("manager2").get("/service/handle/").text
 
 

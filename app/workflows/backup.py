@@ -165,8 +165,24 @@ def _document_dir(app):
     return os.path.abspath(directory)
 
 
+def _is_search_index(name):
+    """SQLite's FTS5 search tables (and their shadow tables) are an index of other
+    tables: never backed up, rebuilt after a restore (migration 0008)."""
+    from ..models.base import SEARCH_TABLE_PREFIX
+
+    return name.startswith(SEARCH_TABLE_PREFIX)
+
+
 def _tables(conn):
-    return sorted(inspect(conn).get_table_names())
+    return sorted(n for n in inspect(conn).get_table_names() if not _is_search_index(n))
+
+
+def _rebuild_search_indexes(conn):
+    names = [n for (n,) in conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")]
+    for name in names:
+        if _is_search_index(name):
+            conn.exec_driver_sql(f"INSERT INTO {name}({name}) VALUES ('rebuild')")
 
 
 def _count_rows(conn, names):
@@ -667,7 +683,7 @@ def _restore_logical(app, engine, path, manifest, progress):
                     except Exception:  # noqa: BLE001 - not allowed: keep FK checks on
                         pass
                 meta = MetaData()
-                meta.reflect(bind=conn)
+                meta.reflect(bind=conn, only=lambda n, _m: not _is_search_index(n))
                 names = [t.name for t in meta.sorted_tables
                          if t.name in manifest["tables"] and t.name != "alembic_version"]
                 for name in reversed(names):
@@ -692,6 +708,7 @@ def _restore_logical(app, engine, path, manifest, progress):
                                     f'SELECT setval(:s, COALESCE((SELECT MAX("{col.name}") '
                                     f'FROM "{name}"), 0) + 1, false)'), {"s": seq})
             if engine.dialect.name == "sqlite":
+                _rebuild_search_indexes(conn)
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                 conn.commit()
     finally:
