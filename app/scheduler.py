@@ -208,11 +208,14 @@ def smtp_sender(config):
     from email.message import EmailMessage
     from email.policy import SMTP
 
+    from .workflows.names import header_safe
+
     def send(to, subject, body):
         msg = EmailMessage(policy=SMTP)
         msg["From"] = config.get("MAIL_DEFAULT_SENDER") or "crm@localhost"
         msg["To"] = to
-        msg["Subject"] = subject
+        # titles carry user text (customer names): never a line break in a header
+        msg["Subject"] = header_safe(subject)
         msg.set_content(body)
         cls = smtplib.SMTP_SSL if config.get("MAIL_USE_SSL") else smtplib.SMTP
         with cls(config.get("MAIL_SERVER") or "127.0.0.1", int(config.get("MAIL_PORT") or 25),

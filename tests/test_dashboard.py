@@ -325,3 +325,18 @@ def test_overdue_marks_on_plan_pages_and_ticket_list(app, manager):
         assert "已逾期 3 天" in page and "crm-overdue" in page, url
         assert "已逾期 5 天" not in page      # an item with 执行效果 is done, not overdue
     assert "已等 4 天" in web.get("/service/handle/").text
+
+
+def test_notification_mail_subject_cannot_carry_a_header(app, smtp):  # noqa: F811
+    """A legacy customer name with CR/LF in a notice title stays one subject line."""
+    import email
+    from email import policy
+
+    name, uid = new_user(app, "客户经理")
+    _notify(app, uid, title="服务 FW9 分配给您\r\nBcc: spy@evil.example")
+    sent, failed = notification_mail_job(app)
+    assert failed == 0
+    got = [email.message_from_bytes(content, policy=policy.default)
+           for _f, rcpts, content in smtp.messages if f"{name}@demo.crm" in rcpts]
+    assert len(got) == 1 and got[0]["Bcc"] is None
+    assert "\n" not in str(got[0]["Subject"]) and "服务 FW9 分配给您" in str(got[0]["Subject"])
