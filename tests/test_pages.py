@@ -119,7 +119,7 @@ def test_product_and_stock_rows_have_no_none_memo(app, sparse, web):
 # ---- c. delete from the list after viewing the record -------------------------------
 
 def test_delete_after_viewing_lands_on_the_list(web, dbs, user_id):
-    from .test_marketing import new_opp
+    from .test_opportunities import new_opp
 
     pk = new_opp(dbs, user_id("manager1"))
     c = web("manager1")
@@ -137,7 +137,7 @@ def test_delete_after_viewing_lands_on_the_list(web, dbs, user_id):
 # ---- d. customer_id in the API, links both ways --------------------------------------
 
 def test_succeeded_opportunity_links_to_its_customer_both_ways(api, web, dbs, user_id, uniq):
-    from .test_marketing import assigned_opp
+    from .test_opportunities import assigned_opp
 
     name = uniq("双向链接公司")
     pk = assigned_opp(dbs, user_id, customer_name=name)
@@ -159,12 +159,12 @@ def test_succeeded_opportunity_links_to_its_customer_both_ways(api, web, dbs, us
 # ---- e. 开发成功 with an existing customer's name -------------------------------------
 
 def _count(dbs, name):
-    from .test_marketing import count_customers
+    from .test_opportunities import count_customers
     return count_customers(dbs, name)
 
 
 def test_succeed_warns_about_a_customer_of_the_same_name(api, dbs, user_id, uniq):
-    from .test_marketing import assigned_opp, snapshot
+    from .test_opportunities import assigned_opp, snapshot
 
     name = uniq("同名客户公司")
     with dbs() as s:
@@ -196,7 +196,7 @@ def test_succeed_warns_about_a_customer_of_the_same_name(api, dbs, user_id, uniq
 
 
 def test_succeed_html_offers_the_choice(web, dbs, user_id, uniq):
-    from .test_marketing import assigned_opp, snapshot
+    from .test_opportunities import assigned_opp, snapshot
 
     name = uniq("网页同名公司")
     with dbs() as s:
@@ -218,7 +218,7 @@ def test_succeed_html_offers_the_choice(web, dbs, user_id, uniq):
 # ---- f. 联系人电话 uses the customer phone rule ----------------------------------------
 
 def test_opportunity_contact_phone_is_validated(api, web, uniq):
-    from .test_marketing import body
+    from .test_opportunities import body
 
     c = api("manager1")
     r = c.post("/api/v1/opportunity/", json=body(uniq, contact_phone="随便写的电话abc"))
@@ -234,7 +234,7 @@ def test_opportunity_contact_phone_is_validated(api, web, uniq):
 # ---- g. an integer date is a format error --------------------------------------------
 
 def test_integer_date_is_a_format_error(api, dbs, user_id):
-    from .test_marketing import assigned_opp
+    from .test_opportunities import assigned_opp
 
     pk = assigned_opp(dbs, user_id)
     c = api("manager1")

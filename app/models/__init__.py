@@ -2,7 +2,7 @@
 from .base import Model, SalesBase, sales_metadata  # noqa: F401
 from .dictionary import DictItem, NumberSequence, RoleGrant  # noqa: F401
 from .customer import Activity, ChurnMeasure, ChurnWarning, Contact, Customer  # noqa: F401
-from .marketing import Opportunity, PlanItem  # noqa: F401
+from .opportunities import Opportunity, PlanItem  # noqa: F401
 from .service import ServiceTicket  # noqa: F401
 from .audit import WorkflowEvent  # noqa: F401
 from .document import Document, DocumentBlob, DocumentFolder  # noqa: F401

@@ -92,7 +92,7 @@ def _row_rights(actor, row):
 class OpportunityListWidget(ListWidget):
     """FAB's list plus an 操作 column (指派 / 制定计划 / 执行计划 / 开发成功 / 终止开发)."""
 
-    template = "marketing/list_widget.html"
+    template = "opportunities/list_widget.html"
 
     def __call__(self, **kwargs):
         actor = current_actor()
@@ -149,7 +149,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
                              "created_on": _readonly(_l("创建时间"))}
     edit_form_extra_fields = add_form_extra_fields
     description_columns = {"success_rate": _l("0 到 100 之间的整数")}
-    show_template = "marketing/show.html"
+    show_template = "opportunities/show.html"
     # 导出 CSV / XLSX: the rows of the current search, with the contact fields too
     export_columns = ["number", "source", "customer_name", "summary", "success_rate",
                       "contact", "contact_phone", "created_by", "created_on", "assignee",
@@ -308,7 +308,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
         else:
             wf._refuse_if_not_unassigned(opp, _l("指派"))
         opp = wf.get(db.session, pk)
-        return self._page("marketing/assign.html", opp, status=400 if error else 200,
+        return self._page("opportunities/assign.html", opp, status=400 if error else 200,
                           managers=wf.assignable_managers(db.session), error=error,
                           selected=selected, now=datetime.now().strftime("%Y-%m-%d %H:%M"),
                           title=_("指派销售机会"))
@@ -327,14 +327,14 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @permission_name("plan")
     @html_errors
     def plan(self, pk):
-        return self._plan_page(pk, "marketing/plan.html")
+        return self._plan_page(pk, "opportunities/plan.html")
 
     @expose("/execute/<int:pk>", methods=["GET"])
     @has_access
     @permission_name("develop")
     @html_errors
     def execute(self, pk):
-        return self._plan_page(pk, "marketing/execute.html")
+        return self._plan_page(pk, "opportunities/execute.html")
 
     def _plan_step(self, pk, template, step, ok_message, values=None):
         try:
@@ -354,7 +354,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     def plan_add(self, pk):
         data = {"date": request.form.get("date", ""), "content": request.form.get("content", "")}
         return self._plan_step(
-            pk, "marketing/plan.html",
+            pk, "opportunities/plan.html",
             lambda: wf.add_plan_item(db.session, current_actor(), pk, data),
             _("保存成功"), values=data)
 
@@ -367,7 +367,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
         if "date" in request.form:
             data["date"] = request.form["date"]
         return self._plan_step(
-            pk, "marketing/plan.html",
+            pk, "opportunities/plan.html",
             lambda: wf.update_plan_item(db.session, current_actor(), pk, item_id, data),
             _("保存成功"))
 
@@ -377,7 +377,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @html_errors
     def plan_delete(self, pk, item_id):
         return self._plan_step(
-            pk, "marketing/plan.html",
+            pk, "opportunities/plan.html",
             lambda: wf.delete_plan_item(db.session, current_actor(), pk, item_id),
             _("删除成功"))
 
@@ -388,7 +388,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     def execute_item(self, pk, item_id):
         data = {"result": request.form.get("result", "")}
         return self._plan_step(
-            pk, "marketing/execute.html",
+            pk, "opportunities/execute.html",
             lambda: wf.update_plan_item(db.session, current_actor(), pk, item_id, data),
             _("执行效果已保存"))
 
@@ -407,7 +407,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
             # a customer of that name exists: the user chooses (link / create anyway)
             db.session.rollback()
             from ..workflows.customers import status_label as customer_status
-            return self._page("marketing/duplicate.html", wf.get(db.session, pk), status=409,
+            return self._page("opportunities/duplicate.html", wf.get(db.session, pk), status=409,
                               error=e, customer_status=customer_status,
                               title=_("开发成功：已有同名客户"))
         db.session.commit()
