@@ -283,6 +283,12 @@ def build_schemas():
             "customer_id": {"type": "integer", "description": "开发成功：生成的客户"},
             "customer_number": {"type": "string", "description": "开发成功：生成的客户编号"}}),
         "PlanItemSaved": saved("PlanItem"),
+        "OpportunityBulkAssigned": obj({"results": {"type": "array", "items": obj({
+            "id": {"type": "integer"}, "ok": {"type": "boolean", "description": "是否已指派"},
+            "code": {"type": "integer", "description": "200 已指派；404 不存在；409 已不是未指派等"},
+            "message": {"type": "string", "description": "中文说明（被拒绝时为原因）"},
+        }, required=["id", "ok", "code", "message"], additional=False)}},
+            required=["results"], additional=False),
         "ServiceSaved": saved("Service"),
         "ServiceUpdated": saved("Service", id_=False),
         "ChurnWarningSaved": saved("ChurnWarning"),
@@ -334,6 +340,7 @@ RESPONSES = {
     ("put", "/api/v1/opportunity/{pk}"): {"200": "OpportunitySaved"},
     ("delete", "/api/v1/opportunity/{pk}"): {"200": "Message"},
     ("post", "/api/v1/opportunity/{pk}/assign"): {"200": "OpportunitySaved"},
+    ("post", "/api/v1/opportunity/bulk_assign"): {"200": "OpportunityBulkAssigned"},
     ("post", "/api/v1/opportunity/{pk}/succeed"): {"200": "OpportunitySaved"},
     ("post", "/api/v1/opportunity/{pk}/fail"): {"200": "OpportunitySaved"},
     ("post", "/api/v1/opportunity/{pk}/plan_items"): {"201": "PlanItemSaved"},
@@ -386,6 +393,11 @@ REQUEST_BODIES = {
     ("post", "/api/v1/opportunity/{pk}/assign"): obj(
         {"assignee_id": {"type": "integer", "description": "客户经理的用户 id"}},
         required=["assignee_id"]),
+    ("post", "/api/v1/opportunity/bulk_assign"): obj(
+        {"ids": {"type": "array", "items": {"type": "integer"}, "maxItems": 100,
+                 "description": "要指派的未指派销售机会的 id"},
+         "assignee_id": {"type": "integer", "description": "客户经理的用户 id"}},
+        required=["ids", "assignee_id"]),
     ("post", "/api/v1/opportunity/{pk}/plan_items"): "PlanItemInput",
     ("put", "/api/v1/opportunity/{pk}/plan_items/{item_id}"): "PlanItemInput",
     ("post", "/api/v1/mail/"): "MailInput",

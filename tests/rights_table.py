@@ -201,6 +201,7 @@ TABLE = {
     ("OpenApi.get", "GET"): STAFF,      # the OpenAPI document (app/views/openapi.py)
 
     ("OpportunityApi.assign", "POST"): SUPERVISORS,
+    ("OpportunityApi.bulk_assign", "POST"): SUPERVISORS,    # 批量指派
     ("OpportunityApi.delete", "DELETE"): WRITERS,
     ("OpportunityApi.fail", "POST"): MANAGERS,
     ("OpportunityApi.get", "GET"): STAFF,
@@ -217,6 +218,8 @@ TABLE = {
     ("OpportunityView.add", "POST"): WRITERS,
     ("OpportunityView.assign", "GET"): SUPERVISORS,
     ("OpportunityView.assign", "POST"): SUPERVISORS,
+    ("OpportunityView.bulk_assign", "GET"): SUPERVISORS,   # 批量指派
+    ("OpportunityView.bulk_assign", "POST"): SUPERVISORS,
     ("OpportunityView.delete", "GET"): WRITERS,
     ("OpportunityView.delete", "POST"): WRITERS,
     ("OpportunityView.edit", "GET"): WRITERS,

@@ -1,15 +1,15 @@
-"""营销管理: 销售机会管理 (list/add/edit/delete/show), 指派, 客户开发计划, 执行计划,
-开发成功/终止开发, 我的开发计划, and the ``opportunity`` REST resource.
+"""营销管理: 销售机会管理 (list/add/edit/delete/show), 指派, 批量指派, 客户开发计划,
+执行计划, 开发成功/终止开发, 我的开发计划 (HTML). The REST resource is app/api/opportunities.py.
 
-Thin: every rule lives in ``app/workflows/opportunities.py``; this module parses
-input, calls it, commits, and renders or serializes the result.
+Thin: every rule lives in ``app/workflows/opportunities.py`` (``require_<step>`` /
+``can_<step>``, and ``may`` for the buttons); this module parses input, calls it and
+renders the result. ``html_step`` commits a successful step and rolls back a refused one.
 """
 from datetime import datetime
 from types import SimpleNamespace
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView, expose
-from flask_appbuilder.api import protect, safe
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.models.sqla.filters import FilterEqualFunction
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -20,15 +20,14 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from wtforms import SelectField, StringField
 
+from ..api.base import html_step
 from ..extensions import db
 from ..models import Opportunity
 from ..workflows import opportunities as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
-from ..workflows.errors import DomainError, ValidationError
-from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
-                     show_form_errors)
-from .common import API_CRUD, VIEW_CRUD
-from .errors import error_response
+from ..workflows.customers import status_label as customer_status
+from ..workflows.errors import ValidationError
+from .common import VIEW_CRUD, GuardedModelView, current_actor, show_form_errors
 from .export import ExportMixin, chunked
 
 ORDER = 10
@@ -63,43 +62,47 @@ def _fmt_user(user):
     return f"{user.first_name or ''}{user.last_name or ''}" or user.username
 
 
-def _row_ops(actor, pk, row, with_show=False):
+def _row_may(actor, row, assignee_id=None):
+    """``wf.may`` for a list row (FAB gives its values, not the record)."""
+    creator, assignee = row.get("created_by"), row.get("assignee")
+    opp = SimpleNamespace(status=row.get("status"), number=row.get("number"),
+                          created_by_fk=creator.id if creator else None,
+                          assignee_id=assignee.id if assignee else assignee_id)
+    return wf.may(actor, opp)
+
+
+def _row_ops(pk, may, with_show=False):
     """The buttons of one list row: [(kind, label, url)] (kind: link | succeed | fail)."""
     ops = [("link", _("详情"), url_for("OpportunityView.show", pk=pk))] if with_show else []
-    status = row.get("status")
-    assignee = row.get("assignee")
-    if status == wf.UNASSIGNED and wf.can_assign(actor):
+    if may["assign"]:
         ops.append(("link", _("指派"), url_for("OpportunityView.assign", pk=pk)))
-    opp = SimpleNamespace(status=status, assignee_id=assignee.id if assignee else None)
-    if wf.can_plan(actor, opp):
+    if may["plan"]:
         ops.append(("link", _("制定计划"), url_for("OpportunityView.plan", pk=pk)))
-    if wf.can_develop(actor, opp):
+    if may["execute"]:
         ops.append(("link", _("执行计划"), url_for("OpportunityView.execute", pk=pk)))
+    if may["succeed"]:
         ops.append(("succeed", _("开发成功"), url_for("OpportunityView.succeed", pk=pk)))
+    if may["fail"]:
         ops.append(("fail", _("终止开发"), url_for("OpportunityView.fail", pk=pk)))
     return ops
 
 
-def _row_rights(actor, row):
-    """(may edit, may delete) for a list row; the server checks again on every write."""
-    if row.get("status") != wf.UNASSIGNED:
-        return False, False
-    creator = row.get("created_by")
-    own = creator is not None and creator.id == actor.id
-    return own or actor.is_supervisor or actor.is_admin, own
-
-
 class OpportunityListWidget(ListWidget):
-    """FAB's list plus an 操作 column (指派 / 制定计划 / 执行计划 / 开发成功 / 终止开发)."""
+    """FAB's list plus an 操作 column (指派 / 制定计划 / 执行计划 / 开发成功 / 终止开发)
+    and, for whoever may assign, a 批量指派 button."""
 
     template = "opportunities/list_widget.html"
 
     def __call__(self, **kwargs):
         actor = current_actor()
-        with_show = self.template_args.get("modelview_name") != "OpportunityView"
-        kwargs["row_ops"] = lambda pk, row: _row_ops(actor, pk, row, with_show)
-        # edit/delete icons only where they can succeed (the server checks anyway)
-        kwargs["row_rights"] = lambda row: _row_rights(actor, row)
+        view = self.template_args.get("modelview_name")
+        with_show = view != "OpportunityView"
+        # 我的开发计划 lists only the actor's own (its base filter): they are the assignee
+        mine = actor.id if view == "MyPlanView" else None
+        kwargs["row_may"] = lambda row: _row_may(actor, row, mine)
+        kwargs["row_ops"] = lambda pk, may: _row_ops(pk, may, with_show)
+        kwargs["bulk_assign_url"] = (url_for("OpportunityView.bulk_assign")
+                                     if view == "OpportunityView" and wf.can_assign(actor) else None)
         return super().__call__(**kwargs)
 
 
@@ -163,15 +166,8 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     # ---- add / edit / delete through the workflow ------------------------------------
 
     def check_row(self, item, action):
-        actor = current_actor()
-        if action == "edit":
-            if not (actor.is_admin or actor.is_supervisor or item.created_by_fk == actor.id):
-                raise wf.Forbidden(_l("只有创建人、销售主管或系统管理员可以编辑销售机会。"))
-            wf._refuse_if_not_unassigned(item, _l("编辑"))
-        elif action == "delete":
-            if item.created_by_fk != actor.id:
-                raise wf.Forbidden(_l("只有销售机会的创建人可以删除它。"))
-            wf._refuse_if_not_unassigned(item, _l("删除"))
+        # the edit form (GET) and the delete confirmation: the workflow's rule (403 / 409)
+        {"edit": wf.require_edit, "delete": wf.require_delete}[action](current_actor(), item)
 
     @staticmethod
     def _form_data():
@@ -198,11 +194,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
         if request.method == "POST":
             try:
                 opp = wf.create(db.session, current_actor(), self._form_data())
-                db.session.commit()
-            except DomainError as e:
-                db.session.rollback()
-                if e.status != 400:
-                    raise
+            except ValidationError as e:
                 self._show_error(form, e)
             else:
                 flash(_("保存成功：销售机会 %(number)s", number=opp.number), "success")
@@ -218,45 +210,35 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
             form = self.edit_form.refresh(request.form)
             try:
                 wf.update_opportunity(db.session, current_actor(), item.id, self._form_data())
-                db.session.commit()
-            except DomainError as e:
-                db.session.rollback()
-                if e.status != 400:
-                    raise
+            except ValidationError as e:
                 self._show_error(form, e)
             else:
                 flash(self.edit_row_message, "success")
                 return None
-            item = self.datamodel.get(pk)
         else:
             form = self.edit_form.refresh(obj=item)
         self._system_fields(form, item)
         return self._get_edit_widget(form=form)
 
     def _delete(self, pk):
-        try:
-            number = wf.delete_opportunity(db.session, current_actor(), int(pk))
-            db.session.commit()
-        except DomainError:
-            db.session.rollback()
-            raise
+        number = wf.delete_opportunity(db.session, current_actor(), int(pk))
         flash(_("删除成功：销售机会 %(number)s", number=number), "success")
 
     @expose("/add", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def add(self):
         return _with_status(super().add())
 
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def edit(self, pk):
         return _with_status(super().edit(pk))
 
     @expose("/delete/<pk>", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def delete(self, pk):
         return super().delete(pk)
 
@@ -268,18 +250,17 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/show/<pk>", methods=["GET"])
     @has_access
     def show(self, pk):
-        item = self.datamodel.get(pk, self._base_filters)
-        if item is not None:
-            g.crm_opp = item
-            g.crm_actor = current_actor()
-            g.crm_wf = wf
-        return super().show(pk)
+        pk = self._deserialize_pk_if_composite(pk)
+        widgets = self._show(pk)                      # 404 when there is no such row
+        opp = self.datamodel.get(pk, self._base_filters)
+        return self.render_template(self.show_template, pk=pk, title=self.show_title,
+                                    widgets=widgets, related_views=self._related_views,
+                                    opp=opp, may=wf.may(current_actor(), opp))
 
     # ---- 指派 ---------------------------------------------------------------------------
 
     def _page(self, template, opp, status=200, **kw):
-        actor = current_actor()
-        html = self.render_template(template, opp=opp, actor=actor, wf=wf,
+        html = self.render_template(template, opp=opp, may=wf.may(current_actor(), opp),
                                     labels=LABELS, fmt_time=_fmt_time, fmt_user=_fmt_user,
                                     status_html=_fmt_status(opp.status), **kw)
         return html, status
@@ -287,31 +268,54 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/assign/<int:pk>", methods=["GET", "POST"])
     @has_access
     @permission_name("assign")
-    @html_errors
+    @html_step
     def assign(self, pk):
         actor = current_actor()
-        opp = wf.get(db.session, pk)
-        if not wf.can_assign(actor):
-            raise wf.Forbidden(_l("只有销售主管可以指派销售机会。"))
         error, selected = None, None
         if request.method == "POST":
             selected = request.form.get("assignee_id")
+            opp = wf.get(db.session, pk)               # one load; wf.assign checks the rule
             try:
-                wf.assign(db.session, actor, pk, selected)
-                db.session.commit()
-            except ValidationError as e:
-                db.session.rollback()
+                wf.assign(db.session, actor, opp, selected)
+            except ValidationError as e:               # the chosen user: show the form again
                 error = e.message
             else:
                 flash(_("指派成功"), "success")
                 return redirect(url_for("OpportunityView.list"))
         else:
-            wf._refuse_if_not_unassigned(opp, _l("指派"))
-        opp = wf.get(db.session, pk)
+            opp = wf.for_assign(db.session, actor, pk)  # one load, one check (403 / 409)
         return self._page("opportunities/assign.html", opp, status=400 if error else 200,
                           managers=wf.assignable_managers(db.session), error=error,
                           selected=selected, now=datetime.now().strftime("%Y-%m-%d %H:%M"),
                           title=_("指派销售机会"))
+
+    # ---- 批量指派 -----------------------------------------------------------------------
+
+    @expose("/bulk_assign", methods=["GET", "POST"])
+    @has_access
+    @permission_name("assign")
+    @html_step
+    def bulk_assign(self):
+        """销售主管 ticks several 未指派 opportunities and assigns them to one 客户经理;
+        every row goes through the 指派 step and gets its own result."""
+        actor = current_actor()
+        wf.require_assign(actor)                       # 403 before anything is read
+        error, results, selected, ticked = None, None, None, []
+        if request.method == "POST":
+            selected = request.form.get("assignee_id")
+            ticked = request.form.getlist("ids")
+            try:
+                results = wf.assign_many(db.session, actor, ticked, selected)
+            except ValidationError as e:               # no rows / wrong 客户经理: nothing changed
+                error = e.message
+        search = request.values.get("q", "")
+        html = self.render_template(
+            "opportunities/bulk_assign.html", title=_("批量指派销售机会"), error=error,
+            results=results, rows=wf.unassigned(db.session, search), search=search,
+            managers=wf.assignable_managers(db.session), selected=selected,
+            ticked={str(t) for t in ticked} if error else set(),
+            fmt_time=_fmt_time, fmt_user=_fmt_user, max_rows=wf.MAX_BULK)
+        return html, 400 if error else 200
 
     # ---- 客户开发计划 / 执行计划 -----------------------------------------------------------
 
@@ -325,23 +329,21 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/plan/<int:pk>", methods=["GET"])
     @has_access
     @permission_name("plan")
-    @html_errors
+    @html_step
     def plan(self, pk):
         return self._plan_page(pk, "opportunities/plan.html")
 
     @expose("/execute/<int:pk>", methods=["GET"])
     @has_access
     @permission_name("develop")
-    @html_errors
+    @html_step
     def execute(self, pk):
         return self._plan_page(pk, "opportunities/execute.html")
 
     def _plan_step(self, pk, template, step, ok_message, values=None):
         try:
             step()
-            db.session.commit()
         except ValidationError as e:
-            db.session.rollback()
             return self._plan_page(pk, template, status=400, error=e.message, values=values)
         flash(ok_message, "success")
         target = "OpportunityView.plan" if template.endswith("plan.html") else "OpportunityView.execute"
@@ -350,7 +352,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/plan/<int:pk>/add", methods=["POST"])
     @has_access
     @permission_name("plan")
-    @html_errors
+    @html_step
     def plan_add(self, pk):
         data = {"date": request.form.get("date", ""), "content": request.form.get("content", "")}
         return self._plan_step(
@@ -361,7 +363,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/plan/<int:pk>/item/<int:item_id>/edit", methods=["POST"])
     @has_access
     @permission_name("plan")
-    @html_errors
+    @html_step
     def plan_edit(self, pk, item_id):
         data = {"content": request.form.get("content", "")}
         if "date" in request.form:
@@ -374,7 +376,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/plan/<int:pk>/item/<int:item_id>/delete", methods=["POST"])
     @has_access
     @permission_name("plan")
-    @html_errors
+    @html_step
     def plan_delete(self, pk, item_id):
         return self._plan_step(
             pk, "opportunities/plan.html",
@@ -384,7 +386,7 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/execute/<int:pk>/item/<int:item_id>", methods=["POST"])
     @has_access
     @permission_name("develop")
-    @html_errors
+    @html_step
     def execute_item(self, pk, item_id):
         data = {"result": request.form.get("result", "")}
         return self._plan_step(
@@ -397,20 +399,18 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/succeed/<int:pk>", methods=["POST"])
     @has_access
     @permission_name("develop")
-    @html_errors
+    @html_step
     def succeed(self, pk):
         link = request.form.get("link_customer_id") or None
         try:
             opp, customer = wf.succeed(db.session, current_actor(), pk, link_customer_id=link,
                                        create_anyway=bool(request.form.get("create_anyway")))
         except wf.DuplicateCustomer as e:
-            # a customer of that name exists: the user chooses (link / create anyway)
-            db.session.rollback()
-            from ..workflows.customers import status_label as customer_status
+            # a customer of that name exists (nothing written): the user chooses
+            # (link / create anyway)
             return self._page("opportunities/duplicate.html", wf.get(db.session, pk), status=409,
                               error=e, customer_status=customer_status,
                               title=_("开发成功：已有同名客户"))
-        db.session.commit()
         url = f"/customer/show/{customer.id}"
         text = _("开发成功：已关联到已有客户 %(number)s %(name)s，") if link else \
             _("开发成功：已创建客户 %(number)s %(name)s，")
@@ -421,10 +421,9 @@ class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
     @expose("/fail/<int:pk>", methods=["POST"])
     @has_access
     @permission_name("develop")
-    @html_errors
+    @html_step
     def fail(self, pk):
         opp = wf.fail(db.session, current_actor(), pk)
-        db.session.commit()
         flash(_("已终止开发：销售机会 %(number)s", number=opp.number), "success")
         back = request.referrer or ""
         if "/opportunity/list" in back or "/myplan/list" in back:
@@ -476,301 +475,8 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
                                   else [None, "", ""])
 
 
-# ---- REST: the ``opportunity`` resource ------------------------------------------------
-
-_API_COLUMNS = ["id", "number", "source", "customer_name", "success_rate", "summary",
-                "contact", "contact_phone", "description", "status", "created_by_fk",
-                "created_on", "assignee_id", "assigned_on", "customer_id"]
-_RENAMES = {"created_by_fk": "creator_id"}
-
-
-def _iso(value):
-    return value.isoformat() if value else None
-
-
-def plan_item_json(item):
-    return {"id": item.id, "date": item.date.isoformat(), "content": item.content,
-            "result": item.result}
-
-
-def opportunity_json(opp, items=None):
-    """The §8 fields of an opportunity (with its plan items)."""
-    return {
-        "id": opp.id, "number": opp.number, "source": opp.source,
-        "customer_name": opp.customer_name, "success_rate": opp.success_rate,
-        "summary": opp.summary, "contact": opp.contact, "contact_phone": opp.contact_phone,
-        "description": opp.description, "status": opp.status, "creator_id": opp.created_by_fk,
-        "created_on": _iso(opp.created_on), "assignee_id": opp.assignee_id,
-        "assigned_on": _iso(opp.assigned_on), "customer_id": opp.customer_id,
-        "plan_items": [plan_item_json(i) for i in (opp.plan_items if items is None else items)],
-    }
-
-
-def _plan_items_of(ids):
-    return {pk: [plan_item_json(i) for i in items]
-            for pk, items in wf.plan_items_by_opportunity(db.session, ids).items()}
-
-
-def _json_body():
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
-    return data
-
-
-class OpportunityApi(CrmModelRestApi):
-    """``/api/v1/opportunity``: list/get with filters; writes go through the workflow."""
-
-    resource_name = "opportunity"
-    class_permission_name = "Opportunity"
-    # FAB's BaseApi takes an unmapped method's *name* as its permission: map them all
-    method_permission_name = dict(API_CRUD, assign="assign", plan_item_add="plan",
-                                  plan_item_put="plan", plan_item_delete="plan",
-                                  succeed="develop", fail="develop")
-    openapi_spec_tag = "opportunity"
-    datamodel = SQLAInterface(Opportunity)
-    list_columns = _API_COLUMNS
-    show_columns = _API_COLUMNS
-    add_columns = list(wf.EDITABLE)
-    edit_columns = list(wf.EDITABLE)
-    search_columns = ["number", "customer_name", "summary", "status", "source",
-                      "assignee_id", "created_by_fk"]
-    order_columns = ["id", "number", "customer_name", "success_rate", "created_on",
-                     "assigned_on", "status"]
-    base_order = ("id", "desc")
-    label_columns = dict(wf.LABELS, created_by_fk=_l("创建人"))
-
-    def pre_get_list(self, data):
-        items = _plan_items_of(data.get("ids", []))
-        for pk, row in zip(data.get("ids", []), data.get("result", [])):
-            for old, new in _RENAMES.items():
-                if old in row:
-                    row[new] = row.pop(old)
-            row["plan_items"] = items.get(pk, [])
-        if "list_columns" in data:
-            data["list_columns"] = [_RENAMES.get(c, c) for c in data["list_columns"]] + ["plan_items"]
-
-    def pre_get(self, data):
-        row = data.get("result", {})
-        for old, new in _RENAMES.items():
-            if old in row:
-                row[new] = row.pop(old)
-        row["plan_items"] = _plan_items_of([data.get("id")]).get(data.get("id"), [])
-        if "show_columns" in data:
-            data["show_columns"] = [_RENAMES.get(c, c) for c in data["show_columns"]] + ["plan_items"]
-
-    def response_401(self):
-        return self.response(401, message=_("请先登录。"))
-
-    def response_403(self):
-        return self.response(403, message=_("无权执行此操作：您的角色没有这项权限。"))
-
-    def _ok(self, code, opp, **extra):
-        db.session.refresh(opp)
-        return self.response(code, id=opp.id, result=opportunity_json(opp), **extra)
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Create an opportunity.
-        ---
-        post:
-          requestBody:
-            content:
-              application/json:
-                schema: {type: object}
-                example: {customer_name: 北京某某科技有限公司, success_rate: 60, summary: 采购打印机,
-                          description: 计划采购 20 台激光打印机, source: 展会, contact: 张三,
-                          contact_phone: "13900139000"}
-          responses:
-            201: {description: created}
-            400: {$ref: '#/components/responses/400'}
-            403: {$ref: '#/components/responses/401'}
-        """
-        opp = wf.create(db.session, current_actor(), _json_body())
-        db.session.commit()
-        return self._ok(201, opp)
-
-    @expose("/<int:pk>", methods=["PUT"])
-    @protect()
-    @safe
-    @api_errors
-    def put(self, pk):
-        """Edit an ``unassigned`` opportunity (only the user fields).
-        ---
-        put:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: saved}
-            400: {$ref: '#/components/responses/400'}
-            404: {$ref: '#/components/responses/404'}
-        """
-        opp = wf.update_opportunity(db.session, current_actor(), pk, _json_body())
-        db.session.commit()
-        return self._ok(200, opp)
-
-    @expose("/<int:pk>", methods=["DELETE"])
-    @protect()
-    @safe
-    @api_errors
-    def delete(self, pk):
-        """Delete an ``unassigned`` opportunity (its creator only).
-        ---
-        delete:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: deleted}
-            404: {$ref: '#/components/responses/404'}
-        """
-        wf.delete_opportunity(db.session, current_actor(), pk)
-        db.session.commit()
-        return self.response(200, message=_("删除成功"))
-
-    @expose("/<int:pk>/assign", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("assign")
-    @api_errors
-    def assign(self, pk):
-        """销售主管 assigns to an active 客户经理: ``{"assignee_id": 3}``.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: assigned}
-            409: {description: not unassigned any more}
-        """
-        data = _json_body()
-        opp = wf.assign(db.session, current_actor(), pk, data.get("assignee_id"))
-        db.session.commit()
-        return self._ok(200, opp, message=_("指派成功"))
-
-    @expose("/<int:pk>/plan_items", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("plan")
-    @api_errors
-    def plan_item_add(self, pk):
-        """Add a plan item ``{"date": "2007-12-13", "content": "..."}``.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            201: {description: added}
-        """
-        item = wf.add_plan_item(db.session, current_actor(), pk, _json_body())
-        db.session.commit()
-        return self.response(201, id=item.id, result=plan_item_json(item))
-
-    @expose("/<int:pk>/plan_items/<int:item_id>", methods=["PUT"])
-    @protect()
-    @safe
-    @permission_name("plan")
-    @api_errors
-    def plan_item_put(self, pk, item_id):
-        """Change ``content`` and/or record ``result``; a ``date`` is refused (400).
-        ---
-        put:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          - {in: path, name: item_id, required: true, schema: {type: integer}}
-          responses:
-            200: {description: saved}
-        """
-        item = wf.update_plan_item(db.session, current_actor(), pk, item_id, _json_body())
-        db.session.commit()
-        return self.response(200, id=item.id, result=plan_item_json(item))
-
-    @expose("/<int:pk>/plan_items/<int:item_id>", methods=["DELETE"])
-    @protect()
-    @safe
-    @permission_name("plan")
-    @api_errors
-    def plan_item_delete(self, pk, item_id):
-        """Delete a plan item.
-        ---
-        delete:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          - {in: path, name: item_id, required: true, schema: {type: integer}}
-          responses:
-            200: {description: deleted}
-        """
-        wf.delete_plan_item(db.session, current_actor(), pk, item_id)
-        db.session.commit()
-        return self.response(200, message=_("删除成功"))
-
-    @expose("/<int:pk>/succeed", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("develop")
-    @api_errors
-    def succeed(self, pk):
-        """开发成功: creates the customer (and contact); answers its id.
-
-        When a customer of the same name exists, nothing changes and the answer is 409
-        with ``existing_customer_id`` (and ``existing_customers``); repeat with
-        ``{"link_customer_id": <id>}`` to link the opportunity to that customer, or
-        ``{"create_anyway": true}`` to create a second customer of that name.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          requestBody:
-            required: false
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    link_customer_id: {type: integer, description: link to this existing customer}
-                    create_anyway: {type: boolean, description: create even if the name exists}
-          responses:
-            200: {description: succeeded}
-            400: {$ref: '#/components/responses/400'}
-            409: {description: "not assigned (any more), or a customer of that name exists (existing_customer_id)"}
-        """
-        data = request.get_json(silent=True)
-        data = data if isinstance(data, dict) else {}
-        create_anyway = data.get("create_anyway", False)
-        if not isinstance(create_anyway, bool):
-            raise ValidationError(_l("create_anyway 必须是 true 或 false。"),
-                                  field="create_anyway")
-        opp, customer = wf.succeed(db.session, current_actor(), pk,
-                                   link_customer_id=data.get("link_customer_id"),
-                                   create_anyway=create_anyway)
-        db.session.commit()
-        return self._ok(200, opp, customer_id=customer.id, customer_number=customer.number)
-
-    @expose("/<int:pk>/fail", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("develop")
-    @api_errors
-    def fail(self, pk):
-        """终止开发.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: failed}
-            409: {description: not assigned (any more)}
-        """
-        opp = wf.fail(db.session, current_actor(), pk)
-        db.session.commit()
-        return self._ok(200, opp)
-
-
 def register(appbuilder):
     appbuilder.add_view(OpportunityView, "Opportunities", label=_l("销售机会管理"),
                         icon="fa-lightbulb-o", category="Marketing")
     appbuilder.add_view(MyPlanView, "MyPlans", label=_l("我的开发计划"),
                         icon="fa-tasks", category="Marketing")
-    appbuilder.add_api(OpportunityApi)

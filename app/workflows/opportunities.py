@@ -10,7 +10,7 @@ Status: ``unassigned`` 未指派 → ``assigned`` 已指派（开发中） → `
 ``failed`` 开发失败.
 """
 import re
-from datetime import date, datetime
+from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete as sql_delete
@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from ..models import Contact, Customer, Opportunity, PlanItem
 from . import customers, dates, events, notifications, numbering
 from .actors import MANAGER
-from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
+from .errors import Collect, Conflict, DomainError, Forbidden, NotFound, ValidationError
+from .names import check_name
 
 ENTITY = "opportunity"
 
@@ -49,7 +50,6 @@ REQUIRED = ("customer_name", "success_rate", "summary", "description")
 MAX_LEN = {"source": 128, "customer_name": 128, "summary": 255, "contact": 64,
            "contact_phone": 32, "description": 4000}
 PLAN_MAX_LEN = 4000
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MOBILE_RE = re.compile(r"^(\+?86[- ]?)?1[3-9]\d{9}$")
 
 # FAB's user/role models, reached through our mapping (workflows import no FAB modules)
@@ -61,41 +61,148 @@ def status_label(status):
     return STATUS_LABELS.get(status, status or "")
 
 
-# ---- who may do what (also used by templates to decide which buttons to show) ----------
+# ---- who may do what: ONE rule per step -------------------------------------------------
+#
+# ``require_<step>(actor, opp)`` raises Forbidden (403: not this user) or Conflict (409:
+# not in this state); ``can_<step>(actor, opp)`` is the same rule as a bool (it calls
+# ``require_<step>``). Steps: create, edit, delete, assign, plan, execute, succeed, fail.
+# HTML views, the REST API and templates (through :func:`may`) use only these. ``opp``
+# needs ``status``, ``number``, ``created_by_fk`` and ``assignee_id`` (a list row's
+# values will do).
+
+def _allowed(require, *args):
+    try:
+        require(*args)
+    except (Forbidden, Conflict):
+        return False
+    return True
+
+
+def _lead(actor):
+    return actor.is_admin or actor.is_supervisor
+
+
+def _refuse_if_not_unassigned(opp, what):
+    if opp.status != UNASSIGNED:
+        raise Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有未指派的销售机会才能%(what)s。",
+                          number=opp.number, status=status_label(opp.status), what=what))
+
+
+def _not_assigned(opp):
+    return Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有已指派（开发中）的销售机会才能进行此操作。",
+                       number=opp.number, status=status_label(opp.status)))
+
+
+def require_create(actor):
+    if not (_lead(actor) or actor.is_manager):
+        raise Forbidden(_l("只有客户经理和销售主管可以创建销售机会。"))
+
 
 def can_create(actor):
-    return actor.is_admin or actor.is_supervisor or actor.is_manager
+    return _allowed(require_create, actor)
+
+
+def require_edit(actor, opp):
+    """Creator, 销售主管 or admin (403); only while ``unassigned`` (409)."""
+    if not (_lead(actor) or opp.created_by_fk == actor.id):
+        raise Forbidden(_l("只有创建人、销售主管或系统管理员可以编辑销售机会。"))
+    _refuse_if_not_unassigned(opp, _l("编辑"))
 
 
 def can_edit(actor, opp):
-    """Creator, 销售主管 or admin; only while ``unassigned``."""
-    return opp.status == UNASSIGNED and (
-        actor.is_admin or actor.is_supervisor or opp.created_by_fk == actor.id)
+    return _allowed(require_edit, actor, opp)
+
+
+def require_delete(actor, opp):
+    """Only the creator (403); only while ``unassigned`` (409)."""
+    if opp.created_by_fk != actor.id:
+        raise Forbidden(_l("只有销售机会的创建人可以删除它。"))
+    _refuse_if_not_unassigned(opp, _l("删除"))
 
 
 def can_delete(actor, opp):
-    return opp.status == UNASSIGNED and opp.created_by_fk == actor.id
+    return _allowed(require_delete, actor, opp)
+
+
+def require_assign(actor, opp=None):
+    """销售主管 or admin (403); the opportunity (when given) is ``unassigned`` (409).
+    Without ``opp``: may the actor assign at all (the 批量指派 page, the list's button)."""
+    if not _lead(actor):
+        raise Forbidden(_l("只有销售主管可以指派销售机会。"))
+    if opp is not None:
+        _refuse_if_not_unassigned(opp, _l("指派"))
 
 
 def can_assign(actor, opp=None):
-    return (actor.is_supervisor or actor.is_admin) and (opp is None or opp.status == UNASSIGNED)
-
-
-def can_develop(actor, opp):
-    """The assignee executes (执行效果) and closes an ``assigned`` opportunity."""
-    return opp.status == ASSIGNED and opp.assignee_id == actor.id
+    return _allowed(require_assign, actor, opp)
 
 
 def may_plan(actor, opp):
     """Who makes the 客户开发计划 (any state): the assignee, 销售主管 and admin
     (DESIGN.md: 销售主管 "对特定销售机会制定客户开发计划")."""
     return (opp.assignee_id is not None
-            and (opp.assignee_id == actor.id or actor.is_supervisor or actor.is_admin))
+            and (opp.assignee_id == actor.id or _lead(actor)))
+
+
+def require_plan(actor, opp):
+    """制定计划: the assignee, 销售主管 or admin (403), on an ``assigned`` one (409)."""
+    if opp.status == UNASSIGNED:
+        raise Conflict(_l("销售机会 %(number)s 还没有指派，指派后才能制定开发计划。",
+                          number=opp.number))
+    if not may_plan(actor, opp):
+        raise Forbidden(_l("只有被指派的客户经理或销售主管可以制定该销售机会的开发计划。"))
+    if opp.status != ASSIGNED:
+        raise _not_assigned(opp)
 
 
 def can_plan(actor, opp):
     """Add, edit and delete plan items of an ``assigned`` opportunity."""
-    return opp.status == ASSIGNED and may_plan(actor, opp)
+    return _allowed(require_plan, actor, opp)
+
+
+def require_execute(actor, opp):
+    """执行计划 (执行效果): only the assignee (403), while ``assigned`` (409)."""
+    if opp.assignee_id is not None and opp.assignee_id != actor.id:
+        raise Forbidden(_l("只有被指派的客户经理可以制定和执行该销售机会的开发计划。"))
+    if opp.status != ASSIGNED:
+        raise _not_assigned(opp)
+
+
+def can_execute(actor, opp):
+    return _allowed(require_execute, actor, opp)
+
+
+def require_succeed(actor, opp):
+    """开发成功: the same people and state as 执行计划."""
+    require_execute(actor, opp)
+
+
+def can_succeed(actor, opp):
+    return _allowed(require_succeed, actor, opp)
+
+
+def require_fail(actor, opp):
+    """终止开发: the same people and state as 执行计划."""
+    require_execute(actor, opp)
+
+
+def can_fail(actor, opp):
+    return _allowed(require_fail, actor, opp)
+
+
+# 执行计划 + 开发成功 + 终止开发 share the FAB permission ``can_develop``
+require_develop = require_execute
+can_develop = can_execute
+
+STEPS = ("edit", "delete", "assign", "plan", "execute", "succeed", "fail")
+_CAN = {"edit": can_edit, "delete": can_delete, "assign": can_assign, "plan": can_plan,
+        "execute": can_execute, "succeed": can_succeed, "fail": can_fail}
+
+
+def may(actor, opp):
+    """{step: bool} for the buttons of a page or a list row (``may.edit`` …): templates
+    get this, never the rules themselves. The server checks again on every write."""
+    return {step: _CAN[step](actor, opp) for step in STEPS}
 
 
 # ---- input ------------------------------------------------------------------------
@@ -132,8 +239,6 @@ def clean(data, partial=False):
     ``partial``: only the fields present are checked (API PUT); otherwise every
     required field must be given. Unknown or system fields are refused (400).
     """
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
     for key in data:
         if key not in EDITABLE:
             raise ValidationError(
@@ -162,6 +267,9 @@ def clean(data, partial=False):
             if f == "contact_phone" and v:
                 # the customer module's phone rule (one rule for every phone number)
                 customers.check_phone(v, f, LABELS)
+            if f in ("customer_name", "contact"):
+                # they become a customer's and a contact's name at 开发成功: the same rule
+                check_name(v, f, LABELS[f])
             out[f] = v or None
     errs.raise_any()
     return out
@@ -176,14 +284,27 @@ def get(session, opp_id):
     return opp
 
 
+def for_edit(session, actor, opp_id):
+    """The opportunity, when the actor may edit it (see :func:`require_edit`)."""
+    opp = get(session, opp_id)
+    require_edit(actor, opp)
+    return opp
+
+
+def for_assign(session, actor, opp_id):
+    """The opportunity, when the actor may assign it (see :func:`require_assign`)."""
+    opp = get(session, opp_id)
+    require_assign(actor, opp)
+    return opp
+
+
 def _audit_values(actor):
     return {"changed_by_fk": actor.id, "changed_on": datetime.now()}
 
 
 def create(session, actor, data):
     """A new ``unassigned`` opportunity; 编号/创建人/创建时间 are set by the system."""
-    if not can_create(actor):
-        raise Forbidden(_l("只有客户经理和销售主管可以创建销售机会。"))
+    require_create(actor)
     values = clean(data)
     opp = Opportunity(**values, number=numbering.next_number(session, numbering.PREFIX_OPPORTUNITY),
                       status=UNASSIGNED, created_by_fk=actor.id, changed_by_fk=actor.id)
@@ -193,18 +314,9 @@ def create(session, actor, data):
     return opp
 
 
-def _refuse_if_not_unassigned(opp, what):
-    if opp.status != UNASSIGNED:
-        raise Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有未指派的销售机会才能%(what)s。",
-                          number=opp.number, status=status_label(opp.status), what=what))
-
-
 def update_opportunity(session, actor, opp_id, data):
     """Edit the listed fields of an ``unassigned`` opportunity (creator, 销售主管, admin)."""
-    opp = get(session, opp_id)
-    if not (actor.is_admin or actor.is_supervisor or opp.created_by_fk == actor.id):
-        raise Forbidden(_l("只有创建人、销售主管或系统管理员可以编辑销售机会。"))
-    _refuse_if_not_unassigned(opp, _l("编辑"))
+    opp = for_edit(session, actor, opp_id)
     values = clean(data, partial=True)
     # compare-and-set on the status: an assign racing with this edit wins or loses as a whole
     events.compare_and_set(session, Opportunity, opp.id, UNASSIGNED,
@@ -217,9 +329,7 @@ def update_opportunity(session, actor, opp_id, data):
 def delete_opportunity(session, actor, opp_id):
     """Delete an ``unassigned`` opportunity; only its creator may."""
     opp = get(session, opp_id)
-    if opp.created_by_fk != actor.id:
-        raise Forbidden(_l("只有销售机会的创建人可以删除它。"))
-    _refuse_if_not_unassigned(opp, _l("删除"))
+    require_delete(actor, opp)
     number = opp.number
     try:
         with session.begin_nested():
@@ -262,12 +372,13 @@ def _check_assignee(session, assignee_id):
     return user
 
 
-def assign(session, actor, opp_id, assignee_id, now=None):
-    """销售主管 assigns an ``unassigned`` opportunity to an active 客户经理 → ``assigned``."""
-    opp = get(session, opp_id)
-    if not (actor.is_supervisor or actor.is_admin):
-        raise Forbidden(_l("只有销售主管可以指派销售机会。"))
-    _refuse_if_not_unassigned(opp, _l("指派"))
+def assign(session, actor, opp, assignee_id, now=None):
+    """销售主管 assigns an ``unassigned`` opportunity to an active 客户经理 → ``assigned``.
+
+    ``opp``: its id, or the Opportunity already loaded (the 指派 page loads it once to
+    show it again when the chosen 客户经理 is refused)."""
+    opp = opp if isinstance(opp, Opportunity) else get(session, opp)
+    require_assign(actor, opp)
     user = _check_assignee(session, assignee_id)
     now = now or datetime.now().replace(microsecond=0)
     events.compare_and_set(
@@ -283,15 +394,69 @@ def assign(session, actor, opp_id, assignee_id, now=None):
     return opp
 
 
+MAX_BULK = 100
+
+
+def parse_ids(value, field="ids"):
+    """A list of opportunity ids (JSON numbers or digit strings from a form), without
+    repeats, in the order given. Anything else is a ValidationError (400)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValidationError(_l("请选择要指派的销售机会（ids 为编号列表，例如 [12, 13]）。"), field=field)
+    if len(value) > MAX_BULK:
+        raise ValidationError(_l("一次最多指派 %(n)d 条销售机会，请分批指派。", n=MAX_BULK), field=field)
+    out = []
+    for v in value:
+        text = v.strip() if isinstance(v, str) else v
+        if isinstance(text, str) and text.isascii() and text.isdigit():
+            text = int(text)
+        if isinstance(text, bool) or not isinstance(text, int) or not 0 < text < 2**31:
+            raise ValidationError(_l("销售机会编号必须是正整数，“%(value)s”不是。", value=str(v)[:40]),
+                                  field=field)
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def unassigned(session, search=None, limit=MAX_BULK):
+    """The newest ``unassigned`` opportunities (the 批量指派 page), optionally those whose
+    客户名称 or 概要 contains ``search``."""
+    q = select(Opportunity).where(Opportunity.status == UNASSIGNED)
+    text = (search or "").strip()[:100]
+    if text:
+        q = q.where(Opportunity.customer_name.contains(text, autoescape=True)
+                    | Opportunity.summary.contains(text, autoescape=True))
+    return session.scalars(q.order_by(Opportunity.created_on.desc(), Opportunity.id.desc())
+                           .limit(limit)).all()
+
+
+def assign_many(session, actor, opp_ids, assignee_id, now=None):
+    """批量指派: each opportunity through :func:`assign` (its own rule check and
+    compare-and-set, in its own savepoint), so a row someone else assigned meanwhile
+    is refused (409) and the others proceed.
+
+    Refuses the whole request before any row when the actor may not assign (403), the
+    ids are not a list of ids, or the 客户经理 may not be assigned (400). Returns
+    ``[{"id", "ok", "code", "message"}]`` in the order of ``opp_ids``; the caller
+    commits once (the refused rows left nothing behind)."""
+    require_assign(actor)
+    ids = parse_ids(opp_ids)
+    user = _check_assignee(session, assignee_id)
+    now = now or datetime.now().replace(microsecond=0)
+    done = {}
+    for pk in sorted(ids):      # one lock order for every caller: no deadlock between two batches
+        try:
+            with session.begin_nested():
+                opp = assign(session, actor, pk, user.id, now=now)
+        except DomainError as e:
+            done[pk] = {"id": pk, "ok": False, "code": e.status, "message": str(e.message)}
+        else:
+            done[pk] = {"id": pk, "ok": True, "code": 200,
+                        "message": str(_l("销售机会 %(number)s 已指派给 %(name)s。",
+                                          number=opp.number, name=user.username))}
+    return [done[pk] for pk in ids]
+
+
 # ---- development plans ---------------------------------------------------------------
-
-def _require_assignee(opp, actor):
-    if opp.assignee_id is not None and opp.assignee_id != actor.id:
-        raise Forbidden(_l("只有被指派的客户经理可以制定和执行该销售机会的开发计划。"))
-    if opp.status != ASSIGNED:
-        raise Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有已指派（开发中）的销售机会才能进行此操作。",
-                          number=opp.number, status=status_label(opp.status)))
-
 
 def _lock_assigned(session, opp, actor):
     """Compare-and-set without a status change: the opportunity is still ``assigned`` to
@@ -307,26 +472,10 @@ def _lock_assigned(session, opp, actor):
         raise Conflict(_l("销售机会的状态已改变，请刷新后再试。"))
 
 
-def _not_assigned(opp):
-    return Conflict(_l("销售机会 %(number)s 当前状态为“%(status)s”，只有已指派（开发中）的销售机会才能进行此操作。",
-                       number=opp.number, status=status_label(opp.status)))
-
-
-def require_plan(actor, opp):
-    """制定计划: the assignee, 销售主管 or admin (403), on an ``assigned`` one (409)."""
-    if opp.status == UNASSIGNED:
-        raise Conflict(_l("销售机会 %(number)s 还没有指派，指派后才能制定开发计划。",
-                          number=opp.number))
-    if not may_plan(actor, opp):
-        raise Forbidden(_l("只有被指派的客户经理或销售主管可以制定该销售机会的开发计划。"))
-    if opp.status != ASSIGNED:
-        raise _not_assigned(opp)
-
-
 def for_development(session, actor, opp_id):
-    """The opportunity, when the actor is its assignee and it is ``assigned``."""
+    """The opportunity, when the actor may execute its plan (see :func:`require_execute`)."""
     opp = get(session, opp_id)
-    _require_assignee(opp, actor)
+    require_execute(actor, opp)
     return opp
 
 
@@ -360,8 +509,6 @@ def _plan_text(data, field, required):
 def add_plan_item(session, actor, opp_id, data):
     """日期 (YYYY-MM-DD) + 计划内容, both required (assignee, 销售主管, admin)."""
     opp = for_planning(session, actor, opp_id)
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
     for key in data:
         if key not in ("date", "content"):
             raise ValidationError(_l("新建计划项只需要日期和计划内容。"), field=key)
@@ -378,9 +525,6 @@ def add_plan_item(session, actor, opp_id, data):
 def update_plan_item(session, actor, opp_id, item_id, data):
     """Change 计划内容 (assignee, 销售主管, admin) and/or record 执行效果 (the assignee
     only); the 日期 is fixed after creation."""
-    if not isinstance(data, dict):
-        opp = for_planning(session, actor, opp_id)
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
     opp = (for_development if "result" in data else for_planning)(session, actor, opp_id)
     item = _get_item(session, opp, item_id)
     if "date" in data:
@@ -469,8 +613,10 @@ def succeed(session, actor, opp_id, link_customer_id=None, create_anyway=False):
     ``link_customer_id`` links the opportunity to that existing customer (the 联系人 is
     added to it; no new customer), ``create_anyway`` creates a second one.
     Returns (opportunity, customer)."""
+    if not isinstance(create_anyway, bool):
+        raise ValidationError(_l("create_anyway 必须是 true 或 false。"), field="create_anyway")
     opp = get(session, opp_id)
-    _require_assignee(opp, actor)
+    require_succeed(actor, opp)
     linked = None
     if link_customer_id not in (None, ""):
         linked = _link_target(session, link_customer_id)
@@ -516,7 +662,7 @@ def succeed(session, actor, opp_id, link_customer_id=None, create_anyway=False):
 def fail(session, actor, opp_id, note=None):
     """终止开发: ``assigned`` → ``failed``."""
     opp = get(session, opp_id)
-    _require_assignee(opp, actor)
+    require_fail(actor, opp)
     events.compare_and_set(
         session, Opportunity, opp.id, ASSIGNED, dict(status=FAILED, **_audit_values(actor)),
         _l("销售机会 %(number)s 的状态已改变（已开发成功或已终止），不能重复操作。",
