@@ -631,3 +631,231 @@ def test_supervisor_plan_on_closed_opportunity_is_conflict(api, dbs, user_id):
     r = api("supervisor").post(f"/api/v1/opportunity/{pk}/plan_items", json={"date": "2030-01-01", "content": "x"})
     assert r.status_code == 409
     assert snapshot(dbs, pk) == before
+
+
+# ---- one rule per step (issue 19) -------------------------------------------------------
+
+def test_can_and_require_are_one_rule_per_step(dbs, user_id):
+    """can_<step> is require_<step> as a bool, and ``may`` is made of them, for every
+    role on every state."""
+    actors = [Actor(user_id(u), frozenset({r})) for u, r in
+              (("supervisor", "销售主管"), ("manager1", "客户经理"), ("manager2", "客户经理"),
+               ("exec", "高管"))]
+    pks = [new_opp(dbs, user_id("manager1"))]
+    for status in ("assigned", "succeeded", "failed"):
+        with dbs() as s:
+            o = f.opportunity(s, user_id("manager1"), status=status, assignee_id=user_id("manager1"))
+            s.commit()
+            pks.append(o.id)
+    with dbs() as s:
+        for pk in pks:
+            o = s.get(Opportunity, pk)
+            for a in actors:
+                may = wf.may(a, o)
+                assert set(may) == set(wf.STEPS)
+                for step in wf.STEPS:
+                    try:
+                        getattr(wf, f"require_{step}")(a, o)
+                        allowed = True
+                    except (wf.Forbidden, Conflict):
+                        allowed = False
+                    assert getattr(wf, f"can_{step}")(a, o) is allowed is may[step], (step, o.status)
+    # the table of docs/modules/opportunities.md
+    sup, m1, m2, ex = actors
+    with dbs() as s:
+        u, a = s.get(Opportunity, pks[0]), s.get(Opportunity, pks[1])
+        assert wf.may(m1, u) == dict(edit=True, delete=True, assign=False, plan=False,
+                                     execute=False, succeed=False, fail=False)
+        assert wf.may(sup, u) == dict(edit=True, delete=False, assign=True, plan=False,
+                                      execute=False, succeed=False, fail=False)
+        assert wf.may(m2, u)["edit"] is False and wf.may(ex, u)["edit"] is False
+        assert wf.may(m1, a) == dict(edit=False, delete=False, assign=False, plan=True,
+                                     execute=True, succeed=True, fail=True)
+        assert wf.may(sup, a)["plan"] and not wf.may(sup, a)["succeed"]
+        assert not any(wf.may(m2, a).values())
+
+
+def test_show_page_buttons_follow_may(web, dbs, user_id):
+    pk = assigned_opp(dbs, user_id, "manager1")
+    mine = web("manager1").get(f"/opportunity/show/{pk}").text
+    for url in (f"/opportunity/plan/{pk}", f"/opportunity/execute/{pk}",
+                f"/opportunity/succeed/{pk}", f"/opportunity/fail/{pk}"):
+        assert url in mine
+    other = web("manager2").get(f"/opportunity/show/{pk}").text
+    assert f"/opportunity/succeed/{pk}" not in other and f"/opportunity/plan/{pk}" not in other
+    # 我的开发计划 offers the assignee's buttons too
+    page = web("manager1").get("/myplan/list/?psize_MyPlanView=100").text
+    assert f"/opportunity/execute/{pk}" in page and f"/opportunity/fail/{pk}" in page
+
+
+def test_api_succeed_refuses_a_body_that_is_not_an_object(api, dbs, user_id):
+    pk = assigned_opp(dbs, user_id)
+    before = snapshot(dbs, pk)
+    c = api("manager1")
+    for raw in ("[1]", "null", "abc"):
+        r = c.post(f"/api/v1/opportunity/{pk}/succeed", data=raw,
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "JSON" in r.json["message"], raw
+    r = c.post(f"/api/v1/opportunity/{pk}/succeed", json={"create_anyway": "yes"})
+    assert r.status_code == 400 and r.json["field"] == "create_anyway"
+    assert snapshot(dbs, pk) == before
+
+
+def test_customer_name_with_control_characters_is_refused(api, uniq):
+    r = api("manager1").post("/api/v1/opportunity/",
+                             json=body(uniq, customer_name="北京\u202e科技", contact="张\n三"))
+    assert r.status_code == 400
+    assert {e["field"] for e in r.json["errors"]} == {"customer_name", "contact"}
+
+
+# ---- 批量指派 (issue 21.5) ------------------------------------------------------------------
+
+def test_bulk_assign_api_happy(api, dbs, user_id, uniq):
+    pks = [new_opp(dbs, user_id("manager1"), customer_name=uniq("批量")) for _ in range(3)]
+    r = api("supervisor").post("/api/v1/opportunity/bulk_assign",
+                               json={"ids": pks, "assignee_id": user_id("manager2")})
+    assert r.status_code == 200, r.json
+    assert [(x["id"], x["ok"], x["code"]) for x in r.json["results"]] == [(pk, True, 200) for pk in pks]
+    assert all("已指派给 manager2" in x["message"] for x in r.json["results"])
+    for pk in pks:
+        row = snapshot(dbs, pk)
+        assert (row["status"], row["assignee_id"]) == ("assigned", user_id("manager2"))
+        assert row["assigned_on"] is not None
+        assert events_of(dbs, pk) == [("assign", "unassigned", "assigned")]
+
+
+def test_bulk_assign_forbidden_changes_nothing(api, web, dbs, user_id):
+    pks = [new_opp(dbs, user_id("manager1")) for _ in range(2)]
+    before = [snapshot(dbs, pk) for pk in pks]
+    body_ = {"ids": pks, "assignee_id": user_id("manager1")}
+    for who in ("manager1", "exec"):
+        r = api(who).post("/api/v1/opportunity/bulk_assign", json=body_)
+        assert r.status_code == 403 and re.search(r"[\u4e00-\u9fff]", r.json["message"])
+        assert web(who).get("/opportunity/bulk_assign").status_code in (302, 403)
+        r = web(who).post_form("/opportunity/bulk_assign",
+                               {"ids": [str(pk) for pk in pks], "assignee_id": str(user_id("manager1"))},
+                               form_url="/opportunity/list/")
+        assert r.status_code in (302, 403)
+    assert api().post("/api/v1/opportunity/bulk_assign", json=body_).status_code == 401
+    # the workflow refuses too, whatever the role matrix says
+    with dbs() as s:
+        with pytest.raises(wf.Forbidden):
+            wf.assign_many(s, Actor(user_id("manager1"), frozenset({"客户经理"})), pks,
+                           user_id("manager1"))
+        s.rollback()
+    assert [snapshot(dbs, pk) for pk in pks] == before
+    assert all(events_of(dbs, pk) == [] for pk in pks)
+
+
+def test_bulk_assign_refuses_rows_assigned_meanwhile(api, dbs, user_id):
+    """A row another supervisor assigned after the list was shown is refused (409 reason),
+    a row that does not exist is refused (404), the others are assigned."""
+    a, b, c = (new_opp(dbs, user_id("manager1")) for _ in range(3))
+    sup = api("supervisor")
+    assert api("admin").post(f"/api/v1/opportunity/{b}/assign",
+                             json={"assignee_id": user_id("manager1")}).status_code == 200
+    taken = snapshot(dbs, b)
+    r = sup.post("/api/v1/opportunity/bulk_assign",
+                 json={"ids": [a, b, 2**31 - 1, c], "assignee_id": user_id("manager2")})
+    assert r.status_code == 200, r.json
+    res = {x["id"]: x for x in r.json["results"]}
+    assert [x["id"] for x in r.json["results"]] == [a, b, 2**31 - 1, c]
+    assert res[a]["ok"] and res[c]["ok"]
+    assert not res[b]["ok"] and res[b]["code"] == 409 and "未指派" in res[b]["message"]
+    assert not res[2**31 - 1]["ok"] and res[2**31 - 1]["code"] == 404
+    assert snapshot(dbs, b) == taken
+    assert snapshot(dbs, a)["assignee_id"] == snapshot(dbs, c)["assignee_id"] == user_id("manager2")
+
+
+def test_bulk_assign_lost_race_in_workflow(app, dbs, user_id):
+    """The row was read as 未指派 by this session, then assigned by another one before
+    our UPDATE: its compare-and-set fails, that row only is refused and rolled back."""
+    first, second = new_opp(dbs, user_id("manager1")), new_opp(dbs, user_id("manager1"))
+    sup = Actor(user_id("supervisor"), frozenset({"销售主管"}))
+    with app.app_context():
+        from sqlalchemy.orm import Session
+        b = Session(db.engine)
+        stale = b.get(Opportunity, first)          # B's copy (held: the identity map is weak)
+        assert stale.status == "unassigned"
+        with dbs() as other:
+            wf.assign(other, sup, first, user_id("manager1"))
+            other.commit()
+        results = wf.assign_many(b, sup, [first, second], user_id("manager2"))
+        b.commit()
+        b.close()
+    assert [(x["id"], x["ok"], x["code"]) for x in results] == [(first, False, 409), (second, True, 200)]
+    assert "他人" in results[0]["message"]
+    assert snapshot(dbs, first)["assignee_id"] == user_id("manager1")
+    assert snapshot(dbs, second)["assignee_id"] == user_id("manager2")
+    assert [e[0] for e in events_of(dbs, first)] == ["assign"]
+
+
+@pytest.mark.parametrize("payload", [
+    None, [], "x", {"ids": []}, {"ids": "1,2"}, {"ids": [True]}, {"ids": [1.5]},
+    {"ids": ["abc"]}, {"ids": [-1]}, {"ids": [2**40]}, {"ids": [{"id": 1}]},
+    {"ids": list(range(1, 102))}, {"assignee_id": 1},
+])
+def test_bulk_assign_garbage_is_400(api, dbs, user_id, payload):
+    pk = new_opp(dbs, user_id("manager1"))
+    before = snapshot(dbs, pk)
+    if isinstance(payload, dict):
+        payload = dict({"assignee_id": user_id("manager1")}, **payload)
+        payload.setdefault("ids", [pk])
+        if payload.get("ids") == [pk]:
+            payload["assignee_id"] = "abc"       # then the assignee is the garbage
+    r = api("supervisor").post("/api/v1/opportunity/bulk_assign", json=payload)
+    assert r.status_code == 400, (payload, r.status_code, r.json)
+    assert re.search(r"[\u4e00-\u9fff]", r.json["message"])
+    assert snapshot(dbs, pk) == before
+
+
+@pytest.mark.parametrize("assignee", ["supervisor", "exec", None, "999999", ""])
+def test_bulk_assign_wrong_assignee_changes_nothing(api, dbs, user_id, assignee):
+    pks = [new_opp(dbs, user_id("manager1")) for _ in range(2)]
+    before = [snapshot(dbs, pk) for pk in pks]
+    value = user_id(assignee) if assignee in ("supervisor", "exec") else assignee
+    r = api("supervisor").post("/api/v1/opportunity/bulk_assign", json={"ids": pks, "assignee_id": value})
+    assert r.status_code == 400 and r.json["field"] == "assignee_id"
+    assert [snapshot(dbs, pk) for pk in pks] == before
+
+
+def test_bulk_assign_html(web, dbs, user_id, uniq):
+    name = uniq("网页批量")
+    a, b, c = (new_opp(dbs, user_id("manager1"), customer_name=f"{name}{k}") for k in range(3))
+    sup = web("supervisor")
+    lst = sup.get("/opportunity/list/")
+    assert "/opportunity/bulk_assign" in lst.text and "批量指派" in lst.text
+    assert "/opportunity/bulk_assign" not in web("manager1").get("/opportunity/list/").text
+    page = sup.get(f"/opportunity/bulk_assign?q={name}")
+    assert page.status_code == 200 and "批量指派销售机会" in page.text
+    for pk in (a, b, c):
+        assert f'name="ids" value="{pk}"' in page.text
+    # b is assigned by someone else after the page was shown
+    assert web("admin").post_form(f"/opportunity/assign/{b}",
+                                  {"assignee_id": str(user_id("manager1"))}).status_code == 302
+    r = sup.post_form("/opportunity/bulk_assign",
+                      {"ids": [str(a), str(b), str(c)], "assignee_id": str(user_id("manager2")),
+                       "q": name}, form_url=f"/opportunity/bulk_assign?q={name}")
+    assert r.status_code == 200
+    text = flash_text(r)
+    assert "指派结果" in text and text.count("已指派给 manager2") == 2 and "未指派（被拒绝）" in text
+    assert f'name="ids" value="{a}"' not in r.text       # no longer offered
+    assert snapshot(dbs, a)["assignee_id"] == snapshot(dbs, c)["assignee_id"] == user_id("manager2")
+    assert snapshot(dbs, b)["assignee_id"] == user_id("manager1")
+    # nothing ticked / no 客户经理: 400 with the reason, nothing changed
+    d = new_opp(dbs, user_id("manager1"), customer_name=f"{name}d")
+    before = snapshot(dbs, d)
+    r = sup.post_form("/opportunity/bulk_assign", {"assignee_id": str(user_id("manager2"))},
+                      form_url="/opportunity/bulk_assign")
+    assert r.status_code == 400 and "请选择要指派的销售机会" in r.text
+    r = sup.post_form("/opportunity/bulk_assign", {"ids": [str(d)], "assignee_id": ""},
+                      form_url="/opportunity/bulk_assign")
+    assert r.status_code == 400 and "请选择要指派的客户经理" in r.text
+    r = sup.post_form("/opportunity/bulk_assign", {"ids": ["x' or 1=1"], "assignee_id": "1"},
+                      form_url="/opportunity/bulk_assign")
+    assert r.status_code == 400
+    assert snapshot(dbs, d) == before
+    # without the CSRF token nothing happens
+    assert sup.post("/opportunity/bulk_assign",
+                    data={"ids": [str(d)], "assignee_id": str(user_id("manager2"))}).status_code == 400
+    assert snapshot(dbs, d) == before
