@@ -634,4 +634,4 @@ def register(appbuilder):
                         icon="fa-user", category="Customers")
     appbuilder.add_view_no_menu(ContactView)
     appbuilder.add_view_no_menu(ActivityView)
-    appbuilder.app.jinja_env.globals["customer_link"] = customer_link
+    current_app.jinja_env.globals["customer_link"] = customer_link
