@@ -137,10 +137,10 @@ def _int(value, field, label, low, high, default):
 
 def clean_paging(page, page_size):
     """(page from 0, page size 1–100); the window (page + 1) * size at most MAX_WINDOW."""
-    size = _int(page_size, "page_size", "page_size（每页条数）", 1, MAX_PAGE_SIZE,
+    size = _int(page_size, "page_size", _l("page_size（每页条数）"), 1, MAX_PAGE_SIZE,
                 DEFAULT_PAGE_SIZE)
     last = MAX_WINDOW // size - 1
-    page = _int(page, "page", "page（页码，从 0 开始）", 0, last, 0)
+    page = _int(page, "page", _l("page（页码，从 0 开始）"), 0, last, 0)
     return page, size
 
 
