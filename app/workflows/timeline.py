@@ -10,7 +10,7 @@ ticket        客户服务 (one per ticket)    created                          
 mail          邮件 of the customer         sent / received / written        owner (sender)
 document      文档 (one per version)       uploaded                         uploader
 opportunity   the 销售机会 it came from    开发成功 (last change)           who marked it
-churn         流失预警                     warned                           —(the daily job)
+churn         流失预警                     warned                           the daily job (系统任务)
 measure       暂缓措施                     written                          author
 change        信息变更 (操作记录)          the change                       who changed it
 ============  ==========================  ===============================  ==================
@@ -182,7 +182,7 @@ def _sources(actor, customer, document_scope):
                                Opportunity.number, Opportunity.summary, literal(None))
                         .where(Opportunity.customer_id == cid, staff),
                         Opportunity.changed_on, Opportunity.id),
-        "churn": (select(ChurnWarning.id, ChurnWarning.warned_on, literal(None),
+        "churn": (select(ChurnWarning.id, ChurnWarning.warned_on, ChurnWarning.created_by_fk,
                          ChurnWarning.status, ChurnWarning.reason, ChurnWarning.last_order_date)
                   .where(ChurnWarning.customer_id == cid,
                          true() if churn_rule is None else churn_rule),
