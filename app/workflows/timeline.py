@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import false, func, literal, select, true
+from sqlalchemy import false, func, null, select, true
 
 from ..models import (ChurnMeasure, ChurnWarning, Customer, Document, MailMessage, Opportunity,
                       ServiceTicket, Activity, WorkflowEvent)
@@ -179,7 +179,7 @@ def _sources(actor, customer, document_scope):
                             docs_wf.readable_clause(actor, document_scope)),
                      Document.created_on, Document.id),
         "opportunity": (select(Opportunity.id, Opportunity.changed_on, Opportunity.changed_by_fk,
-                               Opportunity.number, Opportunity.summary, literal(None))
+                               Opportunity.number, Opportunity.summary, null())
                         .where(Opportunity.customer_id == cid, staff),
                         Opportunity.changed_on, Opportunity.id),
         "churn": (select(ChurnWarning.id, ChurnWarning.warned_on, ChurnWarning.created_by_fk,
@@ -188,13 +188,13 @@ def _sources(actor, customer, document_scope):
                          true() if churn_rule is None else churn_rule),
                   ChurnWarning.warned_on, ChurnWarning.id),
         "measure": (select(ChurnMeasure.id, ChurnMeasure.created_on, ChurnMeasure.created_by_fk,
-                           ChurnMeasure.text, ChurnMeasure.warning_id, literal(None))
+                           ChurnMeasure.text, ChurnMeasure.warning_id, null())
                     .join(ChurnWarning, ChurnWarning.id == ChurnMeasure.warning_id)
                     .where(ChurnWarning.customer_id == cid,
                            true() if churn_rule is None else churn_rule),
                     ChurnMeasure.created_on, ChurnMeasure.id),
         "change": (select(WorkflowEvent.id, WorkflowEvent.created_on, WorkflowEvent.created_by_fk,
-                          WorkflowEvent.action, WorkflowEvent.note, literal(None))
+                          WorkflowEvent.action, WorkflowEvent.note, null())
                    .where(WorkflowEvent.entity == CUSTOMER_ENTITY,
                           WorkflowEvent.entity_id == cid, staff),
                    WorkflowEvent.created_on, WorkflowEvent.id),
