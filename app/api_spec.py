@@ -23,6 +23,7 @@ from .workflows import customers as _customers
 from .workflows import mail as _mail
 from .workflows import opportunities as _opportunities
 from .workflows import service as _service
+from .workflows import timeline as _timeline
 
 JSON = "application/json"
 
@@ -304,6 +305,25 @@ def build_schemas():
         "FolderSaved": saved("Folder"),
         "UserOne": saved("User", id_=False),
         "UserPage": page_of("User"),
+        "TimelineEntry": obj({
+            "kind": {"type": "string", "enum": list(_timeline.KINDS),
+                     "description": "；".join(f"{k} {_timeline.KIND_LABELS[k]}"
+                                             for k in _timeline.KINDS)},
+            "kind_label": {"type": "string"}, "id": {"type": "integer",
+                                                     "description": "该类记录的 id"},
+            "time": {"type": "string", "description": "时间 ISO 8601（服务器本地时间）"},
+            "all_day": {"type": "boolean", "description": "只有日期（交往记录）"},
+            "user_id": I(), "user_name": S(), "title": {"type": "string"}, "text": S(),
+            "url": {"type": "string", "description": "记录本身的页面"},
+        }, required=["kind", "id", "time", "title", "url"], additional=False),
+        "TimelinePage": obj({
+            "count": {"type": "integer", "description": "所选类别的条数"},
+            "page": {"type": "integer"}, "page_size": {"type": "integer"},
+            "kind": S(description="所选类别；null 为全部"),
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "{类别: 条数}，调用者可以查看的各类别"},
+            "result": {"type": "array", "items": ref("TimelineEntry")},
+        }, required=["count", "page", "page_size", "counts", "result"], additional=False),
     })
     return SCHEMAS
 
@@ -328,6 +348,7 @@ FAB_COMPONENTS = {
 RESPONSES = {
     ("post", "/api/v1/customer/"): {"201": "CustomerSaved"},
     ("put", "/api/v1/customer/{pk}"): {"200": "CustomerSaved"},
+    ("get", "/api/v1/customer/{pk}/timeline"): {"200": "TimelinePage"},
     ("post", "/api/v1/contact/"): {"201": "ContactSaved"},
     ("put", "/api/v1/contact/{pk}"): {"200": "ContactSaved"},
     ("delete", "/api/v1/contact/{pk}"): {"200": "Message"},

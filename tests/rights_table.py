@@ -110,6 +110,7 @@ TABLE = {
     ("CustomerApi.info", "GET"): STAFF,
     ("CustomerApi.post", "POST"): WRITERS,
     ("CustomerApi.put", "PUT"): WRITERS,
+    ("CustomerApi.timeline", "GET"): STAFF,  # 客户动态: what each caller may read of it
 
     ("CustomerView.add", "GET"): WRITERS,
     ("CustomerView.add", "POST"): WRITERS,

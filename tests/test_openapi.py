@@ -213,6 +213,13 @@ def test_responses_of_every_main_resource_match_their_schemas(app, api, world, s
     ck("put", "/api/v1/customer/{pk}", mgr.put(f"/api/v1/customer/{made['id']}",
                                               json={"zip_code": "abc"}), 400)
     ck("get", "/api/v1/customer/{pk}", mgr.get("/api/v1/customer/2147483000"), 404)
+    # 客户动态: every kind of the world's customer, one page; bad paging is a 400
+    feed = ck("get", "/api/v1/customer/{pk}/timeline",
+              mgr.get(f"/api/v1/customer/{world['customer']}/timeline",
+                      query_string={"page_size": 5}), 200)
+    assert {"activity", "ticket", "churn"} <= {e["kind"] for e in feed["result"]}
+    ck("get", "/api/v1/customer/{pk}/timeline",
+       mgr.get(f"/api/v1/customer/{world['customer']}/timeline?page=x"), 400)
 
     # contact and activity
     ck("get", "/api/v1/contact/", mgr.get("/api/v1/contact/", query_string={

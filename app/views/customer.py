@@ -1,18 +1,19 @@
-"""客户管理: 客户信息 (list/search, 我的客户, the customer page, add/edit), 联系人 and
-交往记录 per customer, 历史订单 on the customer page, and the ``customer``,
-``contact``, ``activity`` REST resources.
+"""客户管理 pages: 客户信息 (list/search, 我的客户, the customer page, add/edit), 联系人 and
+交往记录 per customer, 历史订单 and 客户动态 on the customer page. The REST resources
+(``customer``, ``contact``, ``activity``) are in ``app/api/customers.py``.
 
-Thin: every rule lives in ``app/workflows/customers.py``; this module parses
-input, calls it, commits, and renders or serializes the result. The customer page
-is ``/customer/show/<pk>`` (other modules link to it); after 基本信息, 联系人, 交往记录
-and 历史订单 it shows the sections other modules register in ``sections.py``.
+Thin: every rule lives in ``app/workflows/customers.py`` (who may: ``can_<step>`` /
+``require_<step>``; templates get the precomputed ``may`` dict), the feed in
+``app/workflows/timeline.py``; ``html_step`` (app/api/base.py) commits a step. The
+customer page is ``/customer/show/<pk>`` (other modules link to it; templates use the
+``customer_link(id)`` helper); after 基本信息, 联系人, 交往记录 and 历史订单 it shows the
+sections other modules register in ``sections.py`` and the 客户动态 feed.
 """
 from datetime import date
-from decimal import Decimal
+from types import SimpleNamespace
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import protect, safe
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -20,24 +21,25 @@ from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_appbuilder.widgets import ListWidget
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, noload
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired
 
+from ..api.base import html_step
 from ..extensions import db
-from ..models import Activity, Contact, Customer, DictItem
+from ..models import Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
 from ..workflows import customers as wf
 from ..workflows import dictionary as dict_wf
-from ..workflows import sales as sales_wf
-from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows import documents as docs_wf
 from ..workflows import opportunities as opp_wf
+from ..workflows import sales as sales_wf
+from ..workflows import timeline as tl_wf
+from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from ..workflows.rights import can_manage_customer
-from .common import (CrmModelRestApi, GuardedModelView, api_errors, current_actor, html_errors,
-                     show_form_errors)
+from .common import GuardedModelView, current_actor, html_errors, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
 from .sales import money
@@ -118,9 +120,8 @@ class CustomerListWidget(ListWidget):
 
         def row_can_edit(row):
             manager = row.get("manager")
-            return row.get("status") == wf.NORMAL and (
-                actor.is_admin or actor.is_supervisor
-                or (manager is not None and manager.id == actor.id))
+            return wf.can_edit(actor, SimpleNamespace(
+                status=row.get("status"), manager_id=manager.id if manager is not None else None))
         kwargs["row_can_edit"] = row_can_edit
         return super().__call__(**kwargs)
 
@@ -288,19 +289,27 @@ class CustomerView(ExportMixin, GuardedModelView):
         origins = opp_wf.of_customer(db.session, customer.id)
         missing = [str(LABELS[f[:-3] if f.endswith("_id") else f]) for f in wf.REQUIRED
                    if getattr(customer, f) in (None, "")]
+        timeline, timeline_error, status = None, None, 200
+        try:
+            timeline = timeline_page(customer, actor, request.args.get("tl_kind"),
+                                     request.args.get("tl_page"), None)
+        except ValidationError as e:
+            timeline_error, status = e.message, 400
         return self.render_template(
-            "customer/show.html", title=_("客户详情"), c=customer, actor=actor, wf=wf,
+            "customer/show.html", title=_("客户详情"), c=customer, may=wf.may(actor, customer),
             labels=LABELS, contacts=contacts, activities=activities, act_count=act_count,
             orders=orders, order_count=order_count, orders_page=orders_page, pages=pages,
-            sections=sections, missing=missing, origins=origins, may_edit=wf.can_edit(actor, customer),
-            may_manage=can_manage_customer(actor, customer), money=money,
-            fmt_user=fmt_user, fmt_status=fmt_status, fmt_time=fmt_time)
+            sections=sections, missing=missing, origins=origins, money=money,
+            timeline=timeline, timeline_error=timeline_error,
+            timeline_kinds=[(k, tl_wf.KIND_LABELS[k]) for k in allowed_kinds()],
+            timeline_arg=request.args.get("tl_kind") or "",
+            fmt_user=fmt_user, fmt_status=fmt_status, fmt_time=fmt_time), status
 
     # ---- add / edit through the workflow ------------------------------------------------------
 
     def check_row(self, item, action):
         if action == "edit":
-            wf.require_writable(current_actor(), item)
+            wf.require_edit(current_actor(), item)
 
     @staticmethod
     def _form_data():
@@ -331,9 +340,7 @@ class CustomerView(ExportMixin, GuardedModelView):
         if request.method == "POST":
             try:
                 customer = wf.create(db.session, actor, self._form_data())
-                db.session.commit()
             except DomainError as e:
-                db.session.rollback()
                 if e.status != 400:
                     raise
                 self._show_error(form, e)
@@ -356,11 +363,10 @@ class CustomerView(ExportMixin, GuardedModelView):
             form = self.edit_form.refresh(obj=item)
             try:
                 wf.update_customer(db.session, actor, item.id, self._form_data())
-                db.session.commit()
             except DomainError as e:
-                db.session.rollback()
                 if e.status != 400:
                     raise
+                db.session.rollback()      # the form is shown again from the stored record
                 self._show_error(form, e)
             else:
                 flash(self.edit_row_message, "success")
@@ -374,15 +380,14 @@ class CustomerView(ExportMixin, GuardedModelView):
 
     @expose("/add", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def add(self):
-        if not wf.can_create(current_actor()):
-            raise wf.Forbidden(_l("只有客户经理、销售主管或系统管理员可以新建客户。"))
+        wf.require_create(current_actor())
         return _with_status(super().add())
 
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def edit(self, pk):
         return _with_status(super().edit(pk))
 
@@ -414,9 +419,8 @@ class ContactView(BaseView):
     default_view = "list"
 
     def _page(self, template, customer, status=200, **kw):
-        actor = current_actor()
         return self.render_template(
-            template, c=customer, actor=actor, may_manage=wf.can_edit(actor, customer),
+            template, c=customer, may=wf.may(current_actor(), customer),
             labels=wf.CONTACT_LABELS, back=_back(customer), status_label=wf.status_label,
             genders=wf.GENDERS,
             positions=[i.item for i in dict_wf.items_of(db.session, "职位")], **kw), status
@@ -445,18 +449,20 @@ class ContactView(BaseView):
                                f"contacts_{customer.id}", headers, rows)
 
     def _form(self, customer, contact, step):
-        """GET shows the form, POST saves through ``step(data)``; 400 re-shows it."""
+        """GET shows the form, POST saves through ``step(data)``; 400 re-shows it
+        (``html_step`` commits a success and rolls back the 400)."""
         actor = current_actor()
-        wf.require_writable(actor, customer)
+        if contact:
+            wf.require_edit_contact(actor, customer, contact)
+        else:
+            wf.require_add_contact(actor, customer)
         values = {f: getattr(contact, f) or "" for f in wf.CONTACT_FIELDS} if contact else {}
         error = None
         if request.method == "POST":
             values = {f: request.form.get(f, "") for f in wf.CONTACT_FIELDS}
             try:
                 step(values)
-                db.session.commit()
             except ValidationError as e:
-                db.session.rollback()
                 error = e
             else:
                 flash(_("保存成功"), "success")
@@ -468,7 +474,7 @@ class ContactView(BaseView):
     @expose("/customer/<int:customer_id>/add", methods=["GET", "POST"])
     @has_access
     @permission_name("add")
-    @html_errors
+    @html_step
     def add(self, customer_id):
         customer = wf.get(db.session, customer_id)
         return self._form(customer, None, lambda data: wf.add_contact(
@@ -477,7 +483,7 @@ class ContactView(BaseView):
     @expose("/<int:pk>/edit", methods=["GET", "POST"])
     @has_access
     @permission_name("edit")
-    @html_errors
+    @html_step
     def edit(self, pk):
         contact = wf.get_contact(db.session, pk)
         customer = wf.get(db.session, contact.customer_id)
@@ -487,12 +493,11 @@ class ContactView(BaseView):
     @expose("/<int:pk>/delete", methods=["POST"])
     @has_access
     @permission_name("delete")
-    @html_errors
+    @html_step
     def delete(self, pk):
         contact = wf.get_contact(db.session, pk)
         customer_id = contact.customer_id
         name = wf.delete_contact(db.session, current_actor(), pk)
-        db.session.commit()
         flash(_("删除成功：联系人 %(name)s", name=name), "success")
         return redirect(url_for("ContactView.list", customer_id=customer_id))
 
@@ -505,9 +510,8 @@ class ActivityView(BaseView):
     default_view = "list"
 
     def _page(self, template, customer, status=200, **kw):
-        actor = current_actor()
         return self.render_template(
-            template, c=customer, actor=actor, may_manage=wf.can_edit(actor, customer),
+            template, c=customer, may=wf.may(current_actor(), customer),
             labels=wf.ACTIVITY_LABELS, back=_back(customer),
             status_label=wf.status_label, **kw), status
 
@@ -527,7 +531,10 @@ class ActivityView(BaseView):
 
     def _form(self, customer, activity, step):
         actor = current_actor()
-        wf.require_writable(actor, customer)
+        if activity:
+            wf.require_edit_activity(actor, customer, activity)
+        else:
+            wf.require_add_activity(actor, customer)
         if activity:
             values = {f: getattr(activity, f) or "" for f in wf.ACTIVITY_FIELDS}
             values["date"] = activity.date.isoformat()
@@ -538,9 +545,7 @@ class ActivityView(BaseView):
             values = {f: request.form.get(f, "") for f in wf.ACTIVITY_FIELDS}
             try:
                 step(values)
-                db.session.commit()
             except ValidationError as e:
-                db.session.rollback()
                 error = e
             else:
                 flash(_("保存成功"), "success")
@@ -552,7 +557,7 @@ class ActivityView(BaseView):
     @expose("/customer/<int:customer_id>/add", methods=["GET", "POST"])
     @has_access
     @permission_name("add")
-    @html_errors
+    @html_step
     def add(self, customer_id):
         customer = wf.get(db.session, customer_id)
         return self._form(customer, None, lambda data: wf.add_activity(
@@ -561,7 +566,7 @@ class ActivityView(BaseView):
     @expose("/<int:pk>/edit", methods=["GET", "POST"])
     @has_access
     @permission_name("edit")
-    @html_errors
+    @html_step
     def edit(self, pk):
         activity = wf.get_activity(db.session, pk)
         customer = wf.get(db.session, activity.customer_id)
@@ -569,300 +574,57 @@ class ActivityView(BaseView):
             db.session, current_actor(), activity.id, data, customer_id=customer.id))
 
 
-# ---- REST ----------------------------------------------------------------------------------
+# ---- 客户动态 (the feed on the customer page and /api/v1/customer/<id>/timeline) -------------
 
-CUSTOMER_API_FIELDS = ["id", "number", "name", "region", "manager_id", "level", "satisfaction",
-                       "credit", "address", "zip_code", "phone", "fax", "website", "license_no",
-                       "legal_person", "registered_capital", "annual_turnover", "bank",
-                       "bank_account", "local_tax_no", "national_tax_no", "status"]
-_CUSTOMER_COLUMNS = [{"region": "region_id", "level": "level_id"}.get(c, c)
-                     for c in CUSTOMER_API_FIELDS]
-_MONEY = ("registered_capital", "annual_turnover")
+def allowed_kinds():
+    """The feed kinds the signed-in user may open (the ``can_list`` of each kind's function)."""
+    sm = current_app.appbuilder.sm
+    return [k for k in tl_wf.KINDS if sm.has_access("can_list", tl_wf.FUNCTIONS[k])]
 
 
-def _money_text(value):
-    return None if value is None else f"{Decimal(value):.2f}"
+def entry_url(customer, e):
+    """Where a feed entry links to (the record's own page)."""
+    if e.kind == "activity":
+        return url_for("ActivityView.list", customer_id=customer.id) + f"#activity-{e.id}"
+    if e.kind == "ticket":
+        return url_for("ServiceArchiveView.show", pk=e.id)
+    if e.kind == "mail":
+        return url_for("MailView.show", pk=e.id)
+    if e.kind == "document":
+        return url_for("DocumentView.download", pk=e.id)
+    if e.kind == "opportunity":
+        return url_for("OpportunityView.show", pk=e.id)
+    if e.kind == "churn":
+        return url_for("ChurnView.show", pk=e.id)
+    if e.kind == "measure":
+        return url_for("ChurnView.show", pk=e.ref["warning_id"])
+    if current_app.appbuilder.sm.has_access("can_list", "Audit"):
+        return url_for("AuditView.show", pk=e.id)
+    return url_for("CustomerView.show", pk=customer.id) + "#basic"
 
 
-def _dict_texts(ids):
-    ids = {i for i in ids if i is not None}
-    if not ids:
-        return {}
-    return dict(db.session.execute(select(DictItem.id, DictItem.item)
-                                   .where(DictItem.id.in_(ids))).all())
+def timeline_page(customer, actor, kind, page, page_size):
+    """One page of the customer's feed (``timeline.feed``), each entry with its link.
+    Bad ``kind``/``page``/``page_size`` → ValidationError (400)."""
+    feed = tl_wf.feed(db.session, actor, customer, allowed_kinds(), kind, page, page_size,
+                      document_scope=docs_wf.settings().read_scope)
+    for e in feed.entries:
+        e.url = entry_url(customer, e)
+    return feed
 
 
-def customer_json(c):
-    """The §8 fields of a customer; region/level as the dictionary item text."""
-    out = {f: getattr(c, f) for f in CUSTOMER_API_FIELDS if f not in ("region", "level")}
-    out["region"] = c.region.item if c.region else None
-    out["level"] = c.level.item if c.level else None
-    for f in _MONEY:
-        out[f] = _money_text(out[f])
-    return out
-
-
-def _rows_to_api(rows):
-    texts = _dict_texts([r.get(k) for r in rows for k in ("region_id", "level_id")])
-    for row in rows:
-        for key in ("region", "level"):
-            if f"{key}_id" in row:
-                row[key] = texts.get(row.pop(f"{key}_id"))
-        for f in _MONEY:
-            if f in row:
-                row[f] = _money_text(row[f])
-
-
-def _json_body():
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
-    return data
-
-
-def _customer_id_of(data):
-    """The ``customer_id`` of a new contact/activity: required, an existing customer."""
-    raw = data.pop("customer_id", None)
-    if raw in (None, ""):
-        raise ValidationError(_l("客户不能为空（customer_id）。"), field="customer_id")
-    try:
-        pk = int(raw)
-        if isinstance(raw, bool):
-            raise ValueError(raw)
-    except (TypeError, ValueError):
-        raise ValidationError(_l("客户编号 customer_id 必须是整数。"), field="customer_id")
-    if db.session.get(Customer, pk) is None:
-        raise ValidationError(_l("客户不存在。"), field="customer_id")
-    return pk
-
-
-class _Api(CrmModelRestApi):
-    def response_401(self):
-        return self.response(401, message=_("请先登录。"))
-
-    def response_403(self):
-        return self.response(403, message=_("无权执行此操作：您的角色没有这项权限。"))
-
-
-class CustomerApi(_Api):
-    """``/api/v1/customer``: list/get/create/edit (no delete: 405). region/level are the
-    dictionary item text. Filter e.g. ``(filters:!((col:manager_id,opr:eq,value:3)))``.
-    A customer's orders: ``/api/v1/order/?q=(filters:!((col:customer_number,opr:eq,value:KH…)))``."""
-
-    resource_name = "customer"
-    class_permission_name = "Customer"
-    openapi_spec_tag = "customer"
-    datamodel = CustomerInterface(Customer, eager=False)
-    include_route_methods = {"get", "get_list", "info", "post", "put"}
-    list_columns = _CUSTOMER_COLUMNS
-    show_columns = _CUSTOMER_COLUMNS
-    add_columns = [c for c in _CUSTOMER_COLUMNS if c not in ("id", "number", "status")]
-    edit_columns = add_columns
-    search_columns = ["number", "name", "region_id", "level_id", "manager_id", "status",
-                      "satisfaction", "credit", "phone", "license_no"]
-    order_columns = ["id", "number", "name", "satisfaction", "credit", "status"]
-    base_order = ("id", "desc")
-    label_columns = wf.LABELS
-
-    def pre_get_list(self, data):
-        _rows_to_api(data.get("result", []))
-        if "list_columns" in data:
-            data["list_columns"] = CUSTOMER_API_FIELDS
-
-    def pre_get(self, data):
-        _rows_to_api([data.get("result", {})])
-        if "show_columns" in data:
-            data["show_columns"] = CUSTOMER_API_FIELDS
-
-    def _ok(self, code, customer):
-        db.session.refresh(customer)
-        return self.response(code, id=customer.id, result=customer_json(customer),
-                             message=_("保存成功"))
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Create a customer (number automatic; a 客户经理 only for himself).
-        ---
-        post:
-          requestBody:
-            content:
-              application/json:
-                schema: {type: object}
-                example: {name: 北京某某科技有限公司, region: 北京, level: 大客户, manager_id: 3,
-                          satisfaction: 4, credit: 4, address: 北京市海淀区中关村大街1号,
-                          zip_code: "100080", phone: 010-62345678, legal_person: 王五,
-                          bank: 中国银行, bank_account: "6216600000000000001"}
-          responses:
-            201: {description: created}
-            400: {$ref: '#/components/responses/400'}
-            403: {description: not allowed}
-        """
-        customer = wf.create(db.session, current_actor(), _json_body())
-        db.session.commit()
-        return self._ok(201, customer)
-
-    @expose("/<int:pk>", methods=["PUT"])
-    @protect()
-    @safe
-    @api_errors
-    def put(self, pk):
-        """Edit a ``normal`` customer (its 客户经理, 销售主管, admin); only the fields given.
-        ---
-        put:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: saved}
-            400: {$ref: '#/components/responses/400'}
-            403: {description: not your customer}
-            404: {$ref: '#/components/responses/404'}
-            409: {description: the customer is lost}
-        """
-        customer = wf.update_customer(db.session, current_actor(), pk, _json_body())
-        db.session.commit()
-        return self._ok(200, customer)
-
-
-def contact_json(c):
-    return {f: getattr(c, f) for f in ["id", "customer_id", *wf.CONTACT_FIELDS]}
-
-
-def activity_json(a):
-    out = {f: getattr(a, f) for f in ["id", "customer_id", *wf.ACTIVITY_FIELDS]}
-    out["date"] = a.date.isoformat()
-    return out
-
-
-class ContactApi(_Api):
-    """``/api/v1/contact``: a customer's contacts (filter ``customer_id``); writes only on
-    customers the user manages; ``customer_id`` never changes."""
-
-    resource_name = "contact"
-    class_permission_name = "Contact"
-    openapi_spec_tag = "contact"
-    datamodel = SQLAInterface(Contact)
-    list_columns = ["id", "customer_id", *wf.CONTACT_FIELDS]
-    show_columns = list_columns
-    add_columns = list_columns[1:]
-    edit_columns = list_columns[1:]
-    search_columns = ["customer_id", "name", "gender", "position", "office_phone", "mobile",
-                      "email"]
-    order_columns = ["id", "customer_id", "name"]
-    base_order = ("id", "asc")
-    label_columns = wf.CONTACT_LABELS
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Add a contact ``{customer_id, name, gender, position, office_phone, ...}``.
-        ---
-        post:
-          responses:
-            201: {description: created}
-            400: {$ref: '#/components/responses/400'}
-            403: {description: not your customer}
-            409: {description: the customer is lost}
-        """
-        data = _json_body()
-        customer_id = _customer_id_of(data)
-        contact = wf.add_contact(db.session, current_actor(), customer_id, data)
-        db.session.commit()
-        return self.response(201, id=contact.id, result=contact_json(contact))
-
-    @expose("/<int:pk>", methods=["PUT"])
-    @protect()
-    @safe
-    @api_errors
-    def put(self, pk):
-        """Change fields of a contact (a different ``customer_id`` is refused: 400).
-        ---
-        put:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: saved}
-        """
-        contact = wf.update_contact(db.session, current_actor(), pk, _json_body())
-        db.session.commit()
-        return self.response(200, id=contact.id, result=contact_json(contact))
-
-    @expose("/<int:pk>", methods=["DELETE"])
-    @protect()
-    @safe
-    @api_errors
-    def delete(self, pk):
-        """Delete a contact.
-        ---
-        delete:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: deleted}
-        """
-        wf.delete_contact(db.session, current_actor(), pk)
-        db.session.commit()
-        return self.response(200, message=_("删除成功"))
-
-
-class ActivityApi(_Api):
-    """``/api/v1/activity``: a customer's 交往记录 (filter ``customer_id``); add and edit
-    on customers the user manages; records are not deleted (405)."""
-
-    resource_name = "activity"
-    class_permission_name = "Activity"
-    openapi_spec_tag = "activity"
-    datamodel = SQLAInterface(Activity)
-    include_route_methods = {"get", "get_list", "info", "post", "put"}
-    list_columns = ["id", "customer_id", *wf.ACTIVITY_FIELDS]
-    show_columns = list_columns
-    add_columns = list_columns[1:]
-    edit_columns = list_columns[1:]
-    search_columns = ["customer_id", "date", "place", "summary"]
-    order_columns = ["id", "customer_id", "date"]
-    base_order = ("date", "desc")
-    label_columns = wf.ACTIVITY_LABELS
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Add a record ``{customer_id, date, place, summary, detail, memo?}``.
-        ---
-        post:
-          responses:
-            201: {description: created}
-            400: {$ref: '#/components/responses/400'}
-            403: {description: not your customer}
-            409: {description: the customer is lost}
-        """
-        data = _json_body()
-        customer_id = _customer_id_of(data)
-        activity = wf.add_activity(db.session, current_actor(), customer_id, data)
-        db.session.commit()
-        return self.response(201, id=activity.id, result=activity_json(activity))
-
-    @expose("/<int:pk>", methods=["PUT"])
-    @protect()
-    @safe
-    @api_errors
-    def put(self, pk):
-        """Change fields of a record; 日期/地点/概要/详细信息 cannot become empty.
-        ---
-        put:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: saved}
-        """
-        activity = wf.update_activity(db.session, current_actor(), pk, _json_body())
-        db.session.commit()
-        return self.response(200, id=activity.id, result=activity_json(activity))
+def customer_link(customer_id):
+    """``{{ customer_link(opp.customer_id) }}``: a link to the customer page, named
+    「名称（编号）」 — for any template that shows a customer id (e.g. the opportunity
+    page: the customer it became). Empty for None; a missing customer shows its id."""
+    if not customer_id:
+        return ""
+    row = db.session.execute(select(Customer.name, Customer.number)
+                             .where(Customer.id == customer_id)).first()
+    label = _("%(name)s（%(detail)s）", name=row.name, detail=row.number) if row \
+        else f"#{customer_id}"
+    return Markup('<a class="crm-customer-link" href="%s">%s</a>') % (
+        url_for("CustomerView.show", pk=customer_id), escape(label))
 
 
 def register(appbuilder):
@@ -872,6 +634,4 @@ def register(appbuilder):
                         icon="fa-user", category="Customers")
     appbuilder.add_view_no_menu(ContactView)
     appbuilder.add_view_no_menu(ActivityView)
-    appbuilder.add_api(CustomerApi)
-    appbuilder.add_api(ContactApi)
-    appbuilder.add_api(ActivityApi)
+    current_app.jinja_env.globals["customer_link"] = customer_link

@@ -21,7 +21,7 @@ Rules:
 * contacts and activities belong to one customer for good (never moved).
 """
 import re
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ from ..models import Activity, Contact, Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
 from . import dates, numbering
 from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
-from .names import check_name
+from .names import check_name, clean_text
 from .rights import can_manage_customer
 
 NORMAL, LOST, MERGED = "normal", "lost", "merged"
@@ -104,18 +104,32 @@ def status_label(status):
     return STATUS_LABELS.get(status, status or "")
 
 
-# ---- who may do what (templates use these to decide which buttons to show) --------------
+# ---- who may do what: one ``can_<step>`` / ``require_<step>`` per step ------------------
+# HTML views, the REST API and (through ``may``) the templates use only these.
 
 def can_create(actor):
+    """新建客户: 客户经理 (for himself), 销售主管, admin."""
     return actor.is_admin or actor.is_supervisor or actor.is_manager
 
 
-def can_reassign(actor):
+def require_create(actor):
+    if not can_create(actor):
+        raise Forbidden(_l("只有客户经理、销售主管或系统管理员可以新建客户。"))
+
+
+def can_reassign(actor, customer=None):
     """Only 销售主管 and admin change a customer's 客户经理."""
     return actor.is_admin or actor.is_supervisor
 
 
+def require_reassign(actor, customer=None):
+    if not can_reassign(actor, customer):
+        raise Forbidden(_l("只有销售主管或系统管理员可以更换客户经理。"))
+
+
 def can_edit(actor, customer):
+    """编辑客户信息 (and every write on its contacts and 交往记录): the customer's
+    客户经理, 销售主管, admin — and only while the customer is ``normal``."""
     return customer.status == NORMAL and can_manage_customer(actor, customer)
 
 
@@ -125,6 +139,66 @@ def require_writable(actor, customer):
         raise Forbidden(_l("只有该客户的客户经理、销售主管或系统管理员可以进行此操作。"))
     if customer.status != NORMAL:
         raise _not_normal(customer)
+
+
+def require_edit(actor, customer):
+    require_writable(actor, customer)
+
+
+# contacts and 交往记录 follow their customer: whoever may edit it maintains them
+def can_add_contact(actor, customer):
+    return can_edit(actor, customer)
+
+
+def require_add_contact(actor, customer):
+    require_writable(actor, customer)
+
+
+def can_edit_contact(actor, customer, contact=None):
+    return can_edit(actor, customer)
+
+
+def require_edit_contact(actor, customer, contact=None):
+    require_writable(actor, customer)
+
+
+def can_delete_contact(actor, customer, contact=None):
+    return can_edit(actor, customer)
+
+
+def require_delete_contact(actor, customer, contact=None):
+    require_writable(actor, customer)
+
+
+def can_add_activity(actor, customer):
+    return can_edit(actor, customer)
+
+
+def require_add_activity(actor, customer):
+    require_writable(actor, customer)
+
+
+def can_edit_activity(actor, customer, activity=None):
+    return can_edit(actor, customer)
+
+
+def require_edit_activity(actor, customer, activity=None):
+    require_writable(actor, customer)
+
+
+def may(actor, customer=None):
+    """The steps the actor may take on ``customer`` — the ``may`` dict of the
+    templates (``may.edit``, ``may.add_contact`` …); without a customer only the
+    steps that need none (``create``, ``reassign``)."""
+    out = {"create": can_create(actor), "reassign": can_reassign(actor)}
+    if customer is not None:
+        out.update(edit=can_edit(actor, customer),
+                   add_contact=can_add_contact(actor, customer),
+                   edit_contact=can_edit_contact(actor, customer),
+                   delete_contact=can_delete_contact(actor, customer),
+                   add_activity=can_add_activity(actor, customer),
+                   edit_activity=can_edit_activity(actor, customer))
+    return out
 
 
 def _not_normal(customer):
@@ -139,16 +213,7 @@ def _required(label, field):
 
 
 def _text(data, field, labels, max_len):
-    v = data.get(field)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (str, int, float, Decimal)):
-        raise ValidationError(_l("%(field)s格式不正确。", field=labels[field]), field=field)
-    v = str(v).strip()
-    if len(v) > max_len:
-        raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=labels[field],
-                                 n=max_len), field=field)
-    return v or None
+    return clean_text(data.get(field), labels[field], field, max_len)
 
 
 def valid_phone(value):
@@ -271,8 +336,6 @@ def clean(session, data, current=None, complete=False):
     as item ids. ``current`` (the customer being edited) lets a client send back the
     system fields (id, number, status) unchanged.
     """
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
     allowed = set(FIELDS) | {"region_id", "level_id"}
     for key, value in data.items():
         if key in SYSTEM_FIELDS:
@@ -359,9 +422,8 @@ def _audit(actor):
 
 def create(session, actor, data):
     """A new ``normal`` customer with an automatic 客户编号 (KH + date + sequence)."""
-    if not can_create(actor):
-        raise Forbidden(_l("只有客户经理、销售主管或系统管理员可以新建客户。"))
-    if isinstance(data, dict) and not can_reassign(actor):
+    require_create(actor)
+    if not can_reassign(actor):
         data = dict(data)
         given = data.get("manager_id")
         if given in (None, "", "__None"):
@@ -379,11 +441,10 @@ def create(session, actor, data):
 def update_customer(session, actor, customer_id, data):
     """Edit a ``normal`` customer (its 客户经理, 销售主管, admin); the result must be complete."""
     customer = get(session, customer_id)
-    require_writable(actor, customer)
+    require_edit(actor, customer)
     values = clean(session, data, current=customer, complete=True)
-    if "manager_id" in values and values["manager_id"] != customer.manager_id \
-            and not can_reassign(actor):
-        raise Forbidden(_l("只有销售主管或系统管理员可以更换客户经理。"))
+    if "manager_id" in values and values["manager_id"] != customer.manager_id:
+        require_reassign(actor, customer)
     where = [Customer.id == customer.id, Customer.status == NORMAL]
     if not (actor.is_admin or actor.is_supervisor):
         where.append(Customer.manager_id == actor.id)  # still his customer at write time
@@ -419,6 +480,21 @@ def _check_not_moved(data, owner_id, what):
                               field="customer_id")
 
 
+def owner_id_of(session, data):
+    """The ``customer_id`` a new contact/activity is for (popped from ``data``):
+    required, an integer, an existing customer (else ValidationError on the field)."""
+    raw = data.pop("customer_id", None)
+    if raw in (None, ""):
+        raise ValidationError(_l("客户不能为空（customer_id）。"), field="customer_id")
+    try:
+        pk = _id(raw)
+    except (TypeError, ValueError):
+        raise ValidationError(_l("客户编号 customer_id 必须是整数。"), field="customer_id")
+    if session.get(Customer, pk) is None:
+        raise ValidationError(_l("客户不存在。"), field="customer_id")
+    return pk
+
+
 # ---- contacts -----------------------------------------------------------------------------
 
 def contacts_of(session, customer_id):
@@ -427,8 +503,6 @@ def contacts_of(session, customer_id):
 
 
 def clean_contact(data, partial=False):
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
     for key in data:
         if key not in CONTACT_FIELDS and key not in ("id", "customer_id"):
             raise ValidationError(_l("字段“%(field)s”不能由用户填写或修改。",
@@ -480,9 +554,8 @@ def get_contact(session, contact_id, customer_id=None):
 
 def add_contact(session, actor, customer_id, data):
     customer = get(session, customer_id)
-    require_writable(actor, customer)
-    if isinstance(data, dict):
-        _check_not_moved(data, customer.id, _l("联系人"))
+    require_add_contact(actor, customer)
+    _check_not_moved(data, customer.id, _l("联系人"))
     values = clean_contact(data)
     _lock_normal(session, customer)
     contact = Contact(customer_id=customer.id, **values, created_by_fk=actor.id,
@@ -495,11 +568,10 @@ def add_contact(session, actor, customer_id, data):
 def update_contact(session, actor, contact_id, data, customer_id=None):
     contact = get_contact(session, contact_id, customer_id)
     customer = get(session, contact.customer_id)
-    require_writable(actor, customer)
-    if isinstance(data, dict):
-        _check_not_moved(data, customer.id, _l("联系人"))
-        if "id" in data and str(data["id"]) != str(contact.id):
-            raise ValidationError(_l("序号由系统分配，不能修改。"), field="id")
+    require_edit_contact(actor, customer, contact)
+    _check_not_moved(data, customer.id, _l("联系人"))
+    if "id" in data and str(data["id"]) != str(contact.id):
+        raise ValidationError(_l("序号由系统分配，不能修改。"), field="id")
     values = clean_contact(data, partial=True)
     _lock_normal(session, customer)
     for k, v in values.items():
@@ -512,7 +584,7 @@ def update_contact(session, actor, contact_id, data, customer_id=None):
 def delete_contact(session, actor, contact_id, customer_id=None):
     contact = get_contact(session, contact_id, customer_id)
     customer = get(session, contact.customer_id)
-    require_writable(actor, customer)
+    require_delete_contact(actor, customer, contact)
     _lock_normal(session, customer)
     name = contact.name
     session.delete(contact)
@@ -532,14 +604,7 @@ def activities_of(session, customer_id, page=0, page_size=20):
     return count, rows
 
 
-def parse_date(value, field="date"):
-    """A date written YYYY-MM-DD; the shared rule (``dates``)."""
-    return dates.parse_ymd(value, ACTIVITY_LABELS[field], field)
-
-
 def clean_activity(data, partial=False):
-    if not isinstance(data, dict):
-        raise ValidationError(_l("请求体必须是 JSON 对象。"))
     for key in data:
         if key not in ACTIVITY_FIELDS and key not in ("id", "customer_id"):
             raise ValidationError(_l("字段“%(field)s”不能由用户填写或修改。",
@@ -553,7 +618,7 @@ def clean_activity(data, partial=False):
                     raise _required(ACTIVITY_LABELS[f], f)
                 continue
             if f == "date":
-                out[f] = parse_date(data[f])
+                out[f] = dates.parse_ymd(data[f], ACTIVITY_LABELS[f], f)
                 continue
             v = _text(data, f, ACTIVITY_LABELS, ACTIVITY_MAX_LEN[f])
             if f in ACTIVITY_REQUIRED and not v:
@@ -575,9 +640,8 @@ def get_activity(session, activity_id, customer_id=None):
 
 def add_activity(session, actor, customer_id, data):
     customer = get(session, customer_id)
-    require_writable(actor, customer)
-    if isinstance(data, dict):
-        _check_not_moved(data, customer.id, _l("交往记录"))
+    require_add_activity(actor, customer)
+    _check_not_moved(data, customer.id, _l("交往记录"))
     values = clean_activity(data)
     _lock_normal(session, customer)
     activity = Activity(customer_id=customer.id, **values, created_by_fk=actor.id,
@@ -591,11 +655,10 @@ def update_activity(session, actor, activity_id, data, customer_id=None):
     """Change any field; the required ones (日期, 地点, 概要, 详细信息) never become empty."""
     activity = get_activity(session, activity_id, customer_id)
     customer = get(session, activity.customer_id)
-    require_writable(actor, customer)
-    if isinstance(data, dict):
-        _check_not_moved(data, customer.id, _l("交往记录"))
-        if "id" in data and str(data["id"]) != str(activity.id):
-            raise ValidationError(_l("序号由系统分配，不能修改。"), field="id")
+    require_edit_activity(actor, customer, activity)
+    _check_not_moved(data, customer.id, _l("交往记录"))
+    if "id" in data and str(data["id"]) != str(activity.id):
+        raise ValidationError(_l("序号由系统分配，不能修改。"), field="id")
     values = clean_activity(data, partial=True)
     _lock_normal(session, customer)
     for k, v in values.items():

@@ -16,6 +16,7 @@ header:
 """
 import re
 import unicodedata
+from decimal import Decimal
 
 from flask_babel import lazy_gettext as _l
 
@@ -89,3 +90,18 @@ def header_safe(value):
         return ""
     text = "".join(" " if is_bad_char(ch) else ch for ch in str(value))
     return re.sub(r"\s+", " ", text).strip()
+
+
+def clean_text(value, label, field, max_len):
+    """A text field typed by a user (form or JSON): ``None`` stays ``None``; text or a
+    number is stripped (blank → ``None``); anything else (a list, an object, a
+    boolean) or more than ``max_len`` characters is a ValidationError on ``field``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValidationError(_l("%(field)s格式不正确。", field=label), field=field)
+    value = str(value).strip()
+    if len(value) > max_len:
+        raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=label, n=max_len),
+                              field=field)
+    return value or None
