@@ -298,6 +298,7 @@ TABLE = {
     ("SecurityApi.refresh", "POST"): STAFF,
 
     ("ServiceApi.assign", "POST"): SUPERVISORS,   # 服务分配 = can_assign on Service, as the page
+    ("ServiceApi.bulk_assign", "POST"): SUPERVISORS,  # 批量分配: part of 服务分配 (can_assign)
     ("ServiceApi.reassign", "POST"): SUPERVISORS,  # part of 服务分配 (can_assign on Service)
     ("ServiceApi.priority", "POST"): SUPERVISORS,  # 调整优先级: part of 服务分配 (can_assign)
     ("ServiceApi.feedback", "POST"): WRITERS,
@@ -312,6 +313,7 @@ TABLE = {
     ("ServiceArchiveView.show", "GET"): STAFF,
 
     ("ServiceAssignView.assign", "POST"): SUPERVISORS,
+    ("ServiceAssignView.bulk", "POST"): SUPERVISORS,  # 批量分配 (can_assign on Service)
     ("ServiceAssignView.reassign", "POST"): SUPERVISORS,
     ("ServiceAssignView.priority", "POST"): SUPERVISORS,  # 调整优先级 (can_assign on Service)
     ("ServiceAssignView.list", "GET"): SUPERVISORS,

@@ -146,7 +146,8 @@ def test_service_archive_export_follows_search(web, dbs, user_id, uniq):
     df = read_csv(c.get(f"/service/archive/export/csv/?summary={quote(tag)}"))
     assert list(df.columns) == ["编号", "服务类型", "概要", "客户编号", "客户名称", "服务请求",
                                 "创建人", "创建时间", "分配给", "分配时间", "服务处理", "处理人",
-                                "处理时间", "处理结果", "满意度", "状态"]
+                                "处理时间", "处理结果", "满意度", "状态", "优先级", "响应期限",
+                                "解决期限", "首次响应时间", "解决时间", "是否逾期"]
     assert sorted(df["概要"]) == [f"{tag}一", f"{tag}二"]
     assert set(df["状态"]) == {"已归档"} and set(df["客户编号"]) == {number}
     assert set(df["满意度"]) == {"5"} and set(df["处理时间"]) == {"2024-02-02 09:00:00"}

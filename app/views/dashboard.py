@@ -106,6 +106,7 @@ def dashboard_data(actor):
         data["kpi"] = _kpis(today)
     if actor.is_admin:
         data["system"] = _system(now)
+        data["sla_gaps"] = dwf.sla_gaps(db.session, actor)
     return data
 
 

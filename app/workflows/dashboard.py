@@ -16,6 +16,7 @@ from ..models import (
     ChurnWarning, Customer, JobRun, MailMessage, Notification, Opportunity, PlanItem,
     ServiceTicket,
 )
+from . import sla
 from .actors import ADMIN, EXECUTIVE, MANAGER, SUPERVISOR
 from .errors import Forbidden, NotFound
 
@@ -268,6 +269,17 @@ def orders_by_month(sales_conn, today):
 def last_job(session, job):
     return session.scalars(select(JobRun).where(JobRun.job == job)
                            .order_by(JobRun.started_on.desc(), JobRun.id.desc()).limit(1)).first()
+
+
+def sla_gaps(session, actor):
+    """For 系统管理员 (who keeps the data dictionary): the 服务类型 × 优先级 pairs without
+    a 服务时限 item, i.e. the tickets that get the documented default deadline —
+    ``{"count", "pairs": [{service_type, priority, item, response_hours,
+    resolution_hours}]}``; None for the other roles."""
+    if not actor.is_admin:
+        return None
+    pairs = sla.unconfigured(session)
+    return {"count": len(pairs), "pairs": pairs}
 
 
 def failed_mail_counts(session):

@@ -99,25 +99,64 @@ def _now():
     return datetime.now().replace(microsecond=0)
 
 
-# ---- who may do what (templates use these to decide which buttons to show) -------------
+# ---- who may do what ----------------------------------------------------------------
+# One pair per step: ``can_<step>(actor, ticket) -> bool`` for the pages (the views put
+# the answers in the templates' ``may`` dict) and ``require_<step>(actor, ticket)``,
+# which raises the Chinese Forbidden (403) / Conflict (409) the step itself raises.
+# ``ticket=None`` asks about the role only (e.g. whether to show a list's form).
 
-def can_create(actor):
+def _supervises(actor):
+    return actor.is_admin or actor.is_supervisor
+
+
+def can_create(actor, ticket=None):
     return actor.is_admin or actor.is_supervisor or actor.is_manager
 
 
+def require_create(actor, ticket=None):
+    if not can_create(actor):
+        raise Forbidden(_l("只有客户经理、销售主管或系统管理员可以创建服务。"))
+
+
 def can_assign(actor, ticket=None):
-    return (actor.is_admin or actor.is_supervisor) and (ticket is None or ticket.status == CREATED)
+    return _supervises(actor) and (ticket is None or ticket.status == CREATED)
+
+
+def require_assign(actor, ticket=None):
+    """销售主管/admin, on a ``created`` ticket (403 / 409)."""
+    if not _supervises(actor):
+        raise Forbidden(_l("只有销售主管或系统管理员可以分配服务。"))
+    if ticket is not None and ticket.status != CREATED:
+        raise _wrong_state(ticket, _l("分配"), CREATED)
 
 
 def can_reassign(actor, ticket=None):
-    return (actor.is_admin or actor.is_supervisor) and (ticket is None
-                                                        or ticket.status == ASSIGNED)
+    return _supervises(actor) and (ticket is None or ticket.status == ASSIGNED)
 
 
-def can_change_priority(actor, ticket=None):
-    """销售主管/admin (the 服务分配 function), until the ticket is handled."""
-    return (actor.is_admin or actor.is_supervisor) and (ticket is None
-                                                        or ticket.status in PRIORITY_STATES)
+def require_reassign(actor, ticket=None):
+    """销售主管/admin, on an ``assigned`` (not yet handled) ticket (403 / 409)."""
+    if not _supervises(actor):
+        raise Forbidden(_l("只有销售主管或系统管理员可以重新分配服务。"))
+    if ticket is not None and ticket.status != ASSIGNED:
+        raise _wrong_state(ticket, _l("重新分配"), ASSIGNED)
+
+
+def can_priority(actor, ticket=None):
+    """调整优先级: 销售主管/admin (the 服务分配 function), until the ticket is handled."""
+    return _supervises(actor) and (ticket is None or ticket.status in PRIORITY_STATES)
+
+
+def require_priority(actor, ticket=None):
+    if not _supervises(actor):
+        raise Forbidden(_l("只有销售主管或系统管理员可以调整服务的优先级。"))
+    if ticket is not None and ticket.status not in PRIORITY_STATES:
+        raise Conflict(_l("服务 %(number)s 当前状态为“%(status)s”，已处理或已归档的服务不能再调整优先级。",
+                          number=ticket.number, status=status_label(ticket.status)))
+
+
+# the older name of the same rule
+can_change_priority = can_priority
 
 
 def is_handler(user):
@@ -135,6 +174,14 @@ def can_handle(actor, ticket):
     return ticket.status == ASSIGNED and ticket.assignee_id == actor.id
 
 
+def require_handle(actor, ticket):
+    """Only the assignee handles, and only an ``assigned`` ticket (403 / 409)."""
+    if ticket.assignee_id != actor.id:
+        raise Forbidden(_l("只有该服务的被分配人可以处理它。"))
+    if ticket.status != ASSIGNED:
+        raise _wrong_state(ticket, _l("处理"), ASSIGNED)
+
+
 def may_give_feedback(actor, ticket):
     """The assignee, the creator, 销售主管 and admin (any state)."""
     return (actor.is_admin or actor.is_supervisor or ticket.assignee_id == actor.id
@@ -143,6 +190,42 @@ def may_give_feedback(actor, ticket):
 
 def can_feedback(actor, ticket):
     return ticket.status == HANDLED and may_give_feedback(actor, ticket)
+
+
+def require_feedback(actor, ticket):
+    """Creator, assignee, 销售主管 or admin, on a ``handled`` ticket (403 / 409)."""
+    if not may_give_feedback(actor, ticket):
+        raise Forbidden(_l("只有服务的创建人、被分配人、销售主管或系统管理员可以反馈。"))
+    if ticket.status != HANDLED:
+        raise _wrong_state(ticket, _l("反馈"), HANDLED)
+
+
+def can_view(actor, ticket=None):
+    """服务归档 (the archive search, a ticket's page, the export): every staff role,
+    any ticket — read-only."""
+    return bool(actor.is_admin or actor.is_executive or actor.is_supervisor
+                or actor.is_manager)
+
+
+def require_view(actor, ticket=None):
+    if not can_view(actor, ticket):
+        raise Forbidden(_l("只有员工（客户经理、销售主管、高管、系统管理员）可以查看服务。"))
+
+
+def may(actor, ticket=None):
+    """The precomputed answers a template gets: ``may.assign``, ``may.reassign``…"""
+    out = {"create": can_create(actor), "view": can_view(actor, ticket),
+           "assign": can_assign(actor, ticket), "reassign": can_reassign(actor, ticket),
+           "priority": can_priority(actor, ticket)}
+    if ticket is not None:
+        out.update(handle=can_handle(actor, ticket), feedback=can_feedback(actor, ticket))
+    return out
+
+
+def _wrong_state(ticket, what, needed):
+    return Conflict(_l("服务 %(number)s 当前状态为“%(status)s”，只有“%(needed)s”的服务才能%(what)s。",
+                       number=ticket.number, status=status_label(ticket.status),
+                       needed=status_label(needed), what=what))
 
 
 # ---- input ------------------------------------------------------------------------
@@ -247,6 +330,15 @@ def get(session, ticket_id):
     return ticket
 
 
+def get_for_view(session, actor, ticket_id):
+    """A ticket with its relations for its page (服务归档 · 详情): 403 / 404."""
+    require_view(actor)
+    ticket = session.scalar(_eager(select(ServiceTicket)).where(ServiceTicket.id == ticket_id))
+    if ticket is None:
+        raise NotFound(_l("服务不存在。"))
+    return ticket
+
+
 def _eager(q):
     return q.options(joinedload(ServiceTicket.customer), joinedload(ServiceTicket.service_type),
                      joinedload(ServiceTicket.assignee), joinedload(ServiceTicket.handler),
@@ -264,11 +356,62 @@ def iter_rows(session, q, chunk=1000):
     return session.scalars(_eager(q).execution_options(yield_per=chunk))
 
 
-def to_assign(session, page=0, page_size=20):
-    """``created`` tickets, oldest first: (count, rows)."""
+ASSIGN_FILTERS = ("search", "priority", "overdue")
+SEARCH_MAX = 100
+
+
+def parse_overdue(value):
+    """The 是否超时 filter: "1" only the overdue, "0" only the others, "" all."""
+    if value is None or value == "" or value == "all":
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "是"):
+        return True
+    if text in ("0", "false", "no", "否"):
+        return False
+    raise ValidationError(_l("“是否超时”只能是 1（只看超时的）、0（只看未超时的）或留空（全部）。"),
+                          field="overdue")
+
+
+def parse_assign_filters(session, search=None, priority=None, overdue=None):
+    """The 服务分配 list's search box and filters, checked: {search, priority, overdue}.
+    ``priority`` must be an item of 服务优先级 (400 listing the choices)."""
+    text = (search or "").strip() if isinstance(search, str) else ""
+    if len(text) > SEARCH_MAX:
+        raise ValidationError(_l("搜索内容太长（最多 %(n)d 个字）。", n=SEARCH_MAX), field="search")
+    prio = None
+    if isinstance(priority, str) and priority.strip():
+        prio = priority_item(session, priority, required=True).item
+    return {"search": text, "priority": prio, "overdue": parse_overdue(overdue)}
+
+
+def _filtered(q, filters, now=None):
+    """Apply :func:`parse_assign_filters`' result: ``search`` is an exact 编号 (or its
+    beginning), part of 概要 or part of the customer's name."""
+    if not filters:
+        return q
+    text = filters.get("search")
+    if text:
+        q = q.join(Customer, Customer.id == ServiceTicket.customer_id).where(or_(
+            ServiceTicket.number.startswith(text.upper(), autoescape=True),
+            ServiceTicket.summary.contains(text, autoescape=True),
+            Customer.name.contains(text, autoescape=True)))
+    if filters.get("priority"):
+        q = q.where(ServiceTicket.priority == filters["priority"])
+    if filters.get("overdue") is not None:
+        cond = sla.overdue_condition(now or _now())
+        q = q.where(cond if filters["overdue"] else ~cond)
+    return q
+
+
+def to_assign(session, page=0, page_size=20, filters=None):
+    """``created`` tickets, oldest first: (count, rows); ``filters`` as from
+    :func:`parse_assign_filters`."""
     q = (select(ServiceTicket).where(ServiceTicket.status == CREATED)
          .order_by(ServiceTicket.created_on, ServiceTicket.id))
-    return _page(session, q, page, page_size)
+    return _page(session, _filtered(q, filters), page, page_size)
 
 
 def _handler_ids():
@@ -287,11 +430,11 @@ def count_stuck(session):
     return session.scalar(select(func.count()).select_from(ServiceTicket).where(stuck_filter()))
 
 
-def to_reassign(session, only_stuck=False, page=0, page_size=20):
+def to_reassign(session, only_stuck=False, page=0, page_size=20, filters=None):
     """``assigned`` (not yet handled) tickets, those needing re-assignment first, then
     the oldest assignment: (count, rows). ``only_stuck``: just those needing it."""
     stuck = stuck_filter()
-    q = select(ServiceTicket).where(ServiceTicket.status == ASSIGNED)
+    q = _filtered(select(ServiceTicket).where(ServiceTicket.status == ASSIGNED), filters)
     if only_stuck:
         q = q.where(stuck)
     # a CASE on the stuck condition sorts the stuck ones first
@@ -434,8 +577,7 @@ def _audit_values(actor):
 
 def create(session, actor, data):
     """A new ``created`` ticket; 编号/创建人/创建时间 are set by the system."""
-    if not can_create(actor):
-        raise Forbidden(_l("只有客户经理、销售主管或系统管理员可以创建服务。"))
+    require_create(actor)
     if not isinstance(data, dict):
         raise ValidationError(_l("请求体必须是 JSON 对象。"))
     for key in data:
@@ -464,28 +606,6 @@ def create(session, actor, data):
     return ticket
 
 
-def _wrong_state(ticket, what, needed):
-    return Conflict(_l("服务 %(number)s 当前状态为“%(status)s”，只有“%(needed)s”的服务才能%(what)s。",
-                       number=ticket.number, status=status_label(ticket.status),
-                       needed=status_label(needed), what=what))
-
-
-def require_handle(actor, ticket):
-    """Only the assignee handles, and only an ``assigned`` ticket (403 / 409)."""
-    if ticket.assignee_id != actor.id:
-        raise Forbidden(_l("只有该服务的被分配人可以处理它。"))
-    if ticket.status != ASSIGNED:
-        raise _wrong_state(ticket, _l("处理"), ASSIGNED)
-
-
-def require_feedback(actor, ticket):
-    """Creator, assignee, 销售主管 or admin, on a ``handled`` ticket (403 / 409)."""
-    if not may_give_feedback(actor, ticket):
-        raise Forbidden(_l("只有服务的创建人、被分配人、销售主管或系统管理员可以反馈。"))
-    if ticket.status != HANDLED:
-        raise _wrong_state(ticket, _l("反馈"), HANDLED)
-
-
 def _check_assignee(session, assignee_id):
     if assignee_id is None or assignee_id == "":
         raise ValidationError(_l("请选择要分配的用户。"), field="assignee_id")
@@ -505,11 +625,9 @@ def _check_assignee(session, assignee_id):
 
 def assign(session, actor, ticket_id, assignee_id):
     """销售主管 assigns a ``created`` ticket to an active user → ``assigned``."""
+    require_assign(actor)
     ticket = get(session, ticket_id)
-    if not can_assign(actor):
-        raise Forbidden(_l("只有销售主管或系统管理员可以分配服务。"))
-    if ticket.status != CREATED:
-        raise _wrong_state(ticket, _l("分配"), CREATED)
+    require_assign(actor, ticket)
     user = _check_assignee(session, assignee_id)
     events.compare_and_set(
         session, ServiceTicket, ticket.id, CREATED,
@@ -522,6 +640,54 @@ def assign(session, actor, ticket_id, assignee_id):
                          _l("服务 %(number)s（%(summary)s）分配给您处理", number=ticket.number,
                             summary=ticket.summary), link=f"/service/handle/{ticket.id}")
     return ticket
+
+
+BULK_MAX = 200
+
+
+def parse_ids(value):
+    """The ids of a bulk step: a non-empty list of integers (at most ``BULK_MAX``;
+    repeated ids count once, in their first place)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValidationError(_l("ids 必须是服务序号的列表，例如 [12, 15]。"), field="ids")
+    out = []
+    for v in value:
+        tid = _int(v, "ids", _l("ids 中的“%(v)s”不是服务序号（整数）。", v=str(v)[:20]))
+        if tid not in out:
+            out.append(tid)
+    if not out:
+        raise ValidationError(_l("请至少选择一张服务。"), field="ids")
+    if len(out) > BULK_MAX:
+        raise ValidationError(_l("一次最多批量分配 %(n)d 张服务，请分批进行。", n=BULK_MAX),
+                              field="ids")
+    return out
+
+
+def bulk_assign(session, actor, ids, assignee_id):
+    """批量分配: many ``created`` tickets to one handler, each through :func:`assign`
+    (its own compare-and-set). Returns one result per id, in order:
+    ``{"id", "ok", "number", "message"}`` — a row refused (another state, assigned
+    meanwhile, not found) is reported and the others proceed. The role (403), the ids
+    and the assignee (400) are checked first: then nothing is changed at all.
+
+    Every refusal of :func:`assign` happens before its first write (the checks, then
+    the compare-and-set is the first statement that changes anything), so a refused
+    row leaves nothing behind in the transaction the caller commits."""
+    require_assign(actor)
+    ids = parse_ids(ids)
+    user = _check_assignee(session, assignee_id)
+    results = []
+    for tid in ids:
+        try:
+            ticket = assign(session, actor, tid, user.id)
+        except (Conflict, NotFound, Forbidden, ValidationError) as e:
+            number = session.scalar(select(ServiceTicket.number).where(ServiceTicket.id == tid))
+            results.append({"id": tid, "ok": False, "number": number,
+                            "message": str(e.message)})
+            continue
+        results.append({"id": tid, "ok": True, "number": ticket.number,
+                        "message": str(_l("已分配给 %(name)s。", name=user_name(user)))})
+    return results
 
 
 def _move_assignee(session, ticket_id, from_id, to_id, actor):
@@ -541,11 +707,9 @@ def reassign(session, actor, ticket_id, assignee_id, from_assignee_id=None):
     Compare-and-set on the status *and* the current assignee, so of two racing
     re-assignments one wins and the other gets 409; ``from_assignee_id`` (the
     assignee the caller saw, optional) makes a stale page a 409 too."""
+    require_reassign(actor)
     ticket = get(session, ticket_id)
-    if not can_reassign(actor):
-        raise Forbidden(_l("只有销售主管或系统管理员可以重新分配服务。"))
-    if ticket.status != ASSIGNED:
-        raise _wrong_state(ticket, _l("重新分配"), ASSIGNED)
+    require_reassign(actor, ticket)
     stale = _l("服务 %(number)s 已被他人重新分配或状态已改变，请刷新后查看。", number=ticket.number)
     if from_assignee_id not in (None, ""):
         seen = _int(from_assignee_id, "from_assignee_id", _l("原处理人编号必须是整数。"))
@@ -575,12 +739,9 @@ def change_priority(session, actor, ticket_id, priority, from_priority=None):
     ticket handled or re-prioritised meanwhile gives 409; ``from_priority`` (the
     priority the caller saw, optional) makes a stale page a 409 too. Recorded as a
     WorkflowEvent ``priority`` (the status does not change)."""
+    require_priority(actor)
     ticket = get(session, ticket_id)
-    if not can_change_priority(actor):
-        raise Forbidden(_l("只有销售主管或系统管理员可以调整服务的优先级。"))
-    if ticket.status not in PRIORITY_STATES:
-        raise Conflict(_l("服务 %(number)s 当前状态为“%(status)s”，已处理或已归档的服务不能再调整优先级。",
-                          number=ticket.number, status=status_label(ticket.status)))
+    require_priority(actor, ticket)
     item = priority_item(session, priority, required=True)
     old = ticket.priority
     stale = _l("服务 %(number)s 的优先级或状态已被他人改变，请刷新后查看。", number=ticket.number)
@@ -661,6 +822,52 @@ def feedback(session, actor, ticket_id, result, satisfaction):
                                 number=ticket.number, score=score),
                              link=f"/service/archive/{ticket.id}")
     return ticket
+
+
+# ---- exports (服务归档 and any ticket list) -------------------------------------------------
+
+# the 服务时限 columns of an export, as the service desk calls them
+EXPORT_SLA_LABELS = (_l("优先级"), _l("响应期限"), _l("解决期限"), _l("首次响应时间"),
+                     _l("解决时间"), _l("是否逾期"))
+
+
+def export_headers():
+    """The columns of a ticket export: the §8 fields, then priority and deadlines."""
+    return ([LABELS[c] for c in ("number", "service_type", "summary")]
+            + [_l("客户编号"), _l("客户名称")]
+            + [LABELS[c] for c in ("request", "creator_id", "created_on", "assignee_id",
+                                   "assigned_on", "handling", "handler_id", "handled_on",
+                                   "result", "satisfaction", "status")]
+            + list(EXPORT_SLA_LABELS))
+
+
+def export_row(t, now):
+    """One ticket as the cells of :func:`export_headers` (``now``: for 是否逾期)."""
+    return [t.number, t.service_type.item if t.service_type else "", t.summary,
+            t.customer.number, t.customer.name, t.request,
+            user_name(t.created_by), t.created_on, user_name(t.assignee),
+            t.assigned_on, t.handling or "", user_name(t.handler), t.handled_on,
+            t.result or "", t.satisfaction, str(status_label(t.status)),
+            t.priority, t.response_due, t.resolution_due, t.first_response_on,
+            t.resolved_on, str(_l("是") if sla.is_overdue(t, now) else _l("否"))]
+
+
+def export_rows(session, q, now=None):
+    now = now or _now()
+    for t in iter_rows(session, q):
+        yield export_row(t, now)
+
+
+def json_by_id(session, ids):
+    """{id: :func:`to_json`} of the tickets among ``ids`` (one query; the API's list
+    and get answers)."""
+    ids = [i for i in ids if i is not None]
+    if not ids:
+        return {}
+    rows = session.scalars(select(ServiceTicket).options(joinedload(ServiceTicket.service_type))
+                           .where(ServiceTicket.id.in_(ids))).all()
+    now = _now()
+    return {t.id: to_json(t, now) for t in rows}
 
 
 def to_json(ticket, now=None):

@@ -31,8 +31,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, or_, select, update
 
 from ..models import DictItem, ServiceTicket
-from ..models.dictionary import SERVICE_LIMIT
-from .dictionary import parse_limit
+from ..models.dictionary import SERVICE_LIMIT, SERVICE_PRIORITY, SERVICE_TYPE
+from .dictionary import items_of, parse_limit
 
 DEFAULT_RESPONSE_HOURS = {"普通": 72, "紧急": 24, "特急": 8}
 FALLBACK_PRIORITY = "普通"
@@ -51,8 +51,36 @@ def hours(session, service_type, priority):
                 response * RESOLUTION_FACTOR
         except Exception:  # a value written around the dictionary's rule: the default
             pass
+    return default_hours(priority)
+
+
+def default_hours(priority):
+    """The documented default of a priority without a 服务时限 item."""
     response = DEFAULT_RESPONSE_HOURS.get(priority, DEFAULT_RESPONSE_HOURS[FALLBACK_PRIORITY])
     return response, response * RESOLUTION_FACTOR
+
+
+def unconfigured(session):
+    """The 服务类型 × 优先级 pairs without a (valid) 服务时限 item — they get the
+    default — as ``[{"service_type", "priority", "item", "response_hours",
+    "resolution_hours"}]`` in dictionary order (three small reads)."""
+    configured = set()
+    for item, value in session.execute(select(DictItem.item, DictItem.value)
+                                       .where(DictItem.type == SERVICE_LIMIT)):
+        try:
+            parse_limit(value)
+        except Exception:  # a value written around the dictionary's rule: not configured
+            continue
+        configured.add(item)
+    out = []
+    for t in items_of(session, SERVICE_TYPE):
+        for p in items_of(session, SERVICE_PRIORITY):
+            key = f"{t.item}/{p.item}"
+            if key not in configured:
+                response, resolution = default_hours(p.item)
+                out.append({"service_type": t.item, "priority": p.item, "item": key,
+                            "response_hours": response, "resolution_hours": resolution})
+    return out
 
 
 def deadlines(session, service_type, priority, start):
