@@ -234,3 +234,19 @@ def test_no_list_bar_outside_lists(web, dbs, user_id):
 def test_anonymous_gets_login_not_list(web):
     r = web().get("/customer/list/?q=x&tab=mine")
     assert r.status_code in (302, 401)
+
+
+def test_churn_tab_is_remembered(web, dbs, user_id):
+    """客户流失 (not a ModelView) remembers its ?status= tab through lists.chosen_tab."""
+    w = web("manager2")
+    page = w.get("/churn/list/?status=lost")
+    assert page.status_code == 200
+    with dbs() as s:
+        assert s.scalar(select(ListPreference.tab).where(
+            ListPreference.user_id == user_id("manager2"),
+            ListPreference.list_key == "ChurnView")) == "lost"
+    assert re.search(r'<li class="active"><a href="[^"]*status=lost', w.get("/churn/list/").text)
+    for bad in ("nope", "%", "a" * 500):
+        assert w.get(f"/churn/list/?status={quote(bad)}").status_code == 200
+    page = w.get("/churn/list/?status=open")
+    assert re.search(r'<li class="active"><a href="[^"]*status=open', w.get("/churn/list/").text)

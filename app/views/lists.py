@@ -80,6 +80,39 @@ def both(*wheres):
     return lambda model: and_(*[w(model) for w in wheres])
 
 
+def chosen_tab(list_key, asked, keys, default=None):
+    """The tab key of this request on list ``list_key`` (``keys``: its tabs in order):
+    ``asked`` (the URL's choice, then remembered for the user) when it is one of
+    ``keys``, else the user's remembered choice, else ``default`` (else the first).
+    Also for lists that are not FAB ModelViews (e.g. 客户流失's ``?status=``)."""
+    cached = g.setdefault("crm_list_tab", {})
+    if list_key in cached:
+        return cached[list_key]
+    user_id = getattr(getattr(g, "user", None), "id", None)
+    remembered = list_prefs.remembered_tab(db.session, user_id, list_key) if user_id else None
+    if asked in keys:
+        key = asked
+        if user_id and asked != remembered:
+            _remember(user_id, list_key, asked)
+    elif remembered in keys:
+        key = remembered
+    else:
+        key = default if default in keys else keys[0]
+    cached[list_key] = key
+    return key
+
+
+def _remember(user_id, list_key, tab):
+    """Store the choice once the list has answered (its own step: commit on success,
+    nothing when the page is an error)."""
+    from ..api.base import html_step
+
+    @after_this_request
+    def save(response):
+        return html_step(lambda: (list_prefs.remember_tab(db.session, user_id, list_key, tab),
+                                  response)[1])()
+
+
 # ---- quick search ----------------------------------------------------------------------------
 
 def _escape_like(text):
@@ -250,36 +283,8 @@ class ListMixin:
         tabs = {t.key: t for t in self.list_tabs or []}
         if not tabs:
             return None
-        cached = g.setdefault("crm_list_tab", {})
-        if self.list_key in cached:
-            return cached[self.list_key]
-        user = getattr(g, "user", None)
-        user_id = getattr(user, "id", None)
-        asked = request.args.get("tab")
-        remembered = (list_prefs.remembered_tab(db.session, user_id, self.list_key)
-                      if user_id else None)
-        if asked in tabs:
-            key = asked
-            if user_id and asked != remembered:
-                self._remember(user_id, asked)
-        elif remembered in tabs:
-            key = remembered
-        else:
-            key = self.default_tab if self.default_tab in tabs else next(iter(tabs))
-        cached[self.list_key] = tabs[key]
-        return tabs[key]
-
-    def _remember(self, user_id, tab):
-        """Store the choice once the list has answered (its own step: commit on
-        success, nothing on an error page)."""
-        from ..api.base import html_step
-
-        key = self.list_key
-
-        @after_this_request
-        def save(response):
-            return html_step(lambda: (list_prefs.remember_tab(db.session, user_id, key, tab),
-                                      response)[1])()
+        return tabs[chosen_tab(self.list_key, request.args.get("tab"), list(tabs),
+                               self.default_tab)]
 
     # -- sorting ----------------------------------------------------------------------------
     def _requested_order(self):
