@@ -11,3 +11,4 @@ from .imports import CustomerNumberAlias, ImportJob  # noqa: F401
 from .sales import Order, OrderLine, Product, Stock  # noqa: F401
 from .notification import JobRun, Notification, NotificationSetting  # noqa: F401
 from .session import LoginSession  # noqa: F401
+from .list_prefs import ListPreference  # noqa: F401

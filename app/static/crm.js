@@ -56,4 +56,49 @@
     box.focus();
     box.select();
   });
+
+  // Pick lists are searchable: every <select> with more than a few options becomes a
+  // select2 box with its search field (FAB's Select2Widget fields already are; FAB
+  // ships select2). <select data-plain> stays native, <select data-search> is always
+  // enhanced. Runs after the page's own scripts (which may set up their own select2,
+  // e.g. an AJAX customer picker) and leaves those alone. The texts come from
+  // #crm-i18n (crm_base.html, through Babel).
+  var MIN_OPTIONS = 6;
+  function i18n() {
+    var el = document.getElementById("crm-i18n");
+    try { return el ? JSON.parse(el.textContent) : {}; } catch (e) { return {}; }
+  }
+  function searchablePickLists(root) {
+    var $ = window.jQuery;
+    if (!$ || !$.fn || !$.fn.select2) { return; }
+    var texts = i18n();
+    $("select", root || document).each(function () {
+      var el = this, $el = $(el);
+      if ($el.hasClass("select2-hidden-accessible") || el.hasAttribute("data-plain")) { return; }
+      if ($el.is(".my_select2, .my_select2_ajax, .my_select2_ajax_slave, .filter-op")) { return; }
+      if (!el.hasAttribute("data-search") && el.options.length < MIN_OPTIONS) { return; }
+      $el.select2({
+        theme: "bootstrap", width: el.style.width || "resolve", dropdownAutoWidth: true,
+        language: {
+          noResults: function () { return texts.noResults || "No results found"; },
+          searching: function () { return texts.searching || "Searching…"; }
+        }
+      });
+      $el.addClass("crm-searchable");
+    });
+  }
+  window.crmSearchablePickLists = searchablePickLists;
+  document.addEventListener("DOMContentLoaded", function () {
+    var later = function () { window.setTimeout(function () { searchablePickLists(document); }, 0); };
+    if (window.jQuery) { window.jQuery(later); } else { later(); }
+  });
+
+  // 快速搜索: "Escape" in the box clears it.
+  document.addEventListener("keydown", function (ev) {
+    var t = ev.target;
+    if (ev.key === "Escape" && t && t.id === "crm-list-q" && t.value) {
+      t.value = "";
+      ev.preventDefault();
+    }
+  });
 })();

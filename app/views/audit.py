@@ -20,6 +20,7 @@ from ..workflows.actors import role_label
 from ..workflows.actors import EXECUTIVE
 from .common import VIEW_CRUD, CrmModelRestApi
 from .dictionary import LABELS as DICT_LABELS
+from .lists import ListMixin
 
 ORDER = 95
 # One permission on "Audit" (pages, API, menu): can_list 操作记录 (read-only).
@@ -87,7 +88,9 @@ def _choices(labels):
     return [(code, label) for code, label in labels.items()]
 
 
-class AuditView(ModelView):
+class AuditView(ListMixin, ModelView):
+    quick_search_columns = ["note"]
+    sort_columns = {"actor": "actor.first_name"}
     datamodel = SQLAInterface(WorkflowEvent)
     route_base = "/audit"
     class_permission_name = "Audit"

@@ -24,6 +24,7 @@ from ..workflows.errors import ValidationError
 from .common import CrmModelRestApi, api_errors, current_actor, html_errors
 from .common import API_CRUD
 from .export import chunked, export_response
+from .lists import chosen_tab
 from .sections import customer_section
 
 ORDER = 40
@@ -72,9 +73,7 @@ class ChurnView(BaseView):
     @has_access
     def list(self):
         actor = current_actor()
-        tab = request.args.get("status", "open")
-        if tab not in STATUS_FILTERS:
-            tab = "open"
+        tab = chosen_tab("ChurnView", request.args.get("status"), list(STATUS_FILTERS), "open")
         statuses, name = self._filters()
         try:
             page = max(int(request.args.get("page", 0)), 0)
@@ -113,8 +112,8 @@ class ChurnView(BaseView):
 
     @staticmethod
     def _filters():
-        tab = request.args.get("status", "open")
-        return STATUS_FILTERS.get(tab, STATUS_FILTERS["open"]), \
+        tab = chosen_tab("ChurnView", request.args.get("status"), list(STATUS_FILTERS), "open")
+        return STATUS_FILTERS[tab], \
             (request.args.get("customer") or "").strip()
 
     @expose("/show/<int:pk>")

@@ -42,6 +42,7 @@ from ..workflows.errors import DomainError, ValidationError
 from .common import GuardedModelView, current_actor, html_errors, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
+from .lists import ListMixin, Tab, mine
 from .sales import money
 from .sections import render_sections
 
@@ -152,10 +153,15 @@ _REL_FILTERS = {"region": [["type", FilterEqual, REGION]],
                 "manager": [["active", FilterEqual, True]]}
 
 
-class CustomerView(ExportMixin, GuardedModelView):
+class CustomerView(ListMixin, ExportMixin, GuardedModelView):
     """客户信息. Add/edit go through the workflow (not FAB's populate_obj); no delete."""
 
     datamodel = CustomerInterface(Customer)
+    quick_search_columns = ["name", "number", "phone"]
+    list_tabs = [Tab("mine", _l("我的"), mine("manager_id")), Tab("all", _l("全部"))]
+    default_tab = "all"
+    sort_columns = {"region": "region.item", "manager": "manager.first_name",
+                    "level": "level.item"}
 
     def export_rows(self):
         """Streamed export of the filtered list, selecting only the exported columns
@@ -174,8 +180,7 @@ class CustomerView(ExportMixin, GuardedModelView):
         if oc not in (self.order_columns or []):
             oc, od = self.base_order
         query = joined.apply_all(dm.session.query(Customer))
-        col = getattr(Customer, oc)
-        query = query.order_by(col.desc() if od == "desc" else col.asc(), Customer.id.desc())
+        query = self.order_query(query, oc, od)
         region, level, manager = aliased(DictItem), aliased(DictItem), aliased(User)
         query = (query.outerjoin(region, region.id == Customer.region_id)
                  .outerjoin(level, level.id == Customer.level_id)

@@ -15,6 +15,7 @@ from ..workflows.errors import DomainError
 from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor
 from .common import VIEW_CRUD
 from .export import ExportMixin
+from .lists import ListMixin
 
 ORDER = 50
 # One permission per function on "DictItem" (pages, API, menu): can_list 查看 (all
@@ -37,7 +38,8 @@ class DictItemListWidget(ListWidget):
         return super().__call__(**kwargs)
 
 
-class DictItemView(ExportMixin, GuardedModelView):
+class DictItemView(ListMixin, ExportMixin, GuardedModelView):
+    quick_search_columns = ["type", "item", "value"]
     datamodel = SQLAInterface(DictItem)
     route_base = "/dictitem"
     class_permission_name = "DictItem"

@@ -29,6 +29,7 @@ from ..workflows.customers import status_label as customer_status
 from ..workflows.errors import ValidationError
 from .common import VIEW_CRUD, GuardedModelView, current_actor, show_form_errors
 from .export import ExportMixin, chunked
+from .lists import ListMixin, Tab, equals, mine
 
 ORDER = 10
 
@@ -126,11 +127,20 @@ class _OpportunityColumns:
                           "assignee": _fmt_user, "success_rate": lambda v: f"{v}%"}
     base_order = ("created_on", "desc")
     list_widget = OpportunityListWidget
+    quick_search_columns = ["customer_name", "summary", "number"]
+    sort_columns = {"created_by": "created_by.first_name", "assignee": "assignee.first_name",
+                    "assigned_on": "assigned_on"}
     page_size = 20
 
 
-class OpportunityView(ExportMixin, _OpportunityColumns, GuardedModelView):
+class OpportunityView(ListMixin, ExportMixin, _OpportunityColumns, GuardedModelView):
     """销售机会管理. Add/edit/delete go through the workflow (not FAB's populate_obj)."""
+
+    list_tabs = [Tab("mine", _l("我的"), mine("created_by_fk", "assignee_id")),
+                 Tab("unassigned", _l("未指派"), equals("status", wf.UNASSIGNED)),
+                 Tab("developing", _l("开发中"), equals("status", wf.ASSIGNED)),
+                 Tab("all", _l("全部"))]
+    default_tab = "all"
 
     datamodel = SQLAInterface(Opportunity)
     route_base = "/opportunity"
@@ -439,7 +449,7 @@ def _with_status(resp):
     return resp
 
 
-class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
+class MyPlanView(ListMixin, ExportMixin, _OpportunityColumns, ModelView):
     """我的开发计划: the opportunities assigned to the signed-in 客户经理."""
 
     datamodel = SQLAInterface(Opportunity)
@@ -456,6 +466,9 @@ class MyPlanView(ExportMixin, _OpportunityColumns, ModelView):
                     "status"]
     search_columns = ["customer_name", "summary", "status"]
     base_order = ("assigned_on", "desc")
+    list_tabs = [Tab("developing", _l("开发中"), equals("status", wf.ASSIGNED)),
+                 Tab("all", _l("全部"))]
+    default_tab = "all"
     # 导出: one row per 计划项 of the plans the list selects (a plan without items
     # still gets one row, so nothing the list shows is missing from the file)
     export_name = _l("客户开发计划")

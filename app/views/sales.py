@@ -21,6 +21,7 @@ from ..workflows import sales as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from .common import VIEW_CRUD, CrmModelRestApi
 from .export import ExportMixin
+from .lists import ListMixin
 
 ORDER = 60
 # One permission per function (pages, API, menu): can_list on "Product" (产品查询),
@@ -49,7 +50,8 @@ def counted_statuses():
     return list(COUNTED_ORDER_STATUSES)
 
 
-class ProductView(ExportMixin, ModelView):
+class ProductView(ListMixin, ExportMixin, ModelView):
+    quick_search_columns = ["name", "model", "batch"]
     datamodel = SQLAInterface(Product, db.session)
     route_base = "/product"
     class_permission_name = "Product"
@@ -66,7 +68,9 @@ class ProductView(ExportMixin, ModelView):
     page_size = 50
 
 
-class StockView(ExportMixin, ModelView):
+class StockView(ListMixin, ExportMixin, ModelView):
+    quick_search_columns = ["product.name", "warehouse", "location"]
+    order_columns = ["product.name", "warehouse", "location", "quantity"]
     datamodel = SQLAInterface(Stock, db.session)
     route_base = "/stock"
     class_permission_name = "Stock"
@@ -82,7 +86,9 @@ class StockView(ExportMixin, ModelView):
     page_size = 50
 
 
-class OrderView(ExportMixin, ModelView):
+class OrderView(ListMixin, ExportMixin, ModelView):
+    quick_search_columns = ["number", "customer_number", "address"]
+    sort_columns = {"address": "address", "status_label": "status"}
     datamodel = SQLAInterface(Order, db.session)
     route_base = "/order"
     class_permission_name = "Order"
