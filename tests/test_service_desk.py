@@ -25,7 +25,7 @@ from app.workflows import events as events_module
 from app.workflows import service as wf
 from app.workflows import sla
 from app.workflows.actors import ADMIN, EXECUTIVE, MANAGER, SUPERVISOR, Actor
-from app.workflows.errors import Conflict, Forbidden, ValidationError
+from app.workflows.errors import Conflict, Forbidden
 
 from . import factories as f
 from .test_service import actor, customer, snapshot, ticket  # noqa: F401 (fixtures)
