@@ -25,7 +25,7 @@ from app.workflows import events as events_module
 from app.workflows import service as wf
 from app.workflows import sla
 from app.workflows.actors import ADMIN, EXECUTIVE, MANAGER, SUPERVISOR, Actor
-from app.workflows.errors import Conflict, Forbidden, ValidationError
+from app.workflows.errors import Conflict, Forbidden
 
 from . import factories as f
 from .test_service import actor, customer, snapshot, ticket  # noqa: F401 (fixtures)
@@ -466,7 +466,9 @@ def test_unconfigured_pairs_get_the_default_and_show_on_the_admin_dashboard(
 
     page = web("admin").get("/")
     assert page.status_code == 200 and "服务时限未配置" in page.text
-    assert f"{name}/特急" in page.text and "/dictitem/list/" in page.text
+    assert f"{name}/特急" in page.text
+    link = re.search(r'<a href="(/dictitem/list/[^"]*)">去数据字典配置</a>', page.text)
+    dict_link = link.group(1).replace("&amp;", "&")
     data = api("admin").get("/api/v1/dashboard/").json
     assert f"{name}/普通" in {p["item"] for p in data["sla_gaps"]["pairs"]}
     assert data["sla_gaps"]["count"] == len(data["sla_gaps"]["pairs"])
@@ -480,6 +482,9 @@ def test_unconfigured_pairs_get_the_default_and_show_on_the_admin_dashboard(
     assert r.status_code == 201, r.json
     page = web("admin").get("/").text
     assert f"{name}/紧急" not in page and f"{name}/特急" in page
+    # the card's link opens the dictionary filtered on 服务时限: the new item is there
+    listing = web("admin").get(f"{dict_link}&_flt_0_item={quote(name)}")  # one page
+    assert listing.status_code == 200 and f"{name}/紧急" in listing.text
     with dbs() as s:
         assert f"{name}/紧急" not in {p["item"] for p in sla.unconfigured(s)}
 
