@@ -217,3 +217,42 @@ def test_customer_link_helper_for_the_opportunity_page(app, story):
         html = str(link(story["customer"]))
         assert f'href="/customer/show/{story["customer"]}"' in html and story["number"] in html
         assert link(None) == ""
+
+
+def test_queries_are_limited_and_do_not_grow_with_the_history(app, api, story, dbs, user_id):
+    """Every source query carries a LIMIT; 30 more records change no statement count."""
+    from tests.test_customers import count_statements
+
+    client = api("admin")
+    url = f"/api/v1/customer/{story['customer']}/timeline"
+    seen = []
+
+    def capture():
+        from sqlalchemy import event
+
+        from app.extensions import db
+
+        def listener(conn, cursor, statement, params, context, executemany):
+            seen.append(statement)
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert client.get(url, query_string={"page_size": 5}).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+
+    def call():
+        assert client.get(url, query_string={"page_size": 5}).status_code == 200
+
+    before = count_statements(app, call)
+    with dbs() as s:
+        c = s.get(Customer, story["customer"])
+        for i in range(15):
+            f.activity(s, c, user_id("manager1"), summary=f"第{i}次拜访")
+            f.service(s, c, user_id("manager1"), summary=f"第{i}个问题")
+        s.commit()
+    assert count_statements(app, call) == before
+    capture()
+    feed_selects = [q for q in seen if "ORDER BY" in q and ("crm_activity" in q or "crm_service" in q)]
+    assert feed_selects and all("LIMIT" in q for q in feed_selects)

@@ -217,9 +217,10 @@ def _change_text(action, note, labels):
         if k == "status":
             from .customers import status_label
             old, new = status_label(old), status_label(new)
-        parts.append(f"{label}：{_short(str(old) if old is not None else '', 30)} → "
-                     f"{_short(str(new) if new is not None else '', 30)}")
-    return title, _short("；".join(parts) or "、".join(fields))
+        parts.append(str(_l("%(field)s：%(old)s → %(new)s", field=label,
+                            old=_short(str(old) if old is not None else "", 30),
+                            new=_short(str(new) if new is not None else "", 30))))
+    return title, _short(str(_l("；")).join(parts) or str(_l("、")).join(fields))
 
 
 def _entry(kind, row):
@@ -231,7 +232,8 @@ def _entry(kind, row):
         when = datetime.min
     e = Entry(kind=kind, id=pk, time=when, all_day=all_day, user_id=user_id)
     if kind == "activity":
-        e.title, e.text = _short(a, 60), _short(f"{b}：{c}" if b else c)
+        e.title = _short(a, 60)
+        e.text = _short(str(_l("%(place)s：%(detail)s", place=b, detail=c)) if b else c)
     elif kind == "ticket":
         e.title = f"{a} {_short(b, 60)}"
         e.text = str(service_wf.status_label(c))
