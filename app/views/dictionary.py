@@ -40,6 +40,7 @@ class DictItemListWidget(ListWidget):
 
 class DictItemView(ListMixin, ExportMixin, GuardedModelView):
     quick_search_columns = ["type", "item", "value"]
+    sort_columns = {"editable": "editable"}
     datamodel = SQLAInterface(DictItem)
     route_base = "/dictitem"
     class_permission_name = "DictItem"

@@ -129,7 +129,7 @@ class _OpportunityColumns:
     list_widget = OpportunityListWidget
     quick_search_columns = ["customer_name", "summary", "number"]
     sort_columns = {"created_by": "created_by.first_name", "assignee": "assignee.first_name",
-                    "assigned_on": "assigned_on"}
+                    "assigned_on": "assigned_on", "summary": "summary"}
     page_size = 20
 
 
