@@ -5,7 +5,6 @@ records cannot be changed through the app.
 """
 from datetime import datetime
 
-from flask import g, has_request_context
 from flask_appbuilder import ModelView
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -150,16 +149,7 @@ class AuditApi(CrmModelRestApi):
         self._zoned(data.get("result", {}))
 
 
-def _current_user_id():
-    if has_request_context():
-        user = getattr(g, "user", None)
-        if user is not None and getattr(user, "is_authenticated", False):
-            return user.id
-    return None
-
-
 def register(appbuilder):
-    wf.install(_current_user_id)
     appbuilder.add_view(AuditView, "AuditLog", label=_l("操作记录"), icon="fa-history",
                         category="BaseData")
     appbuilder.add_api(AuditApi)

@@ -5,7 +5,8 @@ from datetime import datetime
 import click
 from flask import current_app
 
-from ..cli import crm_cli, system_user_id
+from ..security import system_user_id
+from . import crm_cli
 from ..extensions import db
 
 

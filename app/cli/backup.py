@@ -4,7 +4,7 @@ from datetime import datetime
 
 import click
 
-from ..cli import crm_cli
+from . import crm_cli
 
 class CrmError(click.ClickException):
     """Like ClickException, but the prefix is Chinese (exit code 1)."""
