@@ -22,6 +22,7 @@ def mail_fetch_cmd():
     actor = system_user_id()
     try:
         result = wf.fetch_mail(db.session, current_app.config, actor)
+        db.session.commit()          # the command is the unit of work
     except wf.FetchError as e:
         db.session.rollback()
         record_job_run("mail_fetch", started_at, False, str(e))

@@ -34,6 +34,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
 from ..models.user import SYSTEM_USERNAME
+from .names import display_name
 from ..models.audit import status_change_text  # noqa: F401  (the vocabularies live with the models)
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,7 @@ def _fk_label(conn, table, value):
         row = conn.execute(select(User.first_name, User.last_name, User.username)
                            .where(User.id == value)).first()
         if row is not None:
-            name = f"{row.first_name or ''}{row.last_name or ''}" or row.username
-            return f"{name} ({row.username})"
+            return f"{display_name(row)} ({row.username})"
     return value
 
 

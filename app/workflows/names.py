@@ -89,3 +89,12 @@ def header_safe(value):
         return ""
     text = "".join(" " if is_bad_char(ch) else ch for ch in str(value))
     return re.sub(r"\s+", " ", text).strip()
+
+
+def display_name(user):
+    """How a user is named on pages and in records: 姓 + 名 (``first_name`` holds the
+    姓), else the user name; "" for no user. Works on a User or any row with those
+    three attributes."""
+    if user is None:
+        return ""
+    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
