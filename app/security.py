@@ -582,10 +582,11 @@ def system_user_id():
 
 
 def collect_rights():
+    from .api import api_modules
     from .views import view_modules
 
     rights = {role: [] for role in ROLES if role != ADMIN}
-    for module in view_modules():
+    for module in [*view_modules(), *api_modules()]:
         for role, pairs in getattr(module, "RIGHTS", {}).items():
             rights.setdefault(role, []).extend(pairs)
     return rights

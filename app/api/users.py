@@ -1,14 +1,17 @@
-"""Read-only ``user`` REST resource (id, username, name, roles, active) for
-picking assignees. Never exposes password hashes or e-mail internals."""
+"""用户目录: the read-only ``user`` REST resource (id, username, name, roles,
+active) for picking assignees. Never exposes password hashes or e-mail internals.
+No HTML page of its own, so the function's RIGHTS are declared here."""
 from flask import request
 from flask_appbuilder import expose
-from flask_appbuilder.api import BaseApi, protect, safe
-from flask_appbuilder.security.sqla.models import Role, User
+from flask_appbuilder.api import BaseApi, protect
 from flask_babel import gettext
 from sqlalchemy import func, select
 
 from ..extensions import db
+from ..models import Role, User
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows.names import display_name
+from .base import api_step
 
 ORDER = 90
 # Every signed-in user reads the directory and keeps their own profile: FAB's 个人信息
@@ -19,12 +22,8 @@ RIGHTS = {role: [("UserDirectory", "can_list"),
           for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 
-def user_name(u):
-    return f"{u.first_name or ''}{u.last_name or ''}" or u.username
-
-
 def user_json(u):
-    return {"id": u.id, "username": u.username, "name": user_name(u),
+    return {"id": u.id, "username": u.username, "name": display_name(u),
             "roles": [r.name for r in u.roles], "active": bool(u.active),
             "email": u.email}
 
@@ -38,7 +37,7 @@ class UserDirectoryApi(BaseApi):
 
     @expose("/", methods=["GET"])
     @protect()
-    @safe
+    @api_step
     def get_list(self):
         """List users, optionally ``?role=客户经理&active=true``, paged.
         ---
@@ -70,7 +69,7 @@ class UserDirectoryApi(BaseApi):
 
     @expose("/<int:pk>", methods=["GET"])
     @protect()
-    @safe
+    @api_step
     def get(self, pk):
         """One user.
         ---
