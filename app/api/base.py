@@ -43,6 +43,17 @@ def commit_step():
     db.session.commit()
 
 
+def int_arg(args, key, default=0, minimum=0, maximum=None, field=None):
+    """``args[key]`` as an int clamped to [minimum, maximum] (``default`` when
+    absent); not an integer → ValidationError (400) naming the parameter."""
+    try:
+        value = int(args.get(key, default))
+    except (TypeError, ValueError):
+        raise ValidationError(_l("参数 %(f)s 必须是整数。", f=key), field or key)
+    value = max(value, minimum)
+    return min(value, maximum) if maximum else value
+
+
 def _status(response):
     if isinstance(response, tuple):
         return response[1] if len(response) > 1 and isinstance(response[1], int) else 200

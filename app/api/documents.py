@@ -11,11 +11,10 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..views.common import current_actor
-from ..views.documents import (doc_settings, int_arg, search_from, send_document, too_large,
-                               upload_name)
+from ..views.documents import doc_settings, search_from, send_document, too_large, upload_name
 from ..workflows import documents as wf
 from ..workflows.errors import ValidationError
-from .base import api_step, json_body
+from .base import api_step, int_arg, json_body
 
 ORDER = 80
 

@@ -14,7 +14,7 @@ from ..extensions import db
 from ..views.common import current_actor
 from ..views.mail import iso_time, retry_mail, send_mail
 from ..workflows import mail as wf
-from .base import api_step, json_body
+from .base import api_step, int_arg, json_body
 
 ORDER = 70
 
@@ -68,11 +68,8 @@ class MailApi(BaseApi):
             400: {$ref: '#/components/responses/400'}
             401: {$ref: '#/components/responses/401'}
         """
-        try:
-            page = max(int(request.args.get("page", 0)), 0)
-            size = min(max(int(request.args.get("page_size", 20)), 1), 100)
-        except ValueError:
-            return self.response_400(message=_("page/page_size 必须是整数。"))
+        page = int_arg(request.args, "page")
+        size = int_arg(request.args, "page_size", 20, 1, 100)
         count, rows = wf.search(
             db.session, current_actor(), box=request.args.get("box", "all"),
             subject=request.args.get("subject"), address=request.args.get("address"),

@@ -4,14 +4,13 @@ No HTML page of its own, so the function's RIGHTS are declared here."""
 from flask import request
 from flask_appbuilder import expose
 from flask_appbuilder.api import BaseApi, protect
-from flask_babel import gettext
 from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Role, User
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.names import display_name
-from .base import api_step
+from .base import api_step, int_arg
 
 ORDER = 90
 # Every signed-in user reads the directory and keeps their own profile: FAB's 个人信息
@@ -58,11 +57,8 @@ class UserDirectoryApi(BaseApi):
         active = request.args.get("active")
         if active is not None:
             q = q.where(User.active.is_(active.lower() in ("1", "true", "yes")))
-        try:
-            page = max(int(request.args.get("page", 0)), 0)
-            size = min(max(int(request.args.get("page_size", 100)), 1), 100)
-        except ValueError:
-            return self.response_400(message=gettext("page/page_size 必须是整数。"))
+        page = int_arg(request.args, "page")
+        size = int_arg(request.args, "page_size", 100, 1, 100)
         count = db.session.scalar(select(func.count()).select_from(q.subquery()))
         users = db.session.scalars(q.order_by(User.id).limit(size).offset(page * size)).all()
         return self.response(200, count=count, result=[user_json(u) for u in users])

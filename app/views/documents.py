@@ -13,12 +13,11 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from ..api.base import html_step
+from ..api.base import html_step, int_arg
 from ..extensions import db
 from ..workflows import documents as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.dates import parse_ymd
-from ..workflows.errors import ValidationError
 from ..workflows.names import display_name
 from .common import current_actor
 from .errors import error_response
@@ -120,15 +119,6 @@ def search_from(args):
                                          required=False),
                      date_to=parse_ymd(args.get("date_to"), _l("上传日期（止）"), "date_to",
                                        required=False))
-
-
-def int_arg(args, key, default=0, minimum=0, maximum=None, field=None):
-    try:
-        value = int(args.get(key, default))
-    except (TypeError, ValueError):
-        raise ValidationError(_l("参数 %(f)s 必须是整数。", f=key), field or key)
-    value = max(value, minimum)
-    return min(value, maximum) if maximum else value
 
 
 def _helpers():
