@@ -54,6 +54,15 @@ def int_arg(args, key, default=0, minimum=0, maximum=None, field=None):
     return min(value, maximum) if maximum else value
 
 
+def lenient_int(value, default=0):
+    """A page number or id from an HTML page's query string: a non-negative int, or
+    ``default`` for anything else (a page simply shows its first page)."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return default
+
+
 def _status(response):
     if isinstance(response, tuple):
         return response[1] if len(response) > 1 and isinstance(response[1], int) else 200

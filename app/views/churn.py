@@ -18,7 +18,7 @@ from ..extensions import db
 from ..workflows import churn as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
-from ..api.base import html_step
+from ..api.base import html_step, lenient_int
 from .common import current_actor
 from .export import chunked, export_response
 from .sections import customer_section
@@ -73,10 +73,7 @@ class ChurnView(BaseView):
         if tab not in STATUS_FILTERS:
             tab = "open"
         statuses, name = self._filters()
-        try:
-            page = max(int(request.args.get("page", 0)), 0)
-        except ValueError:
-            page = 0
+        page = lenient_int(request.args.get("page"))
         count, warnings = wf.list_warnings(db.session, actor, statuses, name,
                                            page=page, page_size=PAGE_SIZE)
         measures, names = _view_context(warnings)

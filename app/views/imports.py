@@ -22,7 +22,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import func, select
 
-from ..api.base import commit_step, html_step
+from ..api.base import commit_step, html_step, lenient_int
 from ..extensions import db
 from ..models import (
     Activity, ChurnWarning, Contact, Customer, DictItem, Document, MailMessage, ServiceTicket,
@@ -61,13 +61,6 @@ def _write_progress(path, **data):
     with open(tmp, "w") as fh:
         json.dump(data, fh)
     os.replace(tmp, path)
-
-
-def _int(value, default=0):
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return default
 
 
 def mapping_arg(text):
@@ -180,7 +173,7 @@ class ImportView(BaseView):
     @permission_name("list")
     def jobs(self):
         actor = current_actor()
-        page = _int(request.args.get("page"))
+        page = lenient_int(request.args.get("page"))
         count, jobs = wf.list_jobs(db.session, actor, page=page, page_size=PAGE_SIZE)
         names = _user_names({j.created_by_fk for j in jobs})
         return self.render_template(
@@ -200,7 +193,8 @@ class ImportView(BaseView):
             return self.render_template(
                 "imports/result.html", title=_("导入结果"), job=job, data=data, wf=wf,
                 names=names, has_report=os.path.exists(wf.report_path(job)))
-        epage, dpage = _int(request.args.get("epage")), _int(request.args.get("dpage"))
+        epage = lenient_int(request.args.get("epage"))
+        dpage = lenient_int(request.args.get("dpage"))
         ecount, errors = wf.error_rows(job, epage, PAGE_SIZE)
         dcount, dups = wf.duplicate_rows(db.session, job, dpage, PAGE_SIZE)
         may_commit = job.created_by_fk == actor.id or actor.is_admin

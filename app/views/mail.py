@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from ..api.base import commit_step, html_step
+from ..api.base import commit_step, html_step, lenient_int
 from ..extensions import db
 from ..workflows import mail as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
@@ -61,13 +61,6 @@ def _template_helpers():
     return {"fmt_time": fmt_time, "mail_time": mail_time, "status_label": wf.status_label}
 
 
-def _int_arg(name, default=0):
-    try:
-        return max(int(request.args.get(name, default)), 0)
-    except (TypeError, ValueError):
-        return default
-
-
 def _ids(source, name):
     """Ids from repeated fields or comma lists (?contact_ids=1&contact_ids=2 or =1,2)."""
     out = set()
@@ -112,8 +105,8 @@ class MailView(BaseView):
         if tab not in wf.BOXES:
             tab = "inbox"
         filters = {k: (request.args.get(k) or "").strip() for k in ("subject", "address", "customer")}
-        customer_id = _int_arg("customer_id") or None
-        page = _int_arg("page")
+        customer_id = lenient_int(request.args.get("customer_id")) or None
+        page = lenient_int(request.args.get("page"))
         count, rows = wf.search(db.session, current_actor(), box=tab, customer_id=customer_id,
                                 page=page, page_size=PAGE_SIZE, **filters)
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
