@@ -153,6 +153,17 @@ def _blank_none(value):
     return "" if value is None else value
 
 
+def _signed_in_user_id():
+    """The 操作记录's actor: the signed-in user, None outside a request."""
+    from flask import g, has_request_context
+
+    if has_request_context():
+        user = getattr(g, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            return user.id
+    return None
+
+
 def create_app(config=None):
     """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars."""
     from config import INSTANCE_DIR
@@ -185,6 +196,10 @@ def create_app(config=None):
                                 indexview=CrmIndexView, base_template="crm_base.html")
         appbuilder.init_app(app, db.session)
         register_views(appbuilder)
+        # the 操作记录 listeners (app/workflows/audit.py): installed here, once, not
+        # as a side effect of importing a module
+        from .workflows import audit
+        audit.install(_signed_in_user_id)
         from .security import install_permission_labels
         install_permission_labels(appbuilder)
         # server-side sessions (logout / password change / deactivation end them) and

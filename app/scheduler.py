@@ -119,7 +119,7 @@ def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False)
     """One churn check in the current app context, committed; returns the summary.
 
     ``dry_run``: a preview — computed with SELECTs only, then rolled back."""
-    from .cli import system_user_id
+    from .security import system_user_id
     from .workflows.churn import check_churn
 
     from flask import current_app
@@ -284,7 +284,7 @@ def sla_escalation_job(app, now=None, on_ticket=None):
     """服务超时升级 (every 10 minutes): mark each missed 响应/解决时限 once and notify the
     assignee and every active 销售主管 (``app/workflows/sla.py``). Returns the counts,
     or None when another process holds the lock or the run failed."""
-    from .cli import system_user_id
+    from .security import system_user_id
     from .workflows import sla
 
     with app.app_context():

@@ -8,6 +8,7 @@ ever (recorded in crm_role_grant): re-running init adds rights of new views but
 never re-adds what an admin removed.
 """
 import re
+import secrets
 
 from flask import g, has_request_context
 from flask_appbuilder.actions import action
@@ -28,6 +29,7 @@ from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo
 
 from .models import RoleGrant
+from .models.user import SYSTEM_USERNAME
 from .views.common import SafeActionsMixin
 from .views.user_names import NAME_VALIDATORS, UserInfoEditView
 from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, ROLES, SUPERVISOR, role_label  # noqa: F401
@@ -563,11 +565,28 @@ class CrmSecurityManager(SecurityManager):
         self.update_user(user)       # commits the change and its record together
 
 
+def system_user_id():
+    """The id of the inactive ``crm-system`` user that CLI and scheduler jobs act as
+    (created, inactive and with the Public role only, on first use)."""
+    from flask import current_app
+
+    sm = current_app.appbuilder.sm
+    user = sm.find_user(username=SYSTEM_USERNAME)
+    if user is None:
+        role = sm.find_role(sm.auth_role_public)
+        user = sm.add_user(SYSTEM_USERNAME, "系统", "任务", "system@crm.invalid", [role],
+                           password=secrets.token_urlsafe(24))
+        user.active = False
+        sm.session.commit()   # FAB's add_user committed the user; this its flag
+    return user.id
+
+
 def collect_rights():
+    from .api import api_modules
     from .views import view_modules
 
     rights = {role: [] for role in ROLES if role != ADMIN}
-    for module in view_modules():
+    for module in [*view_modules(), *api_modules()]:
         for role, pairs in getattr(module, "RIGHTS", {}).items():
             rights.setdefault(role, []).extend(pairs)
     return rights

@@ -356,7 +356,7 @@ def seed_churn(rnd, progress):
     did order again later are recovered by the next check (some after a measure);
     the latest warnings stay open (预警 / 暂缓流失). Deterministic (``rnd``), one
     transaction; skipped when warnings exist (a re-run after an interrupted seed)."""
-    from .cli import system_user_id
+    from .security import system_user_id
     from .workflows import churn as churn_wf
     from .workflows.actors import Actor
 

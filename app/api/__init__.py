@@ -21,7 +21,7 @@ HTML views, in the order of its ``ORDER`` number.
 import importlib
 import pkgutil
 
-from .base import api_step, json_body  # noqa: F401  (the endpoint toolkit)
+from .base import api_step, commit_step, html_step, json_body  # noqa: F401  (the endpoint toolkit)
 
 _SKIP = {"base"}
 

@@ -3,21 +3,29 @@
 * ``json_body()`` — the request's JSON object, or a 400 in Chinese;
 * ``api_step`` — a REST endpoint's unit of work and error mapping;
 * ``html_step`` — the same for an HTML view: a domain error becomes the Chinese
-  error page with its status.
+  error page with its status;
+* ``commit_step()`` — end one unit of work inside a step that is two (below).
 
 A step commits once, when its answer is a success (status < 400); any error
 answer or exception rolls the session back, so a refused step changes nothing.
+A step with an effect outside the database (sending a mail over SMTP) is two
+units: what must survive the effect is committed first with ``commit_step()``,
+then the outcome, whatever the answer (a failed send is kept, answered 502).
+This module and the CLI/scheduler jobs are the only places that commit.
 """
 import functools
 
 from flask import request
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..views.errors import error_response
-from ..workflows.errors import DomainError, ValidationError
+from ..workflows.errors import Conflict, DomainError, ValidationError
 
 NOT_AN_OBJECT = _l("请求体必须是 JSON 对象。")
+# a unique key taken by a concurrent request between our check and our write
+LOST_RACE = _l("其他用户刚刚同时修改了相同的数据，本次操作没有保存；请刷新后重试。")
 
 
 def json_body():
@@ -29,6 +37,32 @@ def json_body():
     return data
 
 
+def commit_step():
+    """Commit the unit of work so far (see the module doc: only for a step that
+    must persist before, or whatever the outcome of, an outside effect)."""
+    db.session.commit()
+
+
+def int_arg(args, key, default=0, minimum=0, maximum=None, field=None):
+    """``args[key]`` as an int clamped to [minimum, maximum] (``default`` when
+    absent); not an integer → ValidationError (400) naming the parameter."""
+    try:
+        value = int(args.get(key, default))
+    except (TypeError, ValueError):
+        raise ValidationError(_l("参数 %(f)s 必须是整数。", f=key), field or key)
+    value = max(value, minimum)
+    return min(value, maximum) if maximum else value
+
+
+def lenient_int(value, default=0):
+    """A page number or id from an HTML page's query string: a non-negative int, or
+    ``default`` for anything else (a page simply shows its first page)."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return default
+
+
 def _status(response):
     if isinstance(response, tuple):
         return response[1] if len(response) > 1 and isinstance(response[1], int) else 200
@@ -37,7 +71,11 @@ def _status(response):
 
 def _finish(response):
     if _status(response) < 400:
-        db.session.commit()
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            raise Conflict(LOST_RACE)
     else:
         db.session.rollback()
     return response
@@ -45,19 +83,22 @@ def _finish(response):
 
 def api_step(fn):
     """Wrap a REST endpoint (a method of a FAB BaseApi): DomainError → its status
-    with ``to_dict()`` as the body; commit on success, roll back otherwise.
+    with ``to_dict()`` as the body, a unique key lost to a concurrent request
+    (IntegrityError) → 409; commit on success, roll back otherwise.
     Put it under ``@protect()`` so the permission is checked first."""
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
         try:
-            response = fn(self, *args, **kwargs)
+            return _finish(fn(self, *args, **kwargs))
+        except IntegrityError:
+            db.session.rollback()
+            return self.response(409, **Conflict(LOST_RACE).to_dict())
         except DomainError as e:
             db.session.rollback()
             return self.response(e.status, **e.to_dict())
         except Exception:
             db.session.rollback()
             raise
-        return _finish(response)
     return wrapper
 
 
@@ -69,12 +110,14 @@ def html_step(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            response = fn(*args, **kwargs)
+            return _finish(fn(*args, **kwargs))
+        except IntegrityError:
+            db.session.rollback()
+            return error_response(409, LOST_RACE)
         except DomainError as e:
             db.session.rollback()
             return error_response(e.status, e.message)
         except Exception:
             db.session.rollback()
             raise
-        return _finish(response)
     return wrapper

@@ -1,5 +1,6 @@
 """All models; importing this package registers every table."""
 from .base import Model, SalesBase, sales_metadata  # noqa: F401
+from .user import Role, User  # noqa: F401
 from .dictionary import DictItem, NumberSequence, RoleGrant  # noqa: F401
 from .customer import Activity, ChurnMeasure, ChurnWarning, Contact, Customer  # noqa: F401
 from .opportunities import Opportunity, PlanItem  # noqa: F401

@@ -3,6 +3,7 @@ from sqlalchemy import (
     CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer,
     Numeric, SmallInteger, String, Text, text,
 )
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
 
 from .base import AuditMixin, Model
@@ -10,6 +11,10 @@ from .base import AuditMixin, Model
 CUSTOMER_STATUSES = ("normal", "lost", "merged")
 CHURN_STATUSES = ("warning", "delaying", "lost", "recovered")
 CHURN_OPEN = ("warning", "delaying")
+# the Chinese names of the statuses (lists, filters, 操作记录's 状态变化)
+CUSTOMER_STATUS_LABELS = dict(zip(CUSTOMER_STATUSES, (_l("正常"), _l("已流失"), _l("已合并"))))
+CHURN_STATUS_LABELS = dict(zip(CHURN_STATUSES, (
+    _l("预警"), _l("暂缓流失"), _l("已流失"), _l("已恢复"))))
 
 
 class Customer(AuditMixin, Model):

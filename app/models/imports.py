@@ -1,8 +1,13 @@
 """导入 (bulk import of customers/contacts) and customer merges."""
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
 
 from .base import AuditMixin, Model
+
+IMPORT_STATUSES = ("preview", "committed", "failed")
+# the Chinese names of the statuses (import list, 操作记录's 状态变化)
+IMPORT_STATUS_LABELS = dict(zip(IMPORT_STATUSES, (_l("待确认"), _l("已导入"), _l("导入失败"))))
 
 
 class ImportJob(AuditMixin, Model):

@@ -2,11 +2,15 @@
 from sqlalchemy import (
     CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, String, Text,
 )
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
 
 from .base import AuditMixin, Model
 
 MAIL_STATUSES = ("draft", "sent", "failed", "received")
+# the Chinese names of the statuses (mailbox lists, 操作记录's 状态变化)
+MAIL_STATUS_LABELS = dict(zip(MAIL_STATUSES, (
+    _l("待发送"), _l("已发送"), _l("发送失败"), _l("已接收"))))
 
 
 class MailMessage(AuditMixin, Model):

@@ -2,11 +2,15 @@
 from sqlalchemy import (
     CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, String, Text,
 )
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
 
 from .base import AuditMixin, Model
 
 OPPORTUNITY_STATUSES = ("unassigned", "assigned", "succeeded", "failed")
+# the Chinese names of the statuses (lists, filters, 操作记录's 状态变化)
+OPPORTUNITY_STATUS_LABELS = dict(zip(OPPORTUNITY_STATUSES, (
+    _l("未指派"), _l("已指派（开发中）"), _l("开发成功"), _l("开发失败"))))
 
 
 class Opportunity(AuditMixin, Model):

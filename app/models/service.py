@@ -3,11 +3,15 @@ from sqlalchemy import (
     CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, SmallInteger,
     String, Text,
 )
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
 
 from .base import AuditMixin, Model
 
 SERVICE_STATUSES = ("created", "assigned", "handled", "archived")
+# the Chinese names of the statuses (lists, filters, 操作记录's 状态变化)
+SERVICE_STATUS_LABELS = dict(zip(SERVICE_STATUSES, (
+    _l("新创建"), _l("已分配"), _l("已处理"), _l("已归档"))))
 
 
 class ServiceTicket(AuditMixin, Model):

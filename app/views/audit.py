@@ -1,11 +1,8 @@
 """基础数据 › 操作记录: a read-only list of WorkflowEvents (status steps of every module
-and the field changes of customers, dictionary items, users and roles), and the
-read-only ``audit`` REST resource. There is no add/edit/delete route at all:
-records cannot be changed through the app.
+and the field changes of customers, dictionary items, users and roles); the
+read-only ``audit`` REST resource is app/api/audit.py. There is no
+add/edit/delete route at all: records cannot be changed through the app.
 """
-from datetime import datetime
-
-from flask import g, has_request_context
 from flask_appbuilder import ModelView
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -18,7 +15,8 @@ from ..workflows import audit as wf
 from ..workflows import customers as customers_wf
 from ..workflows.actors import role_label
 from ..workflows.actors import EXECUTIVE
-from .common import VIEW_CRUD, CrmModelRestApi
+from ..workflows.names import display_name
+from .common import VIEW_CRUD
 from .dictionary import LABELS as DICT_LABELS
 from .lists import ListMixin
 
@@ -57,12 +55,6 @@ LABELS = {
     "status_change": _l("状态变化"),
     "note": _l("详情（修改前 → 修改后）"), "created_by_fk": _l("操作人"),
 }
-
-
-def _user_name(user):
-    if user is None:
-        return ""
-    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
 
 
 def _fmt_note(note):
@@ -115,55 +107,14 @@ class AuditView(ListMixin, ModelView):
     page_size = 50
     formatters_columns = {
         "created_on": lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if v else "",
-        "actor": _user_name,
+        "actor": display_name,
         "entity": lambda v: ENTITY_LABELS.get(v, v),
         "action": lambda v: ACTION_LABELS.get(v, v),
         "note": _fmt_note,
     }
 
 
-class AuditApi(CrmModelRestApi):
-    """``GET /api/v1/audit/`` (filters: entity, entity_id, action, created_by_fk,
-    created_on via FAB's ``q``), ``GET /api/v1/audit/<id>``. Read-only."""
-
-    resource_name = "audit"
-    class_permission_name = "Audit"
-    datamodel = SQLAInterface(WorkflowEvent)
-    include_route_methods = {"get", "get_list", "info"}
-    list_columns = ["id", "created_on", "created_by_fk", "entity", "entity_id", "action",
-                    "from_status", "to_status", "note"]
-    show_columns = list_columns
-    search_columns = ["entity", "entity_id", "action", "created_by_fk", "created_on"]
-    order_columns = ["id", "created_on", "entity", "action"]
-    base_order = ("id", "desc")
-    label_columns = LABELS
-
-    # times are stored as local time without zone; answer RFC 3339 with the offset
-    @staticmethod
-    def _zoned(row):
-        value = row.get("created_on")
-        if isinstance(value, str) and value:
-            row["created_on"] = datetime.fromisoformat(value).astimezone().isoformat()
-
-    def pre_get_list(self, data):
-        for row in data.get("result", []):
-            self._zoned(row)
-
-    def pre_get(self, data):
-        self._zoned(data.get("result", {}))
-
-
-def _current_user_id():
-    if has_request_context():
-        user = getattr(g, "user", None)
-        if user is not None and getattr(user, "is_authenticated", False):
-            return user.id
-    return None
-
-
 def register(appbuilder):
-    wf.install(_current_user_id)
     appbuilder.add_view(AuditView, "AuditLog", label=_l("操作记录"), icon="fa-history",
                         category="BaseData")
-    appbuilder.add_api(AuditApi)
 

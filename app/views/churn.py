@@ -1,28 +1,25 @@
 """客户管理 › 客户流失管理: the warnings list, a warning's page (暂缓流失 / 确认流失),
-the customer page section 流失记录, and the ``churn`` REST resource.
+and the customer page section 流失记录 (the ``churn`` REST resource:
+app/api/churn.py).
 
-The rules live in app/workflows/churn.py; these views only parse input, call it,
-commit and render. 客户经理 see the warnings of their own customers; 销售主管,
+The rules live in app/workflows/churn.py; these views only parse input, call it
+and render (``html_step`` commits). 客户经理 see the warnings of their own customers; 销售主管,
 高管 and admin see all; 高管 only read.
 """
 from datetime import date
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import protect, safe
-from flask_appbuilder.models.filters import BaseFilter
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from ..extensions import db
-from ..models import ChurnWarning
 from ..workflows import churn as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
-from .common import CrmModelRestApi, api_errors, current_actor, html_errors
-from .common import API_CRUD
+from ..api.base import html_step, lenient_int
+from .common import current_actor
 from .export import chunked, export_response
 from .lists import chosen_tab
 from .sections import customer_section
@@ -75,10 +72,7 @@ class ChurnView(BaseView):
         actor = current_actor()
         tab = chosen_tab("ChurnView", request.args.get("status"), list(STATUS_FILTERS), "open")
         statuses, name = self._filters()
-        try:
-            page = max(int(request.args.get("page", 0)), 0)
-        except ValueError:
-            page = 0
+        page = lenient_int(request.args.get("page"))
         count, warnings = wf.list_warnings(db.session, actor, statuses, name,
                                            page=page, page_size=PAGE_SIZE)
         measures, names = _view_context(warnings)
@@ -118,7 +112,7 @@ class ChurnView(BaseView):
 
     @expose("/show/<int:pk>")
     @has_access
-    @html_errors
+    @html_step
     def show(self, pk):
         return self._show_page(pk)
 
@@ -140,7 +134,6 @@ class ChurnView(BaseView):
         text = request.form.get(field)
         try:
             step(text)
-            db.session.commit()
         except ValidationError as e:
             db.session.rollback()
             return self._show_page(pk, status=400, error=e, values={field: text or ""})
@@ -149,119 +142,17 @@ class ChurnView(BaseView):
 
     @expose("/measure/<int:pk>", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def measure(self, pk):
         return self._step(pk, "measure", lambda text: wf.add_measure(
             db.session, current_actor(), pk, text), _l("暂缓措施已保存。"))
 
     @expose("/confirm/<int:pk>", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def confirm(self, pk):
         return self._step(pk, "reason", lambda text: wf.confirm(
             db.session, current_actor(), pk, text), _l("已确认流失，客户已标记为已流失。"))
-
-
-class VisibleChurnFilter(BaseFilter):
-    """客户经理 see the warnings of their own customers; the others see all."""
-    name = "visible"
-    arg_name = "visible"
-
-    def apply(self, query, value):
-        cond = wf.visible_filter(current_actor())
-        return query if cond is None else query.filter(cond)
-
-
-class ChurnApi(CrmModelRestApi):
-    resource_name = "churn"
-    class_permission_name = "Churn"
-    method_permission_name = dict(API_CRUD, measures="measure")
-    datamodel = SQLAInterface(ChurnWarning)
-    include_route_methods = {"get", "get_list", "info", "measures", "confirm"}
-    list_columns = ["id", "customer_id", "manager_id", "last_order_date", "warned_on", "reason",
-                    "confirmed_on", "status"]
-    show_columns = list_columns
-    search_columns = ["customer_id", "manager_id", "status", "warned_on", "last_order_date"]
-    order_columns = ["id", "warned_on", "last_order_date", "status"]
-    base_order = ("id", "desc")
-    base_filters = [["id", VisibleChurnFilter, lambda: None]]
-    label_columns = LABELS
-
-    def _add_measures(self, pks, rows):
-        measures = wf.measures_of(db.session, pks)
-        for pk, row in zip(pks, rows):
-            row["measures"] = wf.measures_json(measures.get(pk, []))
-
-    def pre_get_list(self, data):
-        self._add_measures(data.get("ids", []), data.get("result", []))
-
-    def pre_get(self, data):
-        self._add_measures([data.get("id")], [data["result"]])
-
-    def _body(self):
-        data = request.get_json(silent=True)
-        return data if isinstance(data, dict) else None
-
-    def _result(self, code, pk):
-        db.session.expire_all()
-        w = db.session.get(ChurnWarning, pk)
-        return self.response(code, id=pk, result=wf.to_json(w, wf.measures_of(db.session, [pk])[pk]))
-
-    @expose("/<int:pk>/measures", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def measures(self, pk):
-        """暂缓流失: append a measure ``{"measure": "..."}`` (the first one → delaying).
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          requestBody:
-            content:
-              application/json:
-                schema: {type: object, properties: {measure: {type: string}}, required: [measure]}
-          responses:
-            201: {description: the warning with its measures}
-            400: {$ref: '#/components/responses/400'}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-            409: {description: wrong state}
-        """
-        body = self._body()
-        if body is None:
-            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
-        wf.add_measure(db.session, current_actor(), pk, body.get("measure"))
-        db.session.commit()
-        return self._result(201, pk)
-
-    @expose("/<int:pk>/confirm", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def confirm(self, pk):
-        """确认流失 ``{"reason": "..."}``: needs at least one measure; customer → lost.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          requestBody:
-            content:
-              application/json:
-                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
-          responses:
-            200: {description: the confirmed warning}
-            400: {$ref: '#/components/responses/400'}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-            409: {description: wrong state or no measure yet}
-        """
-        body = self._body()
-        if body is None:
-            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
-        wf.confirm(db.session, current_actor(), pk, body.get("reason"))
-        db.session.commit()
-        return self._result(200, pk)
 
 
 @customer_section(order=60, key="churn", title=_l("流失记录"))
@@ -278,4 +169,3 @@ def churn_section(customer, actor):
 def register(appbuilder):
     appbuilder.add_view(ChurnView, "Churn", label=_l("客户流失管理"), icon="fa-user-times",
                         category="Customers")
-    appbuilder.add_api(ChurnApi)

@@ -1,7 +1,6 @@
-"""基础数据 › 数据字典: screens and the ``dict_item`` REST resource."""
+"""基础数据 › 数据字典: the screens (the ``dict_item`` REST resource: app/api/dictionary.py)."""
 from flask import flash, redirect, request
-from flask_appbuilder import action, expose
-from flask_appbuilder.api import protect, safe
+from flask_appbuilder import action
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import ListWidget
 from flask_babel import lazy_gettext as _l
@@ -12,7 +11,8 @@ from ..models import DictItem
 from ..workflows import dictionary as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError
-from .common import CrmModelRestApi, GuardedModelView, api_errors, current_actor
+from ..api.base import html_step
+from .common import GuardedModelView, current_actor
 from .common import VIEW_CRUD
 from .export import ExportMixin
 from .lists import ListMixin
@@ -82,117 +82,25 @@ class DictItemView(ListMixin, ExportMixin, GuardedModelView):
 
     @action("lock", _l("设为不可编辑"), _l("设为不可编辑后只能查看，不能再修改或删除。确定吗？"),
             "fa-lock", single=True)
+    @html_step
     def lock(self, items):
         items = [i for i in (items if isinstance(items, list) else [items]) if i is not None]
         actor = current_actor()
         done = 0
+        # one savepoint per item: a refused item is left out, the others are locked;
+        # html_step commits them together
         for item in items:
             try:
-                wf.lock(db.session, item.id, actor.id)
-                db.session.commit()
+                with db.session.begin_nested():
+                    wf.lock(db.session, item.id, actor.id)
                 done += 1
             except DomainError as e:
-                db.session.rollback()
                 flash(f"{item.type}/{item.item}: {e.message}", "danger")
         if done:
             flash(_l("已设为不可编辑：%(n)d 条", n=done), "success")
         return redirect(request.referrer or self.get_redirect())
 
 
-class DictItemApi(CrmModelRestApi):
-    resource_name = "dict_item"
-    class_permission_name = "DictItem"
-    datamodel = SQLAInterface(DictItem)
-    list_columns = ["id", "type", "item", "value", "editable"]
-    show_columns = list_columns
-    add_columns = ["type", "item", "value", "editable"]
-    edit_columns = ["type", "item", "value", "editable"]
-    search_columns = ["type", "item", "value", "editable"]
-    order_columns = ["id", "type", "item", "value"]
-    label_columns = LABELS
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Add a dictionary item ``{type, item, value?, editable?}`` (系统管理员).
-        ---
-        post:
-          requestBody:
-            required: true
-            content:
-              application/json:
-                schema: {$ref: '#/components/schemas/DictItemApi.post'}
-          responses:
-            201: {description: created}
-            400: {$ref: '#/components/responses/400'}
-            401: {$ref: '#/components/responses/401'}
-            403: {description: not allowed}
-        """
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
-        item = wf.create(db.session, data, current_actor().id)
-        db.session.commit()
-        return self.response(201, id=item.id, result=self._dump(item))
-
-    @expose("/<int:pk>", methods=["PUT"])
-    @protect()
-    @safe
-    @api_errors
-    def put(self, pk):
-        """Change an editable item (only the fields given).
-        ---
-        put:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          requestBody:
-            required: true
-            content:
-              application/json:
-                schema: {$ref: '#/components/schemas/DictItemApi.put'}
-          responses:
-            200: {description: saved}
-            400: {$ref: '#/components/responses/400'}
-            403: {description: not allowed}
-            404: {$ref: '#/components/responses/404'}
-            409: {description: the item is not editable}
-        """
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            return self.response_400(message=str(_l("请求体必须是 JSON 对象。")))
-        item = wf.update(db.session, pk, data, current_actor().id)
-        db.session.commit()
-        return self.response(200, result=self._dump(item))
-
-    @expose("/<int:pk>", methods=["DELETE"])
-    @protect()
-    @safe
-    @api_errors
-    def delete(self, pk):
-        """Delete an editable item that nothing uses.
-        ---
-        delete:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: deleted}
-            403: {description: not allowed}
-            404: {$ref: '#/components/responses/404'}
-            409: {description: the item is not editable or still in use}
-        """
-        wf.delete(db.session, pk)
-        db.session.commit()
-        return self.response(200, message=str(_l("删除成功")))
-
-    @staticmethod
-    def _dump(item):
-        return {"id": item.id, "type": item.type, "item": item.item, "value": item.value,
-                "editable": item.editable}
-
-
 def register(appbuilder):
     appbuilder.add_view(DictItemView, "DictItems", label=_l("数据字典"), icon="fa-book",
                         category="BaseData")
-    appbuilder.add_api(DictItemApi)

@@ -1,27 +1,25 @@
 """文档 › 文档管理: the global document list, a customer's document browser (folders,
-upload, versions), downloads/previews, the customer page section and the
-``document`` REST resource. Thin: every rule lives in app/workflows/documents.py.
+upload, versions), downloads/previews, the customer page section (the ``document`` REST resource: app/api/documents.py).
+Thin: every rule lives in app/workflows/documents.py.
 """
 import re
 import unicodedata
-from datetime import date
 from urllib.parse import quote
 
 from flask import current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ..api.base import html_step, int_arg
 from ..extensions import db
-from ..models import Customer
 from ..workflows import documents as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
-from ..workflows.errors import Conflict, DomainError, ValidationError
-from .common import api_errors, current_actor, html_errors
+from ..workflows.dates import parse_ymd
+from ..workflows.names import display_name
+from .common import current_actor
 from .errors import error_response
 from .sections import customer_section
 
@@ -40,17 +38,13 @@ def _customer_url(customer_id):
     return f"/customer/show/{customer_id}"
 
 
-def _commit():
-    """Commit; a lost race on the same content/version answers 409 (nothing stored)."""
-    try:
-        db.session.commit()
-    except (IntegrityError, OperationalError):
-        db.session.rollback()
-        raise Conflict(_l("其他用户正在同时修改该客户的文档，请重试。"))
+def doc_settings():
+    """The documents workflow's settings, from this app's config."""
+    return wf.settings(current_app.config, current_app.instance_path)
 
 
-def _too_large(_e):
-    cfg = wf.settings()
+def too_large(_e):
+    cfg = doc_settings()
     return error_response(413, _("上传的内容太大：一次最多 %(n)d 个文件，每个文件不超过 %(limit)s。",
                                  n=cfg.max_files, limit=wf.human_size(cfg.max_bytes)))
 
@@ -63,7 +57,7 @@ def _upload_limit():
     if request.method == "POST" and (
             (path.startswith("/documents/customer/") and path.endswith("/upload"))
             or path.rstrip("/") == "/api/v1/document"):
-        cfg = wf.settings()
+        cfg = doc_settings()
         request.max_content_length = cfg.max_bytes * cfg.max_files + wf.MB
 
 
@@ -105,8 +99,8 @@ def content_disposition(doc, inline):
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(doc.name, safe='')}"
 
 
-def _send(doc, inline):
-    path = wf.open_blob(doc)
+def send_document(doc, inline):
+    path = wf.open_blob(doc, cfg=doc_settings())
     resp = send_file(path, mimetype=doc.mime, as_attachment=not inline,
                      download_name=doc.name, conditional=True, etag=doc.sha256, max_age=0)
     resp.headers["Content-Disposition"] = content_disposition(doc, inline)
@@ -118,39 +112,17 @@ def _send(doc, inline):
     return resp
 
 
-def _parse_date(value, field):
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise ValidationError(_l("日期格式应为 YYYY-MM-DD。"), field)
-
-
-def _search_from(args):
+def search_from(args):
     return wf.Search(name=args.get("name", "").strip(), customer=args.get("customer", "").strip(),
                      uploader=args.get("uploader", "").strip(),
-                     date_from=_parse_date(args.get("date_from"), "date_from"),
-                     date_to=_parse_date(args.get("date_to"), "date_to"))
-
-
-def _int_arg(args, key, default=0, minimum=0, maximum=None, field=None):
-    try:
-        value = int(args.get(key, default))
-    except (TypeError, ValueError):
-        raise ValidationError(_l("参数 %(f)s 必须是整数。", f=key), field or key)
-    value = max(value, minimum)
-    return min(value, maximum) if maximum else value
-
-
-def _user_name(u):
-    if u is None:
-        return ""
-    return f"{u.first_name or ''}{u.last_name or ''}" or u.username
+                     date_from=parse_ymd(args.get("date_from"), _l("上传日期（起）"), "date_from",
+                                         required=False),
+                     date_to=parse_ymd(args.get("date_to"), _l("上传日期（止）"), "date_to",
+                                       required=False))
 
 
 def _helpers():
-    return {"human_size": wf.human_size, "user_name": _user_name,
+    return {"human_size": wf.human_size, "user_name": display_name,
             "previewable": wf.is_previewable, "customer_url": _customer_url,
             "type_label": wf.type_label}
 
@@ -166,17 +138,17 @@ class DocumentView(BaseView):
 
     def create_blueprint(self, appbuilder, endpoint=None, static_folder=None):
         bp = super().create_blueprint(appbuilder, endpoint, static_folder)
-        bp.register_error_handler(413, _too_large)
+        bp.register_error_handler(413, too_large)
         return bp
 
     @expose("/list/")
     @has_access
-    @html_errors
+    @html_step
     def list(self):
         actor = current_actor()
-        criteria = _search_from(request.args)
-        page = _int_arg(request.args, "page")
-        count, docs = wf.search(db.session, actor, criteria, page, PAGE_SIZE)
+        criteria = search_from(request.args)
+        page = int_arg(request.args, "page")
+        count, docs = wf.search(db.session, actor, criteria, page, PAGE_SIZE, cfg=doc_settings())
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         args = {k: v for k, v in request.args.items() if k != "page"}
         return self.render_template("documents/list.html", docs=docs, count=count, page=page,
@@ -185,15 +157,15 @@ class DocumentView(BaseView):
 
     @expose("/customer/<int:customer_id>")
     @has_access
-    @html_errors
+    @html_step
     def customer(self, customer_id):
         actor = current_actor()
-        cfg = wf.settings()
+        cfg = doc_settings()
         customer = wf.get_customer(db.session, customer_id)
         readable = wf.can_read_documents_of(actor, customer, cfg.read_scope)
         may_upload = wf.can_upload(actor, customer)
         if not readable and not may_upload:
-            wf.require_read_customer_documents(actor, customer, cfg)
+            wf.require_read_customer_documents(actor, customer, cfg=cfg)
         folders = wf.folders_of(db.session, customer.id)
         paths = wf.folder_paths(folders)
         tree = wf.folder_tree(folders)
@@ -217,15 +189,14 @@ class DocumentView(BaseView):
 
     @expose("/customer/<int:customer_id>/upload", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def upload(self, customer_id):
         files = [(upload_name(f), f.stream) for f in request.files.getlist("file") if f and f.filename]
         docs = wf.store(db.session, current_actor(), customer_id, files,
                         folder_id=request.form.get("folder_id"),
                         opportunity_id=request.form.get("opportunity_id"),
                         service_id=request.form.get("service_id"),
-                        new_folder=request.form.get("new_folder"))
-        _commit()
+                        new_folder=request.form.get("new_folder"), cfg=doc_settings())
         flash(_("上传成功：%(names)s", names=str(_l("、")).join(
             _("%(name)s（%(detail)s）", name=d.name, detail=f"v{d.version}") for d in docs)),
               "success")
@@ -234,35 +205,33 @@ class DocumentView(BaseView):
 
     @expose("/customer/<int:customer_id>/folder", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def create_folder(self, customer_id):
         folder = wf.create_folder(db.session, current_actor(), customer_id,
                                   request.form.get("name"), request.form.get("parent_id"))
-        _commit()
         flash(_("文件夹“%(name)s”已创建。", name=folder.name), "success")
         return redirect(url_for("DocumentView.customer", customer_id=customer_id,
                                 folder=folder.id))
 
     @expose("/download/<int:pk>")
     @has_access
-    @html_errors
+    @html_step
     def download(self, pk):
-        doc = wf.readable_document(db.session, current_actor(), pk)
-        return _send(doc, inline=False)
+        doc = wf.readable_document(db.session, current_actor(), pk, cfg=doc_settings())
+        return send_document(doc, inline=False)
 
     @expose("/preview/<int:pk>")
     @has_access
-    @html_errors
+    @html_step
     def preview(self, pk):
-        doc = wf.readable_document(db.session, current_actor(), pk)
-        return _send(doc, inline=wf.is_previewable(doc))
+        doc = wf.readable_document(db.session, current_actor(), pk, cfg=doc_settings())
+        return send_document(doc, inline=wf.is_previewable(doc))
 
     @expose("/delete/<int:pk>", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def delete(self, pk):
-        doc = wf.delete(db.session, current_actor(), pk)
-        _commit()
+        doc = wf.delete(db.session, current_actor(), pk, cfg=doc_settings())
         flash(_("删除成功：%(name)s（v%(v)d）", name=doc.name, v=doc.version), "success")
         nxt = request.form.get("next") or ""
         if not nxt.startswith("/") or nxt.startswith("//"):
@@ -274,7 +243,7 @@ class DocumentView(BaseView):
 
 @customer_section(order=70, key="documents", title=_l("文档"))
 def documents_section(customer, actor):
-    cfg = wf.settings()
+    cfg = doc_settings()
     readable = wf.can_read_documents_of(actor, customer, cfg.read_scope)
     may_upload = wf.can_upload(actor, customer)
     if not readable:
@@ -287,229 +256,21 @@ def documents_section(customer, actor):
     paths = wf.folder_paths(folders)
     docs = []
     if total:
-        count, docs = wf.search(db.session, actor, wf.Search(customer_id=customer.id), 0, 10, cfg)
+        count, docs = wf.search(db.session, actor, wf.Search(customer_id=customer.id), 0, 10,
+                                cfg=cfg)
     return Markup(render_template(
         "documents/_customer_section.html", customer=customer, docs=docs, total=total,
         folders=wf.folder_tree(folders), paths=paths, counts=counts, may_upload=may_upload,
         **_helpers()))
 
 
-# ---- REST -----------------------------------------------------------------------------------
-
-class DocumentApi(BaseApi):
-    resource_name = "document"
-    allow_browser_login = True
-    openapi_spec_tag = "document"
-    class_permission_name = "Document"
-    method_permission_name = {"get_list": "list", "get": "list", "download": "list",
-                              "folders": "list", "post": "add", "create_folder": "add",
-                              "delete": "delete"}
-    # before the merge (``crm init`` moves roles from these to the above)
-    previous_method_permission_name = {"get_list": "get", "get": "get", "download": "get",
-                                       "folders": "get", "post": "post",
-                                       "create_folder": "post", "delete": "delete"}
-
-    def create_blueprint(self, appbuilder, *args, **kwargs):
-        bp = super().create_blueprint(appbuilder, *args, **kwargs)
-        bp.register_error_handler(413, _too_large)
-        return bp
-
-    @expose("/", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get_list(self):
-        """Documents the caller may read, newest first.
-        ---
-        get:
-          parameters:
-          - {in: query, name: customer_id, schema: {type: integer}}
-          - {in: query, name: folder_id, schema: {type: integer}, description: 0 = root}
-          - {in: query, name: name, schema: {type: string}}
-          - {in: query, name: customer, schema: {type: string}}
-          - {in: query, name: uploader, schema: {type: string}}
-          - {in: query, name: date_from, schema: {type: string, format: date}}
-          - {in: query, name: date_to, schema: {type: string, format: date}}
-          - {in: query, name: page, schema: {type: integer}}
-          - {in: query, name: page_size, schema: {type: integer}}
-          responses:
-            200: {description: "{count, result: [document]}"}
-            403: {$ref: '#/components/responses/403'}
-        """
-        actor = current_actor()
-        cfg = wf.settings()
-        criteria = _search_from(request.args)
-        if request.args.get("customer_id"):
-            customer = wf.get_customer(db.session, request.args["customer_id"])
-            criteria.customer_id = customer.id  # still limited to what the caller may read
-        if request.args.get("folder_id") not in (None, ""):
-            criteria.folder_id = _int_arg(request.args, "folder_id", field="folder_id")
-        page = _int_arg(request.args, "page")
-        size = _int_arg(request.args, "page_size", 50, 1, 100)
-        count, docs = wf.search(db.session, actor, criteria, page, size, cfg)
-        return self.response(200, count=count, result=[wf.to_json(d) for d in docs])
-
-    @expose("/<int:pk>", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get(self, pk):
-        """Metadata of one document.
-        ---
-        get:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: document}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-        """
-        doc = wf.readable_document(db.session, current_actor(), pk)
-        path = wf.folder_paths(wf.folders_of(db.session, doc.customer_id)).get(doc.folder_id)
-        return self.response(200, result=wf.to_json(doc, path))
-
-    @expose("/<int:pk>/download", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def download(self, pk):
-        """The content with its original name (``?inline=1`` previews PDF/images).
-        ---
-        get:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          - {in: query, name: inline, schema: {type: boolean}}
-          responses:
-            200: {description: the file}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-        """
-        doc = wf.readable_document(db.session, current_actor(), pk)
-        inline = request.args.get("inline", "").lower() in ("1", "true", "yes")
-        return _send(doc, inline=inline and wf.is_previewable(doc))
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Upload one or more files (multipart/form-data).
-        ---
-        post:
-          requestBody:
-            content:
-              multipart/form-data:
-                schema:
-                  type: object
-                  properties:
-                    customer_id: {type: integer}
-                    folder_id: {type: integer}
-                    new_folder: {type: string}
-                    opportunity_id: {type: integer}
-                    service_id: {type: integer}
-                    file: {type: array, items: {type: string, format: binary}}
-                  required: [customer_id, file]
-          responses:
-            201: {description: "{ids, result: [document]}"}
-            400: {$ref: '#/components/responses/400'}
-            403: {$ref: '#/components/responses/403'}
-            413: {description: too large}
-        """
-        if not request.form.get("customer_id"):
-            raise ValidationError(_l("请指定客户（customer_id）。"), "customer_id")
-        files = [(upload_name(f), f.stream)
-                 for key in ("file", "files") for f in request.files.getlist(key)
-                 if f and f.filename]
-        docs = wf.store(db.session, current_actor(), request.form.get("customer_id"), files,
-                        folder_id=request.form.get("folder_id"),
-                        opportunity_id=request.form.get("opportunity_id"),
-                        service_id=request.form.get("service_id"),
-                        new_folder=request.form.get("new_folder"))
-        _commit()
-        return self.response(201, ids=[d.id for d in docs], result=[wf.to_json(d) for d in docs])
-
-    @expose("/<int:pk>", methods=["DELETE"])
-    @protect()
-    @safe
-    @api_errors
-    def delete(self, pk):
-        """Delete one document version.
-        ---
-        delete:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: deleted}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-        """
-        wf.delete(db.session, current_actor(), pk)
-        _commit()
-        return self.response(200, message=str(_l("删除成功")))
-
-    @expose("/folders", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def folders(self):
-        """Folders of a customer (``?customer_id=``).
-        ---
-        get:
-          parameters:
-          - {in: query, name: customer_id, required: true, schema: {type: integer}}
-          responses:
-            200: {description: "{result: [folder]}"}
-        """
-        actor = current_actor()
-        customer = wf.get_customer(db.session, request.args.get("customer_id"))
-        if not wf.can_upload(actor, customer):
-            wf.require_read_customer_documents(actor, customer)
-        folders = wf.folders_of(db.session, customer.id)
-        paths = wf.folder_paths(folders)
-        return self.response(200, count=len(folders),
-                             result=[wf.folder_json(f, paths.get(f.id)) for f in folders])
-
-    @expose("/folders", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def create_folder(self):
-        """Create a folder ``{customer_id, name, parent_id?}``.
-        ---
-        post:
-          requestBody:
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    customer_id: {type: integer}
-                    name: {type: string}
-                    parent_id: {type: integer}
-          responses:
-            201: {description: folder}
-            409: {description: exists}
-        """
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            data = request.form.to_dict()
-        if not data.get("customer_id"):
-            raise ValidationError(_l("请指定客户（customer_id）。"), "customer_id")
-        folder = wf.create_folder(db.session, current_actor(), data.get("customer_id"),
-                                  data.get("name"), data.get("parent_id"))
-        _commit()
-        paths = wf.folder_paths(wf.folders_of(db.session, folder.customer_id))
-        return self.response(201, id=folder.id, result=wf.folder_json(folder, paths.get(folder.id)))
-
-
 def register(appbuilder):
     appbuilder.add_view(DocumentView, "DocumentList", label=_l("文档管理"), icon="fa-file-text-o",
                         category="Documents")
-    appbuilder.add_api(DocumentApi)
     app = current_app._get_current_object()
     funcs = app.before_request_funcs.setdefault(None, [])
     if _upload_limit not in funcs:
         funcs.insert(0, _upload_limit)
 
 
-__all__ = ["DocumentView", "DocumentApi", "documents_section", "DomainError"]
+__all__ = ["DocumentView", "documents_section"]

@@ -1,4 +1,5 @@
-"""客户管理 › 导入客户 / 导入联系人 / 导入记录, 合并客户 and the ``import`` REST resource.
+"""客户管理 › 导入客户 / 导入联系人 / 导入记录 and 合并客户 (the ``import`` REST
+resource: app/api/imports.py, sharing ``run_commit`` and the helpers here).
 
 Thin views over app/workflows/imports.py: upload → preview (errors per row and
 column, duplicates with the existing record and a choice) → commit (one
@@ -15,13 +16,13 @@ from flask import (
     send_file, url_for,
 )
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import func, select
 
+from ..api.base import commit_step, html_step, lenient_int
 from ..extensions import db
 from ..models import (
     Activity, ChurnWarning, Contact, Customer, DictItem, Document, MailMessage, ServiceTicket,
@@ -30,7 +31,8 @@ from ..workflows import customers as cwf
 from ..workflows import imports as wf
 from ..workflows.actors import MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, NotFound, ValidationError
-from .common import api_errors, current_actor, html_errors
+from ..workflows.names import display_name
+from .common import current_actor
 from .errors import error_response
 from .sections import customer_section
 
@@ -61,14 +63,7 @@ def _write_progress(path, **data):
     os.replace(tmp, path)
 
 
-def _int(value, default=0):
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return default
-
-
-def _mapping_arg(text):
+def mapping_arg(text):
     if text in (None, ""):
         return None
     try:
@@ -80,7 +75,10 @@ def _mapping_arg(text):
 
 
 def run_commit(actor, job_id, default_action, actions):
-    """Commit in one transaction; on failure roll back, record it, re-raise (409)."""
+    """提交导入 (HTML and REST): the import is one transaction. Two commits here on
+    purpose (``commit_step``): the progress file may say "done" only once the rows
+    are committed, and a failed import is rolled back but its 导入失败 status is
+    committed before the 409 answer (which rolls back whatever else)."""
     job = wf.get_job(db.session, actor, job_id)
     progress_path = _progress_path(job)
     _write_progress(progress_path, state="running", done=0, total=job.total_rows)
@@ -88,11 +86,11 @@ def run_commit(actor, job_id, default_action, actions):
         job = wf.commit(db.session, actor, job.id, default_action, actions,
                         progress=lambda done, total: _write_progress(
                             progress_path, state="running", done=done, total=total))
-        db.session.commit()
+        commit_step()
     except wf.ImportFailed as e:
         db.session.rollback()
         wf.mark_failed(db.session, job_id, e.message)
-        db.session.commit()
+        commit_step()
         _write_progress(progress_path, state="failed", done=0, total=job.total_rows)
         raise
     except DomainError:
@@ -108,7 +106,7 @@ def _manager_choices():
     sm = current_app.appbuilder.sm
     role = sm.find_role(MANAGER)
     users = [u for u in (role.user if role else []) if u.active]
-    return [(u.id, f"{u.first_name or ''}{u.last_name or ''}" or u.username, u.username)
+    return [(u.id, display_name(u), u.username)
             for u in sorted(users, key=lambda u: u.id)]
 
 
@@ -130,9 +128,8 @@ class ImportView(BaseView):
                     raise ValidationError(_l("请选择要导入的文件。"), field="file")
                 job = wf.create_import(
                     db.session, actor, kind, upload.filename, upload.stream, store_dir(),
-                    mapping=_mapping_arg(request.form.get("mapping")),
+                    mapping=mapping_arg(request.form.get("mapping")),
                     options={"default_manager_id": request.form.get("default_manager_id")})
-                db.session.commit()
                 return redirect(url_for("ImportView.show", pk=job.id))
             except ValidationError as e:
                 db.session.rollback()
@@ -147,14 +144,14 @@ class ImportView(BaseView):
     @expose("/customers", methods=["GET", "POST"])
     @has_access
     @permission_name("upload")
-    @html_errors
+    @html_step
     def customers(self):
         return self._upload(wf.CUSTOMER)
 
     @expose("/contacts", methods=["GET", "POST"])
     @has_access
     @permission_name("upload")
-    @html_errors
+    @html_step
     def contacts(self):
         return self._upload(wf.CONTACT)
 
@@ -176,7 +173,7 @@ class ImportView(BaseView):
     @permission_name("list")
     def jobs(self):
         actor = current_actor()
-        page = _int(request.args.get("page"))
+        page = lenient_int(request.args.get("page"))
         count, jobs = wf.list_jobs(db.session, actor, page=page, page_size=PAGE_SIZE)
         names = _user_names({j.created_by_fk for j in jobs})
         return self.render_template(
@@ -186,7 +183,7 @@ class ImportView(BaseView):
     @expose("/<int:pk>")
     @has_access
     @permission_name("show")
-    @html_errors
+    @html_step
     def show(self, pk):
         actor = current_actor()
         job = wf.get_job(db.session, actor, pk)
@@ -196,7 +193,8 @@ class ImportView(BaseView):
             return self.render_template(
                 "imports/result.html", title=_("导入结果"), job=job, data=data, wf=wf,
                 names=names, has_report=os.path.exists(wf.report_path(job)))
-        epage, dpage = _int(request.args.get("epage")), _int(request.args.get("dpage"))
+        epage = lenient_int(request.args.get("epage"))
+        dpage = lenient_int(request.args.get("dpage"))
         ecount, errors = wf.error_rows(job, epage, PAGE_SIZE)
         dcount, dups = wf.duplicate_rows(db.session, job, dpage, PAGE_SIZE)
         may_commit = job.created_by_fk == actor.id or actor.is_admin
@@ -211,7 +209,7 @@ class ImportView(BaseView):
     @expose("/<int:pk>/remap", methods=["POST"])
     @has_access
     @permission_name("upload")
-    @html_errors
+    @html_step
     def remap(self, pk):
         """Re-read the same file with another column mapping (a new preview)."""
         actor = current_actor()
@@ -231,13 +229,12 @@ class ImportView(BaseView):
         job = wf.create_import(db.session, actor, old.kind, name, src, store_dir(),
                                mapping=mapping, options=options)
         wf.mark_failed(db.session, old.id, _("已重新设置列对应关系，见导入 #%(n)d。", n=job.id))
-        db.session.commit()
         return redirect(url_for("ImportView.show", pk=job.id))
 
     @expose("/<int:pk>/commit", methods=["POST"])
     @has_access
     @permission_name("commit")
-    @html_errors
+    @html_step
     def commit(self, pk):
         actions = {}
         for key, value in request.form.items():
@@ -254,7 +251,7 @@ class ImportView(BaseView):
     @expose("/<int:pk>/progress")
     @has_access
     @permission_name("show")
-    @html_errors
+    @html_step
     def progress(self, pk):
         job = wf.get_job(db.session, current_actor(), pk)
         data = {"state": "idle", "done": 0, "total": job.total_rows}
@@ -269,12 +266,12 @@ class ImportView(BaseView):
     @expose("/<int:pk>/report.csv")
     @has_access
     @permission_name("show")
-    @html_errors
+    @html_step
     def report(self, pk):
-        return _send_report(wf.get_job(db.session, current_actor(), pk))
+        return send_report(wf.get_job(db.session, current_actor(), pk))
 
 
-def _send_report(job):
+def send_report(job):
     path = wf.report_path(job)
     if job.status != wf.COMMITTED or not os.path.exists(path):
         raise NotFound(_l("这次导入没有结果报告。"))
@@ -337,7 +334,7 @@ class MergeView(BaseView):
     @expose("/merge", methods=["GET", "POST"])
     @has_access
     @permission_name("merge")
-    @html_errors
+    @html_step
     def merge(self):
         actor = current_actor()
         if not wf.can_merge(actor):
@@ -347,7 +344,6 @@ class MergeView(BaseView):
             result = wf.merge(db.session, actor, request.form.get("survivor_id"),
                               request.form.get("merged_id"), choices,
                               confirm_lost=request.form.get("confirm_lost") == "y")
-            db.session.commit()
             flash(_("合并成功：客户 %(number)s 已合并到本客户。", number=result["alias"]), "success")
             return redirect(f"/customer/show/{result['survivor_id']}")
         survivor = _find_customer(request.args.get("survivor"))
@@ -379,181 +375,6 @@ def merge_section(customer, actor):
                                   aliases=aliases, into=into, may_merge=may_merge))
 
 
-# ---- REST ----------------------------------------------------------------------------------------
-
-class ImportApi(BaseApi):
-    """``/api/v1/import``: upload → preview → commit, the result report, and merge."""
-
-    resource_name = "import"
-    class_permission_name = "Import"
-    # FAB's BaseApi takes an unmapped method's *name* as its permission: map them all
-    method_permission_name = {"customers": "upload", "contacts": "upload", "get": "list",
-                              "report": "list", "commit": "commit", "merge": "merge"}
-    allow_browser_login = True
-    openapi_spec_tag = "Import"
-
-    def _upload(self, kind):
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            raise ValidationError(_l("请选择要导入的文件（multipart 字段 file）。"), field="file")
-        job = wf.create_import(db.session, current_actor(), kind, upload.filename, upload.stream,
-                               store_dir(), mapping=_mapping_arg(request.form.get("mapping")),
-                               options={"default_manager_id":
-                                        request.form.get("default_manager_id")})
-        db.session.commit()
-        return self.response(201, **wf.preview_json(db.session, job))
-
-    @expose("/customers", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("upload")
-    @api_errors
-    def customers(self):
-        """Upload a customer file; answers the preview.
-        ---
-        post:
-          requestBody:
-            content:
-              multipart/form-data:
-                schema:
-                  type: object
-                  properties:
-                    file: {type: string, format: binary}
-                    mapping: {type: string, description: 'JSON {表头或列号: 字段}'}
-                    default_manager_id: {type: integer}
-          responses:
-            201: {description: '{id, status, preview: {total, new, duplicates, errors, ...}}'}
-            400: {description: bad file}
-            403: {description: forbidden}
-        """
-        return self._upload(wf.CUSTOMER)
-
-    @expose("/contacts", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("upload")
-    @api_errors
-    def contacts(self):
-        """Upload a contact file; answers the preview.
-        ---
-        post:
-          requestBody:
-            content:
-              multipart/form-data:
-                schema:
-                  type: object
-                  properties:
-                    file: {type: string, format: binary}
-                    mapping: {type: string}
-          responses:
-            201: {description: the preview}
-        """
-        return self._upload(wf.CONTACT)
-
-    @expose("/<int:pk>", methods=["GET"])
-    @protect()
-    @safe
-    @permission_name("get")
-    @api_errors
-    def get(self, pk):
-        """The preview (status preview) or the result of an import.
-        ---
-        get:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: the import}
-            404: {description: not found}
-        """
-        job = wf.get_job(db.session, current_actor(), pk)
-        return self.response(200, **wf.preview_json(db.session, job))
-
-    @expose("/<int:pk>/commit", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("commit")
-    @api_errors
-    def commit(self, pk):
-        """Commit: ``{"default_action": "skip|update|overwrite", "actions": {"12": "overwrite"}}``.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          requestBody:
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    default_action: {type: string, enum: [skip, update, overwrite]}
-                    actions: {type: object, additionalProperties: {type: string}}
-          responses:
-            200: {description: the counts}
-            409: {description: "already committed, or failed (nothing written)"}
-        """
-        body = request.get_json(silent=True)
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise ValidationError(_l("请求体必须是 JSON 对象。"))
-        actions = body.get("actions") or {}
-        if not isinstance(actions, dict):
-            raise ValidationError(_l("actions 必须是 {行号: 处理方式} 形式的对象。"), field="actions")
-        job = run_commit(current_actor(), pk, body.get("default_action") or wf.SKIP, actions)
-        out = wf.preview_json(db.session, job)
-        out["report_url"] = url_for("ImportApi.report", pk=job.id)
-        return self.response(200, **out)
-
-    @expose("/<int:pk>/report", methods=["GET"])
-    @protect()
-    @safe
-    @permission_name("get")
-    @api_errors
-    def report(self, pk):
-        """The result report (CSV, UTF-8 with BOM: 行号, 结果, 原因, 记录).
-        ---
-        get:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: text/csv}
-        """
-        return _send_report(wf.get_job(db.session, current_actor(), pk))
-
-    @expose("/merge", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("merge")
-    @api_errors
-    def merge(self):
-        """Merge two customers (销售主管/admin).
-        ---
-        post:
-          requestBody:
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    survivor_id: {type: integer}
-                    merged_id: {type: integer}
-                    fields: {type: object, additionalProperties: {type: string, enum: [survivor, merged]}}
-                    confirm_lost: {type: boolean}
-          responses:
-            200: {description: what moved}
-            403: {description: forbidden}
-            409: {description: "self-merge, merged or lost customer"}
-        """
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ValidationError(_l("请求体必须是 JSON 对象。"))
-        result = wf.merge(db.session, current_actor(), body.get("survivor_id"),
-                          body.get("merged_id"), body.get("fields") or {},
-                          confirm_lost=bool(body.get("confirm_lost")))
-        db.session.commit()
-        return self.response(200, **result)
-
-
 def register(appbuilder):
     appbuilder.add_view(ImportView, "ImportCustomers", label=_l("导入客户"), icon="fa-upload",
                         category="Customers", href="/imports/customers")
@@ -562,4 +383,3 @@ def register(appbuilder):
     appbuilder.add_link("ImportJobs", label=_l("导入记录"), href="/imports/list/",
                         icon="fa-history", category="Customers")
     appbuilder.add_view_no_menu(MergeView)
-    appbuilder.add_api(ImportApi)

@@ -230,7 +230,7 @@ class ListMixin:
     (put it first among the bases)."""
 
     # The declarations (no defaults here, so a columns class later in the bases, like
-    # marketing's _OpportunityColumns, may provide them):
+    # opportunities' _OpportunityColumns, may provide them):
     #   quick_search_columns  columns the quick search box searches (``rel.col``: a
     #                         many-to-one relation's column); none: no search box
     #   list_tabs             the list's tabs (``Tab``); none: no tabs

@@ -1,5 +1,5 @@
 """邮件: 写邮件, 我的邮箱 (收件箱 / 已发送 / 发送失败 / 全部), message view, retry,
-the customer page section, and the ``mail`` REST resource.
+and the customer page section (the ``mail`` REST resource: app/api/mail.py).
 
 Rules live in app/workflows/mail.py; this module parses input and renders.
 """
@@ -7,17 +7,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
+from ..api.base import commit_step, html_step, lenient_int
 from ..extensions import db
 from ..workflows import mail as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
-from .common import api_errors, current_actor, html_errors
+from .common import current_actor
 from .sections import customer_section
 
 ORDER = 70
@@ -61,19 +61,34 @@ def _template_helpers():
     return {"fmt_time": fmt_time, "mail_time": mail_time, "status_label": wf.status_label}
 
 
-def _int_arg(name, default=0):
-    try:
-        return max(int(request.args.get(name, default)), 0)
-    except (TypeError, ValueError):
-        return default
-
-
 def _ids(source, name):
     """Ids from repeated fields or comma lists (?contact_ids=1&contact_ids=2 or =1,2)."""
     out = set()
     for value in source.getlist(name):
         out.update(int(v) for v in str(value).split(",") if v.strip().isdigit())
     return out
+
+
+def send_mail(actor, data):
+    """写邮件 as two units of work (app/workflows/mail.py): the message is stored
+    and committed before it goes to the SMTP server, so a crash or a timeout there
+    loses nothing; then the outcome (sent | failed) is committed, whatever it is."""
+    mail = wf.create_draft(db.session, actor, data, current_app.config)
+    commit_step()
+    return _transmit(actor, mail.id, "draft")
+
+
+def retry_mail(actor, pk):
+    """重新发送: claim the failed message (committed: a racing retry gets 409), send."""
+    wf.claim_retry(db.session, actor, pk)
+    commit_step()
+    return _transmit(actor, pk, "failed")
+
+
+def _transmit(actor, mail_id, previous):
+    mail = wf.transmit(db.session, actor, mail_id, current_app.config, previous)
+    commit_step()         # kept even when the answer is an error (502 / flash)
+    return mail
 
 
 class MailView(BaseView):
@@ -84,14 +99,14 @@ class MailView(BaseView):
 
     @expose("/box")
     @has_access
-    @html_errors
+    @html_step
     def box(self):
         tab = request.args.get("tab") or "inbox"
         if tab not in wf.BOXES:
             tab = "inbox"
         filters = {k: (request.args.get(k) or "").strip() for k in ("subject", "address", "customer")}
-        customer_id = _int_arg("customer_id") or None
-        page = _int_arg("page")
+        customer_id = lenient_int(request.args.get("customer_id")) or None
+        page = lenient_int(request.args.get("page"))
         count, rows = wf.search(db.session, current_actor(), box=tab, customer_id=customer_id,
                                 page=page, page_size=PAGE_SIZE, **filters)
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
@@ -102,7 +117,7 @@ class MailView(BaseView):
 
     @expose("/show/<int:pk>")
     @has_access
-    @html_errors
+    @html_step
     def show(self, pk):
         actor = current_actor()
         mail = wf.get_mail(db.session, actor, pk)
@@ -112,7 +127,7 @@ class MailView(BaseView):
 
     @expose("/compose", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def compose(self):
         source = request.form if request.method == "POST" else request.args
         customer_id = (source.get("customer_id") or "").strip() or None
@@ -134,7 +149,7 @@ class MailView(BaseView):
                         user_ids=sorted(values["user_ids"]),
                         document_ids=sorted(values["document_ids"]))
             try:
-                mail = wf.send(db.session, actor, data, current_app.config)
+                mail = send_mail(actor, data)
             except ValidationError as e:
                 db.session.rollback()
                 error = e
@@ -151,9 +166,9 @@ class MailView(BaseView):
 
     @expose("/retry/<int:pk>", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def retry(self, pk):
-        mail = wf.retry(db.session, current_actor(), pk, current_app.config)
+        mail = retry_mail(current_actor(), pk)
         if mail.status == "sent":
             flash(_("邮件已重新发送成功。"), "success")
         else:
@@ -172,141 +187,8 @@ def mail_section(customer, actor):
                                   rows=rows, count=count, **_template_helpers()))
 
 
-def mail_json(m, full=True):
-    out = {
-        "id": m.id, "status": m.status, "subject": m.subject, "sender": m.sender,
-        "recipients": wf.split_addresses(m.recipients), "cc": wf.split_addresses(m.cc),
-        "to_addresses": [{"name": n, "address": a} for n, a in wf.address_pairs(m.recipients)],
-        "cc_addresses": [{"name": n, "address": a} for n, a in wf.address_pairs(m.cc)],
-        "customer_id": m.customer_id, "owner_id": m.owner_id, "message_id": m.message_id,
-        "in_reply_to": m.in_reply_to, "error": m.error,
-        "sent_on": iso_time(m.sent_on),
-        "received_on": iso_time(m.received_on),
-        "created_on": iso_time(m.created_on),
-    }
-    if full:
-        out["body"] = m.body
-        out["attachments"] = [{"id": a.id, "filename": a.filename, "mime": a.mime,
-                               "size": a.size, "document_id": a.document_id}
-                              for a in m.attachments]
-    return out
-
-
-class MailApi(BaseApi):
-    resource_name = "mail"
-    class_permission_name = "Mail"
-    method_permission_name = {"get_list": "list", "get": "list", "post": "send", "retry": "send"}
-    allow_browser_login = True
-    openapi_spec_tag = "mail"
-
-    @expose("/", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get_list(self):
-        """Mail the caller may read (own mailbox + mail linked to readable customers).
-        ---
-        get:
-          parameters:
-          - {in: query, name: box, schema: {type: string, enum: [inbox, sent, failed, all]}}
-          - {in: query, name: subject, schema: {type: string}}
-          - {in: query, name: address, schema: {type: string}}
-          - {in: query, name: customer, schema: {type: string}, description: customer name or number}
-          - {in: query, name: customer_id, schema: {type: integer}}
-          - {in: query, name: page, schema: {type: integer}}
-          - {in: query, name: page_size, schema: {type: integer}}
-          responses:
-            200: {description: "{count, result: [mail]}"}
-            400: {$ref: '#/components/responses/400'}
-            401: {$ref: '#/components/responses/401'}
-        """
-        try:
-            page = max(int(request.args.get("page", 0)), 0)
-            size = min(max(int(request.args.get("page_size", 20)), 1), 100)
-        except ValueError:
-            return self.response_400(message=_("page/page_size 必须是整数。"))
-        count, rows = wf.search(
-            db.session, current_actor(), box=request.args.get("box", "all"),
-            subject=request.args.get("subject"), address=request.args.get("address"),
-            customer=request.args.get("customer"), customer_id=request.args.get("customer_id"),
-            page=page, page_size=size)
-        return self.response(200, count=count, result=[mail_json(m, full=False) for m in rows])
-
-    @expose("/<int:pk>", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get(self, pk):
-        """One message (with body and attachments).
-        ---
-        get:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: mail}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-        """
-        return self.response(200, result=mail_json(wf.get_mail(db.session, current_actor(), pk)))
-
-    @expose("/", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def post(self):
-        """Store and send a message.
-        Body: {to: [addr], contact_ids: [id], user_ids: [id], cc: [addr], subject, body,
-        customer_id?, document_ids?}. 201 = sent; 502 = stored but the SMTP server
-        failed (``message`` and ``result.error`` say why; retry with /<id>/retry).
-        ---
-        post:
-          requestBody:
-            content:
-              application/json:
-                schema: {type: object}
-          responses:
-            201: {description: "sent: {id, result}"}
-            400: {$ref: '#/components/responses/400'}
-            403: {$ref: '#/components/responses/403'}
-            502: {description: "stored with status failed: {message, id, result}"}
-        """
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            return self.response_400(message=_("请求体必须是 JSON 对象。"))
-        mail = wf.send(db.session, current_actor(), data, current_app.config)
-        return self._delivery_response(mail, 201)
-
-    @expose("/<int:pk>/retry", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def retry(self, pk):
-        """Send a failed message again (same record). 200 = sent, 502 = failed again,
-        409 = not in status failed, 403 = not the sender.
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: sent}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-            409: {description: wrong state}
-            502: {description: failed again}
-        """
-        mail = wf.retry(db.session, current_actor(), pk, current_app.config)
-        return self._delivery_response(mail, 200)
-
-    def _delivery_response(self, mail, ok_code):
-        if mail.status == "sent":
-            return self.response(ok_code, id=mail.id, message=_("邮件已发送。"),
-                                 result=mail_json(mail))
-        return self.response(502, id=mail.id, message=mail.error, result=mail_json(mail))
-
-
 def register(appbuilder):
     appbuilder.add_view(MailView, "Mailbox", label=_l("我的邮箱"), icon="fa-inbox",
                         category="Mail")
     appbuilder.add_link("ComposeMail", href="MailView.compose", label=_l("写邮件"),
                         icon="fa-pencil", category="Mail")
-    appbuilder.add_api(MailApi)

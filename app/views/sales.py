@@ -1,7 +1,7 @@
 """基础数据 › 产品查询, 库存查询, and orders (历史订单) over the read-only ``sales`` bind.
 
-The REST resources ``product``, ``stock``, ``order`` only offer GET; writes
-answer 405. Orders are only those with status 5 (已发货) or 6 (已回款), newest
+The REST resources ``product``, ``stock``, ``order`` (app/api/sales.py) only
+offer GET; writes answer 405. Orders are only those with status 5 (已发货) or 6 (已回款), newest
 first; total = Σ 数量 × 单价, computed in SQL for the whole page in one query.
 """
 from decimal import Decimal
@@ -19,7 +19,7 @@ from ..models import Order, Product, Stock
 from ..models.sales import COUNTED_ORDER_STATUSES, ORDER_STATUSES
 from ..workflows import sales as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
-from .common import VIEW_CRUD, CrmModelRestApi
+from .common import VIEW_CRUD
 from .export import ExportMixin
 from .lists import ListMixin
 
@@ -116,54 +116,6 @@ class OrderView(ListMixin, ExportMixin, ModelView):
         return super().show(pk)
 
 
-class ProductApi(CrmModelRestApi):
-    resource_name = "product"
-    class_permission_name = "Product"
-    datamodel = SQLAInterface(Product, db.session)
-    include_route_methods = {"get", "get_list", "info"}
-    list_columns = ["id", "name", "model", "batch", "unit", "price", "memo"]
-    show_columns = list_columns
-    search_columns = ["name", "model", "batch"]
-    order_columns = ["id", "name", "model", "batch", "price"]
-    label_columns = PRODUCT_LABELS
-
-
-class StockApi(CrmModelRestApi):
-    resource_name = "stock"
-    class_permission_name = "Stock"
-    datamodel = SQLAInterface(Stock, db.session)
-    include_route_methods = {"get", "get_list", "info"}
-    list_columns = ["id", "product_id", "warehouse", "location", "quantity", "memo"]
-    show_columns = list_columns
-    search_columns = ["product_id", "warehouse"]
-    order_columns = ["id", "warehouse", "quantity"]
-    label_columns = STOCK_LABELS
-
-
-class OrderApi(CrmModelRestApi):
-    resource_name = "order"
-    class_permission_name = "Order"
-    datamodel = SQLAInterface(Order, db.session)
-    include_route_methods = {"get", "get_list", "info"}
-    list_columns = ["id", "number", "customer_number", "date", "address", "status"]
-    show_columns = list_columns
-    search_columns = ["number", "customer_number", "date", "status"]
-    order_columns = ["id", "number", "date"]
-    base_filters = [["status", FilterInFunction, counted_statuses]]
-    base_order = ("date", "desc")
-    label_columns = ORDER_LABELS
-
-    def pre_get_list(self, data):
-        details = wf.lines_and_totals(db.session, data.get("ids", []))
-        for pk, row in zip(data.get("ids", []), data.get("result", [])):
-            row["lines"], row["total"] = details.get(pk, ([], "0.00"))
-
-    def pre_get(self, data):
-        pk = data.get("id")
-        details = wf.lines_and_totals(db.session, [pk])
-        data["result"]["lines"], data["result"]["total"] = details.get(pk, ([], "0.00"))
-
-
 def register(appbuilder):
     appbuilder.add_view(ProductView, "Products", label=_l("产品查询"), icon="fa-cube",
                         category="BaseData")
@@ -171,9 +123,6 @@ def register(appbuilder):
                         category="BaseData")
     appbuilder.add_view(OrderView, "Orders", label=_l("历史订单"), icon="fa-list-alt",
                         category="BaseData")
-    appbuilder.add_api(ProductApi)
-    appbuilder.add_api(StockApi)
-    appbuilder.add_api(OrderApi)
 
 
 __all__ = ["money", "ORDER_STATUSES"]

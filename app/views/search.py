@@ -1,28 +1,27 @@
-"""全局搜索: the navbar's box, the results page ``/search/?q=…&kind=…`` and
-``GET /api/v1/search/?q=…&kind=…&limit=…``.
+"""全局搜索: the navbar's box and the results page ``/search/?q=…&kind=…``
+(``GET /api/v1/search/?q=…&kind=…&limit=…``: app/api/search.py, through ``run``).
 
 Thin: matching and the read rules live in app/workflows/search.py. Here: which kinds
 the user may open (the ``can_list`` of each kind's function — no list permission, no
 results of that kind), and where each hit links to.
 """
-from flask import current_app, request, url_for
+from flask import request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 
 from ..extensions import db
-from ..workflows import documents as docs_wf
 from ..workflows import search as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
-from .common import api_errors, current_actor
+from .common import current_actor
+from .documents import doc_settings
 
 ORDER = 6
 # One function, one permission: 全局搜索 = can_list on "Search" (page and API); what a
 # user then finds is what each module lets them read.
 RIGHTS = {role: [("Search", "can_list")] for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
-_ALL_LIST = {"index": "list", "get": "list"}
+ALL_LIST = {"index": "list", "get": "list"}
 PAGE_LIMIT = 20
 
 
@@ -54,7 +53,7 @@ def run(appbuilder, q, kind, limit):
     q = wf.clean_query(q)
     kinds = allowed_kinds(appbuilder, kind)
     found = wf.search(db.session, current_actor(), q, kinds, limit,
-                      document_scope=docs_wf.settings().read_scope)
+                      document_scope=doc_settings().read_scope)
     groups = {}
     for k, hit in found.items():
         items = []
@@ -68,7 +67,7 @@ def run(appbuilder, q, kind, limit):
 
 class SearchView(BaseView):
     class_permission_name = "Search"
-    method_permission_name = _ALL_LIST
+    method_permission_name = ALL_LIST
     route_base = "/search"
     default_view = "index"
 
@@ -92,39 +91,5 @@ class SearchView(BaseView):
             title=_("搜索“%(q)s”", q=q) if q.strip() else _("搜索")), status
 
 
-class SearchApi(BaseApi):
-    class_permission_name = "Search"
-    method_permission_name = _ALL_LIST
-    resource_name = "search"
-    openapi_spec_tag = "全局搜索"
-
-    @expose("/", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get(self):
-        """Search what the signed-in user may read, grouped by kind.
-        ---
-        get:
-          parameters:
-          - {in: query, name: q, required: true, description: 'plain text (not rison), 1–100 characters, substring match', schema: {type: string, minLength: 1, maxLength: 100}, example: 科技}
-          - {in: query, name: kind, schema: {type: string, enum: [all, customer, contact, opportunity, ticket, document, mail]}}
-          - {in: query, name: limit, schema: {type: integer, minimum: 1, maximum: 100}}
-          responses:
-            200:
-              description: hits grouped by kind (count exact up to 1000, then capped)
-              content:
-                application/json:
-                  schema: {type: object, properties: {q: {type: string}, result: {type: object, additionalProperties: {type: object, properties: {label: {type: string}, count: {type: integer}, capped: {type: boolean}, items: {type: array, items: {type: object}}}}}}}
-            400: {$ref: '#/components/responses/400'}
-            401: {$ref: '#/components/responses/401'}
-        """
-        limit = wf.clean_limit(request.args.get("limit"))
-        q, kind, groups = run(self.appbuilder, request.args.get("q", ""),
-                              request.args.get("kind", ""), limit)
-        return self.response(200, q=q, kind=kind or "all", result=groups)
-
-
 def register(appbuilder):
     appbuilder.add_view_no_menu(SearchView)
-    appbuilder.add_api(SearchApi)

@@ -3,6 +3,8 @@ from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
 
+from .names import display_name
+
 ADMIN = "系统管理员"
 EXECUTIVE = "高管"
 SUPERVISOR = "销售主管"
@@ -29,7 +31,7 @@ class Actor:
     @classmethod
     def of(cls, user):
         return cls(id=user.id, roles=frozenset(r.name for r in user.roles),
-                   name=f"{user.first_name or ''}{user.last_name or ''}" or user.username)
+                   name=display_name(user))
 
     @property
     def is_admin(self):

@@ -33,20 +33,21 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
+from ..models.user import SYSTEM_USERNAME
+from .names import display_name
+from ..models.audit import status_change_text  # noqa: F401  (the vocabularies live with the models)
+
 log = logging.getLogger(__name__)
 
 # fields that change on every login or save and say nothing about the record
 NOISE = {"changed_on", "changed_by_fk", "created_on", "created_by_fk", "last_login",
          "login_count", "fail_login_count"}
 SECRET = {"password"}
-SYSTEM_USERNAME = "crm-system"
 _INFO_KEY = "crm_audit_pending"
 
 
 def _tracked():
-    from flask_appbuilder.security.sqla.models import Role, User
-
-    from ..models import Customer, DictItem
+    from ..models import Customer, DictItem, Role, User
 
     return {Customer: (Customer.__tablename__, ()), DictItem: (DictItem.__tablename__, ()),
             User: (User.__tablename__, ("roles",)), Role: (Role.__tablename__, ("permissions",))}
@@ -124,7 +125,7 @@ def _actor_id(connection):
     uid = _current_user_id() if _current_user_id else None
     if uid:
         return uid
-    from flask_appbuilder.security.sqla.models import User
+    from ..models import User
 
     return connection.execute(
         select(User.id).where(User.username == SYSTEM_USERNAME)).scalar()
@@ -152,9 +153,7 @@ def _before_flush(session, _ctx, _instances):
 
 
 def _fk_label(conn, table, value):
-    from flask_appbuilder.security.sqla.models import User
-
-    from ..models import DictItem
+    from ..models import DictItem, User
 
     if table == DictItem.__tablename__:
         text = conn.execute(select(DictItem.item).where(DictItem.id == value)).scalar()
@@ -163,8 +162,7 @@ def _fk_label(conn, table, value):
         row = conn.execute(select(User.first_name, User.last_name, User.username)
                            .where(User.id == value)).first()
         if row is not None:
-            name = f"{row.first_name or ''}{row.last_name or ''}" or row.username
-            return f"{name} ({row.username})"
+            return f"{display_name(row)} ({row.username})"
     return value
 
 
@@ -374,27 +372,6 @@ def install(current_user_id):
         event.listen(Engine, "before_execute", _before_execute)
         event.listen(Engine, "after_execute", _after_execute)
         event.listen(Engine, "handle_error", _statement_failed)
-
-
-def _status_labels():
-    from . import churn, customers, imports, mail, opportunities, service
-
-    return {"opportunity": opportunities.STATUS_LABELS, "customer": customers.STATUS_LABELS,
-            "crm_customer": customers.STATUS_LABELS, "churn": churn.STATUS_LABELS,
-            "service": service.STATUS_LABELS, "mail": mail.STATUS_LABELS,
-            "import": imports.STATUS_LABELS}
-
-
-def status_change_text(entity, from_status, to_status):
-    """``未指派 → 已指派（开发中）``: the codes of ``entity``'s module in Chinese; a code
-    with no name (or an entity without statuses) is shown as stored; "" when neither."""
-    if not from_status and not to_status:
-        return ""
-    labels = _status_labels().get(entity, {})
-
-    def name(code):
-        return "—" if not code else str(labels.get(code, code))
-    return f"{name(from_status)} → {name(to_status)}"
 
 
 def parse_note(note):

@@ -1,7 +1,9 @@
 """备份与恢复: a consistent snapshot of the CRM database and the document store.
 
-``flask --app run crm backup PATH`` / ``crm restore PATH`` (app/commands/backup.py) are
-thin wrappers around :func:`create_backup` and :func:`restore_backup`.
+``flask --app run crm backup PATH`` / ``crm restore PATH`` (app/cli/backup.py) are
+thin wrappers around :func:`create_backup` and :func:`restore_backup`; they pass a
+:class:`Site` (engine, session, document directory, Alembic config) built from the
+app, so nothing here looks at Flask.
 
 A backup directory holds
 
@@ -46,10 +48,10 @@ import uuid
 from datetime import date, datetime, time as dtime, timezone
 from decimal import Decimal
 
-from flask import current_app
+from dataclasses import dataclass
+
 from sqlalchemy import MetaData, create_engine, func, inspect, select, table, text
 
-from ..extensions import db
 from .documents import blob_path
 
 FORMAT_NAME = "crm-backup"
@@ -160,9 +162,18 @@ def _redacted(engine):
     return engine.url.render_as_string(hide_password=True)
 
 
-def _document_dir(app):
-    directory = app.config.get("DOCUMENT_DIR") or os.path.join(app.instance_path, "documents")
-    return os.path.abspath(directory)
+@dataclass
+class Site:
+    """What a backup reads and a restore writes; the caller builds it from the app."""
+    engine: object            # the CRM database (not the sales bind)
+    session: object           # the scoped session, removed around a restore's load
+    document_dir: str         # DOCUMENT_DIR
+    app_name: str = ""
+    alembic_config: object = None    # the migrations' Alembic Config (schema revisions)
+
+
+def _document_dir(site):
+    return os.path.abspath(site.document_dir)
 
 
 def _is_search_index(name):
@@ -298,9 +309,9 @@ def _dump_jsonl(conn, names, work, progress):
     progress("logical")
 
 
-def _snapshot_database(app, work, logical, progress):
+def _snapshot_database(site, work, logical, progress):
     """Write the database snapshot into ``work``; return (db_info, counts, revision, shas)."""
-    engine = db.engine
+    engine = site.engine
     backend = _backend(engine)
     info = {"backend": backend, "source": _redacted(engine)}
     if backend == "sqlite":
@@ -374,8 +385,8 @@ def _snapshot_database(app, work, logical, progress):
     return info, counts, revision, shas
 
 
-def _copy_documents(app, work, shas, progress):
-    store = _document_dir(app)
+def _copy_documents(site, work, shas, progress):
+    store = _document_dir(site)
     missing, corrupt, copied, total = [], [], 0, 0
     for i, sha in enumerate(shas, 1):
         src = blob_path(store, sha)
@@ -407,11 +418,9 @@ def _file_list(root):
     return sorted(out)
 
 
-def create_backup(path, force=False, logical=False, progress=_noop, app=None):
-    """Write a consistent backup into directory ``path``; return the manifest.
-
-    Needs an app context. ``progress(stage, detail)`` is called as work proceeds."""
-    app = app or current_app._get_current_object()
+def create_backup(path, site, force=False, logical=False, progress=_noop):
+    """Write a consistent backup of ``site`` into directory ``path``; return the
+    manifest. ``progress(stage, detail)`` is called as work proceeds."""
     started = time.perf_counter()
     path = os.path.abspath(path)
     _check_target(path, force)
@@ -422,8 +431,8 @@ def create_backup(path, force=False, logical=False, progress=_noop, app=None):
     os.makedirs(work)
     try:
         progress("start", work)
-        db_info, counts, revision, shas = _snapshot_database(app, work, logical, progress)
-        docs = _copy_documents(app, work, shas, progress)
+        db_info, counts, revision, shas = _snapshot_database(site, work, logical, progress)
+        docs = _copy_documents(site, work, shas, progress)
         files = {}
         for rel in _file_list(work):
             full = os.path.join(work, rel)
@@ -435,7 +444,7 @@ def create_backup(path, force=False, logical=False, progress=_noop, app=None):
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "app": app.config.get("APP_NAME"),
+            "app": site.app_name or None,
             "schema_revision": revision,
             "created_at": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
             "database": db_info,
@@ -649,9 +658,9 @@ def _iter_source_rows(path, manifest, name, target_table, src_conn):
         yield dict(row)
 
 
-def _restore_logical(app, engine, path, manifest, progress):
+def _restore_logical(site, engine, path, manifest, progress):
     """Create the schema at the backup's revision with Alembic, then load every table."""
-    from flask_migrate import upgrade
+    from alembic import command
 
     revision = manifest.get("schema_revision")
     if engine.dialect.name == "postgresql":
@@ -662,8 +671,8 @@ def _restore_logical(app, engine, path, manifest, progress):
         for suffix in ("", "-wal", "-shm", "-journal"):
             if os.path.exists(target + suffix):
                 os.remove(target + suffix)
-    upgrade(revision=revision or "head")
-    db.session.remove()
+    command.upgrade(site.alembic_config, revision or "head")
+    site.session.remove()
     src_engine = None
     src_conn = None
     if manifest["database"]["format"] == "sqlite-file":
@@ -718,8 +727,8 @@ def _restore_logical(app, engine, path, manifest, progress):
     progress("loaded", len(manifest["tables"]))
 
 
-def _restore_documents(app, path, manifest, progress):
-    store = _document_dir(app)
+def _restore_documents(site, path, manifest, progress):
+    store = _document_dir(site)
     written = kept = 0
     for rel in sorted(manifest["files"]):
         if not rel.startswith(DOC_DIR + "/"):
@@ -740,7 +749,7 @@ def _restore_documents(app, path, manifest, progress):
     return written, kept
 
 
-def _verify_target(app, engine, manifest):
+def _verify_target(site, engine, manifest):
     problems = []
     with engine.connect() as conn:
         names = _tables(conn)
@@ -750,7 +759,7 @@ def _verify_target(app, engine, manifest):
     problems += _compare_counts(manifest["tables"], counts, "恢复后的数据库")
     if manifest.get("schema_revision") and revision != manifest["schema_revision"]:
         problems.append(f"数据库结构版本：清单 {manifest['schema_revision']}，恢复后 {revision}")
-    store = _document_dir(app)
+    store = _document_dir(site)
     known_missing = set(manifest["documents"].get("missing", [])) | set(
         manifest["documents"].get("corrupt", []))
     checked = 0
@@ -767,17 +776,16 @@ def _verify_target(app, engine, manifest):
     return problems, counts, checked
 
 
-def restore_backup(path, force=False, progress=_noop, app=None):
+def restore_backup(path, site, force=False, progress=_noop):
     """Restore the backup in ``path`` into the configured (empty) database and
-    DOCUMENT_DIR, then verify it against the manifest. Needs an app context.
+    DOCUMENT_DIR of ``site``, then verify it against the manifest.
 
     Returns a report dict; raises BackupError (nothing changed when raised before the
     load, see ``report['changed']``)."""
-    app = app or current_app._get_current_object()
     started = time.perf_counter()
     path = os.path.abspath(path)
     manifest = verify_backup(path, progress)
-    engine = db.engine
+    engine = site.engine
     target = _backend(engine)
     fmt = manifest["database"]["format"]
     if fmt == "pg-custom" and target != "postgresql":
@@ -785,7 +793,7 @@ def restore_backup(path, force=False, progress=_noop, app=None):
                           "请在 PostgreSQL 上恢复，或用 crm backup --logical 制作通用格式的备份。")
     if manifest.get("schema_revision"):
         from alembic.script import ScriptDirectory
-        script = ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config())
+        script = ScriptDirectory.from_config(site.alembic_config)
         try:
             known = script.get_revision(manifest["schema_revision"])
         except Exception:  # noqa: BLE001
@@ -793,7 +801,7 @@ def restore_backup(path, force=False, progress=_noop, app=None):
         if known is None:
             raise BackupError(f"备份的数据库结构版本 {manifest['schema_revision']} 不为本程序所知"
                               "（备份来自更新的版本？请先升级程序）。")
-    db.session.remove()
+    site.session.remove()
     occupied = _target_rows(engine)
     if occupied and not force:
         shown = "、".join(f"{t}（{n} 行）" for t, n in sorted(occupied.items())[:5])
@@ -808,11 +816,11 @@ def restore_backup(path, force=False, progress=_noop, app=None):
         _restore_pg_dump(engine, path)
     else:
         method = "逻辑导入（Alembic 建表 + 逐表写入）"
-        _restore_logical(app, engine, path, manifest, progress)
+        _restore_logical(site, engine, path, manifest, progress)
     progress("database", method)
     engine.dispose()
-    written, kept = _restore_documents(app, path, manifest, progress)
-    problems, counts, checked = _verify_target(app, engine, manifest)
+    written, kept = _restore_documents(site, path, manifest, progress)
+    problems, counts, checked = _verify_target(site, engine, manifest)
     report = {
         "manifest": manifest, "method": method, "counts": counts,
         "documents_written": written, "documents_kept": kept, "documents_checked": checked,

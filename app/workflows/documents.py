@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import filetype
-from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, delete as sql_delete, event, false, func, or_, select, true
 from sqlalchemy.orm import Session
@@ -97,10 +96,11 @@ class Settings:
     read_scope: str = "restricted"
 
 
-def settings(config=None):
-    """The document settings from the Flask config (defaults when a key is missing)."""
-    cfg = config if config is not None else current_app.config
-    directory = cfg.get("DOCUMENT_DIR") or os.path.join(current_app.instance_path, "documents")
+def settings(config, instance_path="."):
+    """The document settings from a config mapping (the caller passes app.config;
+    defaults when a key is missing; no DOCUMENT_DIR: <instance_path>/documents)."""
+    cfg = config
+    directory = cfg.get("DOCUMENT_DIR") or os.path.join(instance_path, "documents")
     allowed = cfg.get("DOCUMENT_ALLOWED_TYPES", DEFAULT_ALLOWED_TYPES)
     if isinstance(allowed, str):
         allowed = [a for a in re.split(r"[\s,;]+", allowed) if a]
@@ -259,9 +259,8 @@ def get_document(session, doc_id):
     return doc
 
 
-def readable_document(session, actor, doc_id, cfg=None):
+def readable_document(session, actor, doc_id, *, cfg):
     """The document if the actor may read it: NotFound (404) / Forbidden (403)."""
-    cfg = cfg or settings()
     doc = get_document(session, doc_id)
     customer = session.get(Customer, doc.customer_id)
     if not can_read(actor, doc, customer, cfg.read_scope):
@@ -269,8 +268,7 @@ def readable_document(session, actor, doc_id, cfg=None):
     return doc
 
 
-def require_read_customer_documents(actor, customer, cfg=None):
-    cfg = cfg or settings()
+def require_read_customer_documents(actor, customer, *, cfg):
     if not can_read_documents_of(actor, customer, cfg.read_scope):
         raise Forbidden(_l("您无权查看该客户的文档：只有该客户的客户经理、销售主管、高管和系统管理员可以查看。"))
 
@@ -559,13 +557,12 @@ def _unlink(path):
 
 
 def store(session, actor, customer_id, files, folder_id=None, opportunity_id=None,
-          service_id=None, new_folder=None, cfg=None):
+          service_id=None, new_folder=None, *, cfg):
     """Upload ``files`` = [(original name, binary stream)] to a customer.
 
     All or nothing: the first rejected file raises (naming the file and why) and
     nothing is stored. Returns the new Document rows (flushed, not committed).
     """
-    cfg = cfg or settings()
     customer = get_customer(session, customer_id, lock=True)
     require_upload(actor, customer)
     files = [(n, s) for n, s in files if s is not None and (n or "") != ""] if files else []
@@ -627,10 +624,9 @@ def _note(doc, customer):
 
 # ---- delete -----------------------------------------------------------------------------
 
-def delete(session, actor, doc_id, cfg=None):
+def delete(session, actor, doc_id, *, cfg):
     """Delete one document version; the last reference also removes the blob
     (row now, file after the commit). Records a WorkflowEvent."""
-    cfg = cfg or settings()
     doc = get_document(session, doc_id)
     customer = session.get(Customer, doc.customer_id)
     if not can_delete(actor, doc, customer):
@@ -699,9 +695,8 @@ def _after_transaction_end(session, transaction):
         _unplace(session, placed)
 
 
-def open_blob(doc, cfg=None):
+def open_blob(doc, *, cfg):
     """Absolute path of the stored content (never shown to users)."""
-    cfg = cfg or settings()
     path = blob_path(cfg.directory, doc.sha256)
     if not os.path.isfile(path):
         raise NotFound(_l("文档内容缺失，请联系系统管理员从备份恢复。"))
@@ -725,12 +720,11 @@ def _user_model():
     return Document.created_by.property.mapper.class_
 
 
-def search(session, actor, criteria, page=0, page_size=50, cfg=None):
+def search(session, actor, criteria, page=0, page_size=50, *, cfg):
     """(count, [Document]) readable by the actor, newest first; one count + one page query
     (customer and uploader joined in)."""
     from sqlalchemy.orm import contains_eager
 
-    cfg = cfg or settings()
     User = _user_model()
     q = (select(Document).join(Customer, Customer.id == Document.customer_id)
          .join(User, User.id == Document.created_by_fk)

@@ -32,14 +32,14 @@ from email.message import EmailMessage
 from email.utils import (format_datetime, getaddresses, make_msgid, parseaddr,
                          parsedate_to_datetime)
 
-from flask_appbuilder.security.sqla.models import User
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import metrics
-from ..models import Contact, Customer, Document, MailAttachment, MailMessage
+from ..models import Contact, Customer, Document, MailAttachment, MailMessage, User
+from ..models.mail import MAIL_STATUS_LABELS as STATUS_LABELS
 from . import events
 from . import documents as docs_wf
 from .errors import Conflict, Forbidden, NotFound, ValidationError
@@ -47,8 +47,6 @@ from .names import header_safe
 from .rights import can_read_customer
 
 ENTITY = "mail"
-STATUS_LABELS = {"draft": _l("待发送"), "sent": _l("已发送"), "failed": _l("发送失败"),
-                 "received": _l("已接收")}
 BOXES = ("inbox", "sent", "failed", "all")
 MAX_RECIPIENTS = 50
 MAX_SUBJECT = 998
@@ -501,16 +499,17 @@ def create_draft(session, actor, data, config):
     return mail
 
 
-def send(session, actor, data, config):
-    """Store the message (committed as draft), then deliver it. Returns the record,
-    status ``sent`` or ``failed`` (with ``error``); both are committed."""
-    mail = create_draft(session, actor, data, config)
-    session.commit()
-    return deliver(session, actor, mail.id, config, expected=("draft",))
+# Sending is two units of work, and the caller commits after each (app/api/base.py
+# ``commit_step``): first the message is stored (``create_draft``, or ``claim_retry``
+# for a failed one: compare-and-set failed → draft), committed, so that nothing is
+# lost whatever happens during the SMTP conversation; then ``transmit`` hands it to
+# the server and records the outcome (draft → sent | failed), committed too — also
+# when the answer to the user is an error (502), since the failure must be kept.
 
-
-def retry(session, actor, mail_id, config):
-    """Send a ``failed`` message again (same record)."""
+def claim_retry(session, actor, mail_id):
+    """Take a ``failed`` message back for sending (same record): compare-and-set
+    failed → draft. Only the sender or an admin; a racing retry gets a 409.
+    The caller commits, then calls ``transmit(..., previous="failed")``."""
     mail = session.get(MailMessage, mail_id)
     if mail is None:
         raise NotFound(_l("邮件不存在。"))
@@ -521,20 +520,19 @@ def retry(session, actor, mail_id, config):
     if mail.status != "failed":
         raise Conflict(_l("只有发送失败的邮件可以重新发送（当前状态：%(s)s）。",
                           s=status_label(mail.status)))
-    return deliver(session, actor, mail_id, config, expected=("failed",))
-
-
-def deliver(session, actor, mail_id, config, expected=("draft",)):
-    """Claim the message (compare-and-set → draft, committed), hand it to SMTP, then
-    compare-and-set draft → sent | failed (committed). Racing senders get a 409."""
-    now = datetime.now()
-    events.compare_and_set(session, MailMessage, mail_id, expected,
-                           {"status": "draft", "changed_on": now, "changed_by_fk": actor.id},
+    events.compare_and_set(session, MailMessage, mail_id, ("failed",),
+                           {"status": "draft", "changed_on": datetime.now(),
+                            "changed_by_fk": actor.id},
                            _l("这封邮件正在发送或已发送，请刷新后查看。"))
-    session.commit()
+    return mail
+
+
+def transmit(session, actor, mail_id, config, previous="draft"):
+    """Hand a stored draft to the SMTP server, then compare-and-set draft → sent |
+    failed (the SMTP error in Chinese kept on the record), with its WorkflowEvent.
+    Returns the record. Not committed: the caller commits whatever the outcome."""
     mail = session.get(MailMessage, mail_id)
     session.refresh(mail)
-    previous = expected[0]
     try:
         _smtp_send(mail, config)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, never lost
@@ -554,7 +552,7 @@ def deliver(session, actor, mail_id, config, expected=("draft",)):
         events.record_event(session, ENTITY, mail_id, "send", previous, "sent",
                             actor_id=actor.id)
         metrics.mail_sent(True)
-    session.commit()
+    session.flush()
     session.refresh(mail)
     return mail
 
@@ -1035,5 +1033,4 @@ def fetch_mail(session, config, actor_id):
             new += 1
         else:
             skipped += 1
-    session.commit()
-    return {"new": new, "skipped": skipped, "total": len(uids)}
+    return {"new": new, "skipped": skipped, "total": len(uids)}   # the caller commits

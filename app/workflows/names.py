@@ -105,3 +105,12 @@ def clean_text(value, label, field, max_len):
         raise ValidationError(_l("%(field)s太长（最多 %(n)d 个字）。", field=label, n=max_len),
                               field=field)
     return value or None
+
+
+def display_name(user):
+    """How a user is named on pages and in records: 姓 + 名 (``first_name`` holds the
+    姓), else the user name; "" for no user. Works on a User or any row with those
+    three attributes."""
+    if user is None:
+        return ""
+    return f"{user.first_name or ''}{user.last_name or ''}" or user.username

@@ -217,8 +217,6 @@ def failed_mail_count(session):
 def raise_digests(session, today, now=None):
     """One 每日计划提醒 per active assignee with plan items due today or overdue
     (date passed, no 执行效果) on opportunities in development. Idempotent per day."""
-    from .opportunities import ASSIGNED
-
     open_item = and_(PlanItem.date <= today,
                      or_(PlanItem.result.is_(None), PlanItem.result == ""))
     rows = session.execute(
@@ -226,7 +224,7 @@ def raise_digests(session, today, now=None):
                func.sum(func.cast(PlanItem.date == today, _int_type())),
                func.sum(func.cast(PlanItem.date < today, _int_type())))
         .join(PlanItem, PlanItem.opportunity_id == Opportunity.id)
-        .where(Opportunity.status == ASSIGNED, open_item)
+        .where(Opportunity.status == "assigned", open_item)   # 已指派（开发中）
         .group_by(Opportunity.assignee_id)).all()
     made = 0
     for user_id, due, overdue in rows:

@@ -1,14 +1,16 @@
-"""Read-only ``user`` REST resource (id, username, name, roles, active) for
-picking assignees. Never exposes password hashes or e-mail internals."""
+"""用户目录: the read-only ``user`` REST resource (id, username, name, roles,
+active) for picking assignees. Never exposes password hashes or e-mail internals.
+No HTML page of its own, so the function's RIGHTS are declared here."""
 from flask import request
 from flask_appbuilder import expose
-from flask_appbuilder.api import BaseApi, protect, safe
-from flask_appbuilder.security.sqla.models import Role, User
-from flask_babel import gettext
+from flask_appbuilder.api import BaseApi, protect
 from sqlalchemy import func, select
 
 from ..extensions import db
+from ..models import Role, User
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
+from ..workflows.names import display_name
+from .base import api_step, int_arg
 
 ORDER = 90
 # Every signed-in user reads the directory and keeps their own profile: FAB's 个人信息
@@ -19,12 +21,8 @@ RIGHTS = {role: [("UserDirectory", "can_list"),
           for role in (EXECUTIVE, SUPERVISOR, MANAGER)}
 
 
-def user_name(u):
-    return f"{u.first_name or ''}{u.last_name or ''}" or u.username
-
-
 def user_json(u):
-    return {"id": u.id, "username": u.username, "name": user_name(u),
+    return {"id": u.id, "username": u.username, "name": display_name(u),
             "roles": [r.name for r in u.roles], "active": bool(u.active),
             "email": u.email}
 
@@ -38,7 +36,7 @@ class UserDirectoryApi(BaseApi):
 
     @expose("/", methods=["GET"])
     @protect()
-    @safe
+    @api_step
     def get_list(self):
         """List users, optionally ``?role=客户经理&active=true``, paged.
         ---
@@ -59,18 +57,15 @@ class UserDirectoryApi(BaseApi):
         active = request.args.get("active")
         if active is not None:
             q = q.where(User.active.is_(active.lower() in ("1", "true", "yes")))
-        try:
-            page = max(int(request.args.get("page", 0)), 0)
-            size = min(max(int(request.args.get("page_size", 100)), 1), 100)
-        except ValueError:
-            return self.response_400(message=gettext("page/page_size 必须是整数。"))
+        page = int_arg(request.args, "page")
+        size = int_arg(request.args, "page_size", 100, 1, 100)
         count = db.session.scalar(select(func.count()).select_from(q.subquery()))
         users = db.session.scalars(q.order_by(User.id).limit(size).offset(page * size)).all()
         return self.response(200, count=count, result=[user_json(u) for u in users])
 
     @expose("/<int:pk>", methods=["GET"])
     @protect()
-    @safe
+    @api_step
     def get(self, pk):
         """One user.
         ---

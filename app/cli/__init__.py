@@ -1,38 +1,32 @@
-"""``flask --app run crm ...`` commands. Modules in app/commands/ add more."""
+"""``flask --app run crm ...``: the CLI, one package. This module has the group
+``crm_cli`` and the setup commands (init, create-user, seed-demo); each other
+module of the package adds the commands of one concern (backup.py: backup,
+restore; churn.py: churn-check; mail.py: mail-fetch) with ``@crm_cli.command``.
+
+A command is a unit of work like an endpoint: it calls workflows and commits
+(or rolls back) around them. Nothing outside this package imports it (the
+scheduler and the seed find the system user in app/security.py).
+"""
 import importlib
 import pkgutil
-import secrets
 import time
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .extensions import db
+from ..extensions import db
+from ..models.user import SYSTEM_USERNAME  # noqa: F401
+from ..security import system_user_id
 
 crm_cli = AppGroup("crm", help="客户关系管理系统的管理命令 (CRM management commands).")
-
-SYSTEM_USERNAME = "crm-system"
-
-
-def system_user_id():
-    """The inactive user that CLI jobs act as (AuditMixin needs an actor)."""
-    sm = current_app.appbuilder.sm
-    user = sm.find_user(username=SYSTEM_USERNAME)
-    if user is None:
-        role = sm.find_role(sm.auth_role_public)
-        user = sm.add_user(SYSTEM_USERNAME, "系统", "任务", "system@crm.invalid", [role],
-                           password=secrets.token_urlsafe(24))
-        user.active = False
-        db.session.commit()
-    return user.id
 
 
 def run_init(echo=click.echo):
     from flask_migrate import upgrade
 
-    from .security import init_roles
-    from .workflows import dictionary
+    from ..security import init_roles
+    from ..workflows import dictionary
 
     started = time.perf_counter()
     upgrade()
@@ -66,8 +60,8 @@ def create_user_cmd(username, full_name, email, role, password):
         raise click.ClickException(f"角色“{role}”不存在，请先运行 flask crm init。")
     if sm.find_user(username=username):
         raise click.ClickException(f"用户名“{username}”已存在。")
-    from .workflows.errors import ValidationError
-    from .workflows.names import check_name
+    from ..workflows.errors import ValidationError
+    from ..workflows.names import check_name
     try:
         check_name(full_name, "name", "姓名")
     except ValidationError as e:
@@ -85,16 +79,14 @@ def create_user_cmd(username, full_name, email, role, password):
 @click.option("--seed", default=2026, show_default=True, help="随机数种子")
 def seed_demo_cmd(scale, password, seed):
     """创建演示用户（admin, exec, supervisor, manager1, manager2）和演示数据。"""
-    from .seed import seed_demo
+    from ..seed import seed_demo
 
     seed_demo(scale=scale, password=password, seed=seed, echo=click.echo)
 
 
 def _load_command_modules():
-    from . import commands
-
-    for info in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{info.name}")
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
 
 
 _load_command_modules()

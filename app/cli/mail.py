@@ -5,7 +5,8 @@ from datetime import datetime
 import click
 from flask import current_app
 
-from ..cli import crm_cli, system_user_id
+from ..security import system_user_id
+from . import crm_cli
 from ..extensions import db
 
 
@@ -21,6 +22,7 @@ def mail_fetch_cmd():
     actor = system_user_id()
     try:
         result = wf.fetch_mail(db.session, current_app.config, actor)
+        db.session.commit()          # the command is the unit of work
     except wf.FetchError as e:
         db.session.rollback()
         record_job_run("mail_fetch", started_at, False, str(e))

@@ -1,10 +1,11 @@
 """``flask --app run crm backup PATH`` and ``crm restore PATH`` (logic: app/workflows/backup.py)."""
+import os
 import time
 from datetime import datetime
 
 import click
 
-from ..cli import crm_cli
+from . import crm_cli
 
 class CrmError(click.ClickException):
     """Like ClickException, but the prefix is Chinese (exit code 1)."""
@@ -40,6 +41,21 @@ def _progress(stages, started):
     return report
 
 
+def _site():
+    """The backup workflow's view of this app: database, session, documents, migrations."""
+    from flask import current_app
+
+    from ..extensions import db
+    from ..workflows.backup import Site
+
+    app = current_app
+    return Site(engine=db.engine, session=db.session,
+                document_dir=app.config.get("DOCUMENT_DIR")
+                or os.path.join(app.instance_path, "documents"),
+                app_name=app.config.get("APP_NAME") or "",
+                alembic_config=app.extensions["migrate"].migrate.get_config())
+
+
 @crm_cli.command("backup")
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="PATH 已存在且不为空时仍然覆盖")
@@ -55,7 +71,7 @@ def backup_cmd(path, force, logical):
     started_at = datetime.now()
     click.echo(f"开始备份到 {path} …")
     try:
-        m = create_backup(path, force=force, logical=logical,
+        m = create_backup(path, _site(), force=force, logical=logical,
                           progress=_progress(BACKUP_STAGES, started))
     except BackupError as exc:
         record_job_run("backup", started_at, False, str(exc))
@@ -88,7 +104,7 @@ def restore_cmd(path, force):
     started = time.perf_counter()
     click.echo(f"开始从 {path} 恢复 …")
     try:
-        r = restore_backup(path, force=force, progress=_progress(RESTORE_STAGES, started))
+        r = restore_backup(path, _site(), force=force, progress=_progress(RESTORE_STAGES, started))
     except BackupError as exc:
         raise CrmError(f"恢复失败：{exc}")
     m = r["manifest"]

@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 import click
 
-from ..cli import crm_cli
+from . import crm_cli
 
 STAGES = {
     "last_orders": "已读取客户最近下单日期",

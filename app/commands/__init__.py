@@ -1,1 +1,0 @@
-"""More ``crm`` commands; each module decorates functions with ``crm_cli.command``."""
