@@ -360,8 +360,11 @@ def seed_churn(rnd, progress):
     from .workflows import churn as churn_wf
     from .workflows.actors import Actor
 
+    from .workflows import rollup
+
     if db.session.scalar(select(func.count()).select_from(ChurnWarning)):
         return
+    rollup.refresh(db.session)       # the churn check reads the order rollup
     today = date.today()
     now = datetime.now().replace(microsecond=0)
     system = system_user_id()
