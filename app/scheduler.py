@@ -210,10 +210,7 @@ def run_rollup_refresh():
     returns its state, or None when another refresh holds the lock."""
     from .workflows import rollup
 
-    with run_lock(job="rollup") as acquired:
-        if not acquired:
-            return None
-        return rollup.refresh(db.session)
+    return rollup.refresh_locked(db.session)
 
 
 def rollup_job(app):

@@ -38,7 +38,7 @@ from sqlalchemy import Column, Date, MetaData, String, Table, func, literal, sel
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
 from ..models.rollup import OrderLast, OrderMonth, RollupState
 from ..models.sales import COUNTED_ORDER_STATUSES
-from .errors import Forbidden
+from .errors import Conflict, Forbidden
 
 JOB = "rollup"
 MONTH_NEXT = "crm_order_month_next"
@@ -213,6 +213,27 @@ def refresh(session, now=None):
             conn.exec_driver_sql("ANALYZE crm_order_last")
             conn.commit()
     return {"refreshed_at": now, "seconds": seconds, "months": months, "customers": customers}
+
+
+def refresh_locked(session, now=None):
+    """:func:`refresh` under the rollup's run lock (``scheduler.run_lock``, never
+    waits); None when another refresh is running."""
+    from ..scheduler import run_lock
+
+    with run_lock(engine=_crm_engine(session), job=JOB) as acquired:
+        if not acquired:
+            return None
+        return refresh(session, now=now)
+
+
+def refresh_now(session, actor, now=None):
+    """刷新 (the admin's button and ``POST /api/v1/rollup/refresh``): 系统管理员 only;
+    Conflict when a refresh is already running. Returns the new state."""
+    require_refresh(actor)
+    state = refresh_locked(session, now=now)
+    if state is None:
+        raise Conflict(_l("另一个订单汇总刷新正在运行，请稍后再试。"))
+    return state
 
 
 # ---- reading ------------------------------------------------------------------------
