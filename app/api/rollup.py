@@ -54,7 +54,7 @@ class RollupApi(BaseApi):
                   schema: {$ref: '#/components/schemas/RollupState'}
             401: {$ref: '#/components/responses/401'}
             403: {$ref: '#/components/responses/403'}
-            409: {$ref: '#/components/responses/409'}
+            409: {description: another refresh is running}
         """
         state = wf.refresh_now(db.session, current_actor())
         return self.response(200, result=wf.to_json(state))
