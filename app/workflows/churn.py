@@ -1,11 +1,14 @@
 """客户流失管理 (DESIGN.md §5.4): the weekly detection job, 暂缓措施 and 确认流失.
 
-Detection (``check_churn``) is set-based and never joins across the two databases:
+Detection (``check_churn``) is set-based and reads the order rollup
+(app/workflows/rollup.py), never aggregating the sales orders itself:
 
-1. sales side: one ``GROUP BY customer_number`` query gives the last order date
-   (status 5/6, dated on or before the reference date) per customer number;
-2. CRM side: those pairs are loaded into a temporary table in large chunks, then
-   one ``UPDATE`` per open status marks recovered warnings and one
+1. CRM side, one ``INSERT … SELECT``: each customer's last counted order (status
+   5/6) dated on or before the reference date, from ``crm_order_last`` (and, for a
+   past reference date, ``crm_order_month`` plus that month's days read from the
+   sales bind), merged customers' aliases folded into the survivor, into a temporary
+   table; the caller refreshes the rollup first (``scheduler.run_churn_check``);
+2. one ``UPDATE`` per open status marks recovered warnings and one
    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` opens the new ones. The
    partial unique index ``uq_churn_open_customer`` guarantees at most one open
    (warning/delaying) warning per customer even when two runs race;
