@@ -332,6 +332,13 @@ def build_schemas():
                        "description": "{类别: 条数}，调用者可以查看的各类别"},
             "result": {"type": "array", "items": ref("TimelineEntry")},
         }, required=["count", "page", "page_size", "counts", "result"], additional=False),
+        # 订单汇总 (app/api/rollup.py)
+        "RollupState": obj({"result": obj({
+            "refreshed_at": S(format="date-time", description="数据更新于：汇总生成的时间（尚未生成时为 null）"),
+            "seconds": {"type": "number", "nullable": True, "description": "上次刷新用时（秒）"},
+            "months": I(description="客户月数（按客户编号、按月的行数）"),
+            "customers": I(description="有有效订单的客户编号数"),
+        }, required=["refreshed_at"], additional=False)}, required=["result"], additional=False),
     })
     return SCHEMAS
 

@@ -118,6 +118,9 @@ def run_lock(engine=None, job="churn"):
 def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False):
     """One churn check in the current app context, committed; returns the summary.
 
+    The check reads the order rollup's last order dates; the rollup is refreshed
+    first (``run_rollup_refresh``; skipped when another refresh is running — the
+    check then reads the rollup in place).
     ``dry_run``: a preview — computed with SELECTs only, then rolled back."""
     from .security import system_user_id
     from .workflows.churn import check_churn
@@ -126,6 +129,9 @@ def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False)
 
     actor = system_user_id()
     months = int(current_app.config.get("CHURN_MONTHS") or 6)
+    run_rollup_refresh()
+    if progress:
+        progress("rollup", 1)
     try:
         summary = check_churn(db.session, db.engines["sales"], as_of=as_of, actor_id=actor,
                               progress=progress, months=months, customer_ids=customer_ids,
@@ -193,6 +199,43 @@ def record_job_run(job, started, ok, summary=None):
     from flask import current_app
 
     _record(current_app, job, started, ok, summary)
+
+
+ROLLUP_JOB_ID = "order-rollup"
+ROLLUP_CRON = {"minute": 5}          # hourly, at :05
+
+
+def run_rollup_refresh():
+    """Refresh the order rollup (app/workflows/rollup.py) in the current app context;
+    returns its state, or None when another refresh holds the lock."""
+    from .workflows import rollup
+
+    return rollup.refresh_locked(db.session)
+
+
+def rollup_job(app):
+    """订单汇总 (hourly; ``ROLLUP_CRON``): rebuild the rollup, idempotent (a rebuild
+    from the sales system, swapped in at once), one at a time (``run_lock``)."""
+    with app.app_context():
+        started = datetime.now()
+        try:
+            state = run_rollup_refresh()
+            if state is None:
+                log.info("order rollup already being refreshed elsewhere; skipped")
+                return None
+            metrics.job_run("rollup", ok=True)
+            _record(app, "rollup", started, True,
+                    f"{state['customers']} customers, {state['months']} months, "
+                    f"{state['seconds']:.1f}s")
+            return state
+        except Exception as exc:  # noqa: BLE001
+            db.session.rollback()
+            metrics.job_run("rollup", ok=False)
+            log.exception("order rollup refresh failed")
+            _record(app, "rollup", started, False, str(exc))
+            return None
+        finally:
+            db.session.remove()
 
 
 def business_today(app):
@@ -331,6 +374,10 @@ def start_scheduler(app, start=True):
                       args=[app], id=JOB_ID,
                       name="客户流失检查", replace_existing=True, coalesce=True,
                       max_instances=1, misfire_grace_time=3600)
+    scheduler.add_job(rollup_job, trigger=CronTrigger(timezone=zone, **(app.config.get("ROLLUP_CRON")
+                                                                           or ROLLUP_CRON)),
+                      args=[app], id=ROLLUP_JOB_ID, name="订单汇总", replace_existing=True,
+                      coalesce=True, max_instances=1, misfire_grace_time=3600)
     if start:
         scheduler.start()
         atexit.register(lambda: scheduler.running and scheduler.shutdown(wait=False))

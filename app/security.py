@@ -752,7 +752,7 @@ ACTION_LABELS = {
     "can_assign": "指派", "can_develop": "制定和执行开发计划", "can_create": "创建",
     "can_customers": "查找客户", "can_handle": "处理", "can_feedback": "反馈",
     "can_measure": "添加暂缓措施", "can_measures": "添加暂缓措施", "can_confirm": "确认",
-    "can_report": "查看报表", "can_box": "查看邮箱", "can_compose": "写邮件",
+    "can_report": "查看报表", "can_refresh": "刷新", "can_box": "查看邮箱", "can_compose": "写邮件",
     "can_retry": "重新发送", "can_upload": "上传", "can_commit": "确认导入",
     "can_merge": "合并客户", "can_jobs": "查看导入记录",
     "can_send": "发送邮件", "can_plan": "制定计划", "can_reassign": "重新分配",

@@ -41,14 +41,9 @@ def main():
     label, db = sys.argv[1], sys.argv[2]
     t = target(label, db)
     os.environ["CRM_INSTANCE_DIR"] = t["instance"]
-    if len(sys.argv) > 3:
-        from bench import patches  # noqa: F401  (applied below, after the app exists)
     from app import create_app
 
     app = create_app(app_config(t))
-    for name in sys.argv[3:]:
-        from bench import patches
-        patches.apply(name, app)
     client = app.test_client()
     login_html(client, "manager1")
     stream(client, "/customer/export/csv/?_flt_3_name=" + quote("不存在的客户"))

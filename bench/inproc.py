@@ -1,12 +1,10 @@
 """In-process measurements on one data set (steps 1–5 and their raw-SQL references).
 
 Run by bench.py as ``python bench/inproc.py <label> <db> <out.json> [--requests N]
-[--budget S] [--patch NAME ...]``. Server time = wall time of one request through
-``app.test_client()`` after a warm-up; raw time = the equivalent SQL through the
-DBAPI connection of the same engine (rows fetched).
-
-``--patch`` applies candidate fixes by monkeypatching (see patches.py) so their
-effect can be measured without editing the modules.
+[--budget S]``. Server time = wall time of one request through ``app.test_client()``
+after a warm-up; raw time = the equivalent SQL through the DBAPI connection of the
+same engine (rows fetched). App and raw runs are **interleaved** (app, raw, raw, app,
+…), so a machine that gets busier or quieter during the run affects both alike.
 """
 import argparse
 import json
@@ -51,6 +49,43 @@ class Timer:
 
 
 STATEMENTS = [0]
+
+
+class Pair:
+    """App and raw reference, interleaved: after one warm-up call of each, up to ``n``
+    rounds of (app, raw) — the order alternating every round — within ``budget``
+    seconds (at least ``min_n`` rounds). Returns (app summary, raw summary)."""
+
+    def __init__(self, n, budget, min_n=3, warm=1):
+        self.n, self.budget, self.min_n, self.warm = n, budget, min_n, warm
+
+    def run(self, app_fn, raw_fn):
+        for i in range(self.warm):
+            app_fn(i)
+            raw_fn(i)
+        app_t, raw_t = [], []
+        statements = 0
+        started = time.perf_counter()
+        for i in range(self.n):
+            def timed_app():
+                nonlocal statements
+                before = STATEMENTS[0]
+                t0 = time.perf_counter()
+                app_fn(i)
+                app_t.append(time.perf_counter() - t0)
+                statements = STATEMENTS[0] - before
+
+            def timed_raw():
+                t0 = time.perf_counter()
+                raw_fn(i)
+                raw_t.append(time.perf_counter() - t0)
+            for step in ((timed_app, timed_raw) if i % 2 == 0 else (timed_raw, timed_app)):
+                step()
+            if len(app_t) >= self.min_n and time.perf_counter() - started > self.budget:
+                break
+        a = summary(app_t)
+        a["statements"] = statements
+        return a, summary(raw_t)
 
 
 def _count_statements(engines):
@@ -324,8 +359,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--budget", type=float, default=30.0)
-    ap.add_argument("--patch", action="append", default=[])
-    ap.add_argument("--steps", default="list,api,page,reports,dashboard,churn,search")
+    ap.add_argument("--steps", default="list,api,page,reports,dashboard,rollup,search")
     args = ap.parse_args()
     t = target(args.label, args.db)
     os.environ["CRM_INSTANCE_DIR"] = t["instance"]
@@ -334,12 +368,8 @@ def main():
     from app.extensions import db
 
     app = create_app(app_config(t))
-    if args.patch:
-        from bench import patches
-        for name in args.patch:
-            patches.apply(name, app)
     steps = set(args.steps.split(","))
-    results = {"db": args.db, "label": args.label, "patches": args.patch, "rows": []}
+    results = {"db": args.db, "label": args.label, "rows": []}
 
     def add(step, case, app_s=None, raw_s=None, **extra):
         results["rows"].append({"step": step, "case": case, "app": app_s, "raw": raw_s, **extra})
@@ -354,7 +384,7 @@ def main():
         print(msg, flush=True)
 
     timer = Timer(args.requests, args.budget)
-    raw_timer = Timer(args.requests, args.budget / 2)
+    pair = Pair(args.requests, args.budget)
     web = app.test_client()
     api = app.test_client()        # manager1's JWT
     api_sup = app.test_client()    # supervisor's JWT (separate cookie jars: the APIs allow
@@ -388,14 +418,14 @@ def main():
                 if "list" in steps:
                     url = "/customer/list/" + (f"?{qs}" if qs else "")
                     check(web.get(url), url)
-                    a = timer.run(lambda i: check(web.get(url), url))
-                    r = raw_timer.run(lambda i: raw_list(raw, where, order))
+                    a, r = pair.run(lambda i: check(web.get(url), url),
+                                    lambda i: raw_list(raw, where, order))
                     add("1 list HTML", label, a, r)
                 if "api" in steps:
                     url = f"/api/v1/customer/?q={quote(rison)}"
                     check(api.get(url, headers=m1), url)
-                    a = timer.run(lambda i: check(api.get(url, headers=m1), url))
-                    r = raw_timer.run(lambda i: raw_list(raw, where, order, api=True))
+                    a, r = pair.run(lambda i: check(api.get(url, headers=m1), url),
+                                    lambda i: raw_list(raw, where, order, api=True))
                     add("2 list API", label, a, r)
         if "page" in steps:
             url0 = f"/customer/show/{sample[0]}"
@@ -419,8 +449,8 @@ def main():
             for name, qs, rawfn in cases:
                 url = f"/api/v1/report/{name}" + (f"?{qs}" if qs else "")
                 check(api_sup.get(url, headers=sup), url)
-                a = timer.run(lambda i: check(api_sup.get(url, headers=sup), url))
-                r = raw_timer.run(lambda i: rawfn())
+                a, r = pair.run(lambda i: check(api_sup.get(url, headers=sup), url),
+                                lambda i: rawfn())
                 add("4 report JSON", f"{name} {qs or '(default)'}".strip(), a, r)
         if "dashboard" in steps:
             from app.scheduler import business_today
@@ -432,16 +462,17 @@ def main():
             home = app.test_client()
             login_html(home, "manager1")
             check(home.get("/"), "/")
-            a = timer.run(lambda i: check(home.get("/"), "工作台 manager1"))
-            r = raw_timer.run(lambda i: raw_dashboard(raw, raw_sales, "manager", m1_id, today))
+            a, r = pair.run(lambda i: check(home.get("/"), "工作台 manager1"),
+                            lambda i: raw_dashboard(raw, raw_sales, "manager", m1_id, today))
             add("8 工作台", "客户经理 (HTML /)", a, r)
             url = "/api/v1/dashboard/"
             check(api.get(url, headers=m1), url)
-            a = timer.run(lambda i: check(api.get(url, headers=m1), url))
+            a, r = pair.run(lambda i: check(api.get(url, headers=m1), url),
+                            lambda i: raw_dashboard(raw, raw_sales, "manager", m1_id, today))
             add("8 工作台", "客户经理 (API)", a, r)
             check(api_sup.get(url, headers=sup), url)
-            a = timer.run(lambda i: check(api_sup.get(url, headers=sup), url))
-            r = raw_timer.run(lambda i: raw_dashboard(raw, raw_sales, "supervisor", None, today))
+            a, r = pair.run(lambda i: check(api_sup.get(url, headers=sup), url),
+                            lambda i: raw_dashboard(raw, raw_sales, "supervisor", None, today))
             add("8 工作台", "销售主管 (API, with KPI; order totals cached)", a, r)
         if "search" in steps:
             # 全局搜索 (docs/modules/search.md): every kind for 客户经理; 3+ characters use the
@@ -449,17 +480,17 @@ def main():
             for q in ("星辰科技", SEARCH, "科"):
                 url = f"/api/v1/search/?q={quote(q)}"
                 check(api.get(url, headers=m1), url)
-                a = timer.run(lambda i: check(api.get(url, headers=m1), url))
-                r = raw_timer.run(lambda i: raw.q(
-                    "SELECT count(*) FROM crm_customer WHERE name LIKE ?", (f"%{q}%",)))
+                a, r = pair.run(lambda i: check(api.get(url, headers=m1), url),
+                                lambda i: raw.q("SELECT count(*) FROM crm_customer WHERE name LIKE ?",
+                                                (f"%{q}%",)))
                 add("9 全局搜索", f"API q={q} (all kinds; raw: customer name LIKE count)", a, r)
             url = f"/search/?q={quote(SEARCH)}"
             check(web.get(url), url)
             a = timer.run(lambda i: check(web.get(url), url))
             add("9 全局搜索", f"HTML q={SEARCH}", a)
-        if "churn" in steps:
+        if "rollup" in steps:
             with app.app_context():
-                churn_step(app, t, add, args.requests)
+                rollup_step(add, args.requests)
         raw.close()
         raw_sales.close()
 
@@ -486,50 +517,39 @@ def best_of(fn, raw, raw_sales, year):
     return fn(raw, raw_sales, year, _BEST[key])
 
 
-def churn_step(app, t, add, repeats):
-    """First run (from a data set without warnings) and idempotent re-runs; the raw
-    reference runs the same statements and rolls back."""
-    from sqlalchemy import text
-
-    from app.cli import system_user_id
+def rollup_step(add, repeats):
+    """订单汇总 refresh (the function behind ``crm rollup refresh`` and the hourly job)
+    beside the raw aggregate it is built from (the same GROUP BY on the sales
+    database, rows fetched), interleaved, ≥ 3 rounds. The refresh rebuilds the rollup
+    from the same sales data, so the data set is left as it was (only its
+    ``refreshed_at`` moves)."""
     from app.extensions import db
-    from app.workflows.churn import check_churn, cutoff_for
+    from app.workflows import rollup
 
-    def reset():
-        db.session.execute(text("DELETE FROM crm_churn_measure"))
-        db.session.execute(text("DELETE FROM crm_workflow_event WHERE entity = 'churn'"))
-        db.session.execute(text("DELETE FROM crm_churn_warning"))
-        db.session.commit()
+    sales = db.engines["sales"]
+    sql = rollup.raw_aggregate_sql(sales.dialect.name)
 
-    actor = system_user_id()
-    as_of = date.today()
-    crm_engine, sales_engine = db.engines[None], db.engines["sales"]
-    firsts, reruns, raw_firsts, raw_reruns = [], [], [], []
-    opened_app = opened_raw = None
-    n_first = max(2, min(3, repeats))
-    for k in range(n_first):
-        reset()
-        t0 = time.perf_counter()
-        raw_opened = raw_churn_check(t, crm_engine, sales_engine, as_of, cutoff_for(as_of), actor)
-        raw_firsts.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        res = check_churn(db.session, sales_engine, as_of=as_of, actor_id=actor)
-        db.session.commit()
-        firsts.append(time.perf_counter() - t0)
-        opened_app, opened_raw = len(res["opened"]), raw_opened
-    for k in range(n_first):
-        t0 = time.perf_counter()
-        res = check_churn(db.session, sales_engine, as_of=as_of, actor_id=actor)
-        db.session.commit()
-        reruns.append(time.perf_counter() - t0)
-        assert not res["opened"], "re-run opened warnings"
-        t0 = time.perf_counter()
-        raw_churn_check(t, crm_engine, sales_engine, as_of, cutoff_for(as_of), actor)
-        raw_reruns.append(time.perf_counter() - t0)
-    add("5 churn check", f"first run (opens {opened_app:,}; raw {opened_raw:,})",
-        summary(firsts), summary(raw_firsts))
-    add("5 churn check", "idempotent re-run (opens 0)", summary(reruns), summary(raw_reruns))
-    reset()  # leave the data set as seeded
+    def raw_fn(_i):
+        conn = sales.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            n = len(cur.fetchall())
+            cur.close()
+            conn.rollback()
+        finally:
+            conn.close()
+        return n
+
+    state = {}
+
+    def app_fn(_i):
+        state.update(rollup.refresh(db.session))
+        db.session.remove()
+
+    a, r = Pair(max(3, min(repeats, 3)), 0, min_n=3, warm=0).run(app_fn, raw_fn)
+    add("10 rollup refresh", f"rebuild + swap ({state['months']:,} customer-months, "
+        f"{state['customers']:,} customers)", a, r)
 
 
 if __name__ == "__main__":

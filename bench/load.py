@@ -32,13 +32,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_gunicorn(t, workers, port, log_path, patches=()):
+def start_gunicorn(t, workers, port, log_path):
     env = app_env(t)
-    env["BENCH_PATCHES"] = ",".join(patches)
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [GUNICORN, "-w", str(workers), "-b", f"127.0.0.1:{port}", "--timeout", "120",
-         "bench.patched_app:app" if patches else "run:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+         "run:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -184,9 +183,9 @@ class Client(threading.Thread):
                           json={"result": "满意", "satisfaction": 5})
 
 
-def run_load(t, seconds, clients, workers, ids, manager1_id, log_path, patches=()):
+def run_load(t, seconds, clients, workers, ids, manager1_id, log_path):
     port = free_port()
-    proc, base = start_gunicorn(t, workers, port, log_path, patches)
+    proc, base = start_gunicorn(t, workers, port, log_path)
     try:
         auth = {"manager1": jwt(base, "manager1"), "supervisor": jwt(base, "supervisor"),
                 "cookies": html_cookies(base, "manager1")}

@@ -1,7 +1,7 @@
 """Show the SQL statements (with their time) of one request, and optionally the plan.
 
     .venv/bin/python bench/profile.py M sqlite /customer/list/ [--user manager1] [--api]
-        [--explain] [--patch NAME]
+        [--explain]
 
 Prints each statement with its duration in ms, slowest marked; with --explain the
 plan of statements slower than 5 ms (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE).
@@ -25,7 +25,6 @@ def main():
     ap.add_argument("--user", default="manager1")
     ap.add_argument("--api", action="store_true")
     ap.add_argument("--explain", action="store_true")
-    ap.add_argument("--patch", action="append", default=[])
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     t = target(args.label, args.db)
@@ -36,10 +35,6 @@ def main():
     from app.extensions import db
 
     app = create_app(app_config(t))
-    if args.patch:
-        from bench import patches
-        for name in args.patch:
-            patches.apply(name, app)
     client = app.test_client()
     with app.app_context():
         headers = login_api(client, args.user) if args.api else {}

@@ -63,6 +63,12 @@ TABLE = {
     ("AuthDBView.login", "POST"): EVERYONE,
     ("AuthDBView.logout", "GET"): EVERYONE,
 
+    # 订单汇总: the state for whoever reads the reports, 刷新 for 系统管理员
+    ("RollupView.list", "GET"): REPORTERS,
+    ("RollupView.refresh", "POST"): ADMIN,
+    ("RollupApi.get", "GET"): REPORTERS,
+    ("RollupApi.refresh", "POST"): ADMIN,
+
     ("ChurnApi.confirm", "POST"): WRITERS,
     ("ChurnApi.get", "GET"): STAFF,
     ("ChurnApi.get_list", "GET"): STAFF,

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import ChurnMeasure, ChurnWarning, Customer, WorkflowEvent
 from app.workflows import churn as wf
+from app.workflows import rollup
 from app.workflows.actors import Actor
 from app.workflows.errors import Conflict, Forbidden, ValidationError
 
@@ -24,9 +25,12 @@ CUTOFF = date(2030, 2, 28)
 
 # ---- helpers ------------------------------------------------------------------------
 
-def run_check(app, ids, as_of=AS_OF, progress=None):
+def run_check(app, ids, as_of=AS_OF, progress=None, refresh=True):
+    """The check as the job runs it: the order rollup refreshed first, then read."""
     with app.app_context():
         try:
+            if refresh:
+                rollup.refresh(db.session)
             summary = wf.check_churn(db.session, db.engines["sales"], as_of=as_of,
                                      actor_id=_system_id(app), progress=progress,
                                      customer_ids=ids)
@@ -186,6 +190,9 @@ def test_concurrent_runs_open_no_duplicate(app, dbs, user_id, backend):
         custs = [make_customer(s, user_id("manager1")) for _ in range(30)]
         s.commit()
         ids = [c.id for c in custs]
+    with app.app_context():
+        rollup.refresh(db.session)
+        db.session.remove()
     barrier = threading.Barrier(2, timeout=30)
     results, errors = [], []
 
@@ -195,7 +202,7 @@ def test_concurrent_runs_open_no_duplicate(app, dbs, user_id, backend):
 
     def worker():
         try:
-            results.append(run_check(app, ids, progress=progress))
+            results.append(run_check(app, ids, progress=progress, refresh=False))
         except Exception as e:       # pragma: no cover - reported below
             errors.append(e)
 

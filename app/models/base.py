@@ -29,6 +29,7 @@ SalesBase = declarative_base(metadata=sales_metadata, cls=_SalesBase)
 # trigram indexes ``ix_trgm_*``. Autogenerate/``flask db check`` must not see them.
 SEARCH_TABLE_PREFIX = "crm_search_"
 SEARCH_INDEX_PREFIX = "ix_trgm_"
+ROLLUP_STAGING_TABLES = ("crm_order_month_next", "crm_order_last_next")
 
 
 def include_object(obj, name, type_, reflected, compare_to):
@@ -37,4 +38,6 @@ def include_object(obj, name, type_, reflected, compare_to):
         return False
     if type_ == "index" and name and name.startswith(SEARCH_INDEX_PREFIX):
         return False
+    if type_ == "table" and name in ROLLUP_STAGING_TABLES:
+        return False      # a refresh's staging tables (app/workflows/rollup.py)
     return True

@@ -360,7 +360,7 @@ FUNCTION_VIEW_LABELS = {
     "Churn": _l("客户流失"), "Report": _l("统计报表"), "DictItem": _l("数据字典"),
     "Product": _l("产品"), "Stock": _l("库存"), "Order": _l("历史订单"), "Mail": _l("邮件"),
     "Document": _l("文档"), "Audit": _l("操作记录"), "UserDirectory": _l("用户目录"),
-    "Dashboard": _l("工作台与通知"), "Search": _l("全局搜索"),
+    "Dashboard": _l("工作台与通知"), "Search": _l("全局搜索"), "Rollup": _l("订单汇总"),
 }
 
 

@@ -1,11 +1,14 @@
 """客户流失管理 (DESIGN.md §5.4): the weekly detection job, 暂缓措施 and 确认流失.
 
-Detection (``check_churn``) is set-based and never joins across the two databases:
+Detection (``check_churn``) is set-based and reads the order rollup
+(app/workflows/rollup.py), never aggregating the sales orders itself:
 
-1. sales side: one ``GROUP BY customer_number`` query gives the last order date
-   (status 5/6, dated on or before the reference date) per customer number;
-2. CRM side: those pairs are loaded into a temporary table in large chunks, then
-   one ``UPDATE`` per open status marks recovered warnings and one
+1. CRM side, one ``INSERT … SELECT``: each customer's last counted order (status
+   5/6) dated on or before the reference date, from ``crm_order_last`` (and, for a
+   past reference date, ``crm_order_month`` plus that month's days read from the
+   sales bind), merged customers' aliases folded into the survivor, into a temporary
+   table; the caller refreshes the rollup first (``scheduler.run_churn_check``);
+2. one ``UPDATE`` per open status marks recovered warnings and one
    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` opens the new ones. The
    partial unique index ``uq_churn_open_customer`` guarantees at most one open
    (warning/delaying) warning per customer even when two runs race;
@@ -35,7 +38,7 @@ from datetime import date, datetime, time, timedelta
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     Column, Date, Integer, MetaData, String, Table, and_, exists, func, insert, literal, or_, select,
-    update,
+    union_all, update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -75,6 +78,13 @@ CANDIDATES = Table(
     Column("customer_id", Integer, primary_key=True),
     Column("manager_id", Integer),
     Column("last_date", Date),
+    prefixes=["TEMPORARY"], postgresql_on_commit="DROP",
+)
+# a past check's own month, read from the sales bind (see _load_last_orders)
+TAIL = Table(
+    "tmp_churn_tail", _tmp_meta,
+    Column("number", String(32), nullable=False),
+    Column("last_date", Date, nullable=False),
     prefixes=["TEMPORARY"], postgresql_on_commit="DROP",
 )
 TEMP_TABLES = (LAST_ORDERS, CANDIDATES)
@@ -124,34 +134,40 @@ def last_order_dates(sales, as_of):
             yield row[0], row[1]
 
 
-def _load_last_orders(session, rows, progress):
-    """Fill the temporary table with the sales-side aggregate, in chunks."""
+def _load_last_orders(session, as_of, progress):
+    """Fill the temporary table with each CRM customer number's last counted order
+    dated on or before ``as_of``, from the order rollup (app/workflows/rollup.py), in
+    SQL on the CRM database: no row passes through Python. Orders under a merged-away
+    customer's number (an alias) count for the survivor. Only when the rollup holds
+    orders dated after ``as_of`` (a check as of a past day) are the days of ``as_of``'s
+    own month read from the sales bind (one month of orders)."""
+    from . import rollup
+
     conn = session.connection()
     _drop_temp_tables(session)
     for table in TEMP_TABLES:
         table.create(conn)
-    total, buf = 0, []
-    # orders under a merged-away customer's number (an alias) count for the survivor
-    alias_of = _alias_numbers(session)
-    survivors = set(alias_of.values())
-    merged_last = {}
-    for number, last in rows:
-        if number is None or last is None:
-            continue
-        if number in alias_of or number in survivors:
-            key = alias_of.get(number, number)
-            merged_last[key] = max(last, merged_last.get(key, last))
-            continue
-        buf.append({"customer_number": number, "last_date": last})
-        if len(buf) >= CHUNK:
-            conn.execute(insert(LAST_ORDERS), buf)
-            total += len(buf)
-            buf = []
-            progress("last_orders", total)
-    buf.extend({"customer_number": k, "last_date": v} for k, v in merged_last.items())
-    if buf:
-        conn.execute(insert(LAST_ORDERS), buf)
-        total += len(buf)
+    L = rollup.OrderLast.__table__
+    src = rollup.last_order_select(as_of).subquery("r")
+    later = session.scalar(select(literal(1)).where(L.c.last_date > as_of).limit(1))
+    if later:
+        tail = rollup.month_tail_last_orders(session, as_of)
+        if tail:
+            TAIL.create(conn)
+            for i in range(0, len(tail), CHUNK):
+                conn.execute(insert(TAIL), [{"number": n, "last_date": d}
+                                            for n, d in tail[i:i + CHUNK]])
+            src = union_all(select(src.c.number, src.c.last_date),
+                            select(TAIL.c.number, TAIL.c.last_date)).subquery("r")
+    A, C = CustomerNumberAlias.__table__, Customer.__table__.alias("survivor")
+    owner = func.coalesce(C.c.number, src.c.number)
+    conn.execute(LAST_ORDERS.insert().from_select(
+        ["customer_number", "last_date"],
+        select(owner, func.max(src.c.last_date))
+        .select_from(src.outerjoin(A, A.c.number == src.c.number)
+                     .outerjoin(C, C.c.id == A.c.customer_id))
+        .group_by(owner)))
+    total = session.scalar(select(func.count()).select_from(LAST_ORDERS))
     progress("last_orders", total)
     if _dialect(session) == "postgresql":
         conn.exec_driver_sql("ANALYZE tmp_churn_last_order")
@@ -167,7 +183,7 @@ def _alias_numbers(session):
 
 def _drop_temp_tables(session):
     schema = "pg_temp" if _dialect(session) == "postgresql" else "temp"
-    for table in TEMP_TABLES:
+    for table in TEMP_TABLES + (TAIL,):
         session.connection().exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{table.name}")
 
 
@@ -218,7 +234,7 @@ def check_churn(session, sales, as_of=None, actor_id=None, progress=None, now=No
     if actor_id is None:
         raise ValueError("actor_id is required (AuditMixin)")
 
-    scanned = _load_last_orders(session, last_order_dates(sales, as_of), progress)
+    scanned = _load_last_orders(session, as_of, progress)
     W, C, T = ChurnWarning.__table__, Customer.__table__, LAST_ORDERS
 
     def scope(q):

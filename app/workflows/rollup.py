@@ -1,0 +1,391 @@
+"""订单汇总 (order rollup): order totals per customer and month, and the last order
+date per customer, copied from the read-only sales system into the CRM database.
+
+What is counted: orders with status 5 (已发货) or 6 (已回款); amount = Σ 数量 × 单价
+of their lines. Rows are keyed by the customer number the order carries; readers map
+a merged customer's old numbers (``CustomerNumberAlias``) to the surviving customer.
+
+**Refresh** (``refresh``; the scheduler hourly, ``crm rollup refresh``, the 刷新 button):
+
+1. one ``GROUP BY customer_number, month`` over the sales system — SQLite: the sales
+   file is ATTACHed read-only to the CRM connection and aggregated straight into the
+   staging table by one ``INSERT … SELECT``; PostgreSQL: ``COPY (SELECT …) TO STDOUT``
+   on the sales server piped into ``COPY … FROM STDIN`` on the CRM server; any other
+   pair streams the rows in chunks. The sales system is only ever read;
+2. the staging tables ``crm_order_month_next`` / ``crm_order_last_next`` are built and
+   committed on their own connection, the live tables untouched;
+3. one short transaction drops the live tables, renames the staging ones in their
+   place and writes ``crm_rollup_state``. A refresh killed before step 3 leaves the
+   previous rollup in place (the next refresh drops the half-built staging tables);
+   DDL is transactional on both databases, so a kill inside step 3 does too.
+
+The refresh manages its own transactions (that is its crash-safety contract); it never
+touches the caller's session transaction. Two refreshes never run at once
+(``scheduler.run_lock(job="rollup")`` around the callers).
+
+**Reading**: ``order_totals`` (reports), ``last_order_dates`` (churn check),
+``refreshed_at`` (the reports' 数据更新于 …), ``status``.
+"""
+import csv
+import io
+import time
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Column, Date, MetaData, String, Table, func, literal, select, text
+
+from ..models import Customer, CustomerNumberAlias, Order, OrderLine
+from ..models.rollup import OrderLast, OrderMonth, RollupState
+from ..models.sales import COUNTED_ORDER_STATUSES
+from .errors import Conflict, Forbidden
+
+JOB = "rollup"
+MONTH_NEXT = "crm_order_month_next"
+LAST_NEXT = "crm_order_last_next"
+CHUNK = 20000
+STATUSES = ", ".join(str(s) for s in COUNTED_ORDER_STATUSES)
+
+
+# ---- who may ------------------------------------------------------------------------
+
+def can_refresh(actor):
+    """刷新汇总: 系统管理员 (the permission ``can_refresh`` · ``Rollup`` decides the
+    function; this is the rule behind it)."""
+    return actor.is_admin
+
+
+def require_refresh(actor):
+    if not can_refresh(actor):
+        raise Forbidden(_l("只有系统管理员可以刷新订单汇总。"))
+
+
+# ---- engines ------------------------------------------------------------------------
+
+def _crm_engine(session):
+    return session.get_bind(mapper=OrderMonth.__mapper__)
+
+
+def _sales_engine(session):
+    return session.get_bind(mapper=Order.__mapper__)
+
+
+def _month_sql(dialect, col):
+    if dialect == "postgresql":
+        return f"CAST(date_trunc('month', {col}) AS date)"
+    return f"substr({col}, 1, 7) || '-01'"
+
+
+def _aggregate_sql(dialect, schema=""):
+    """Per customer number and month: amount, orders, last date — counted orders only.
+    Per-order subtotals first, so each order is counted once."""
+    p = f"{schema}." if schema else ""
+    return (
+        f"SELECT o.customer_number, {_month_sql(dialect, 'o.date')} AS month, "
+        f"SUM(t.amount) AS amount, COUNT(*) AS orders, MAX(o.date) AS last_date "
+        f"FROM {p}sales_order o JOIN ("
+        f"SELECT order_id, SUM(quantity * price) AS amount FROM {p}sales_order_line "
+        f"GROUP BY order_id) t ON t.order_id = o.id "
+        f"WHERE o.status IN ({STATUSES}) "
+        f"GROUP BY o.customer_number, {_month_sql(dialect, 'o.date')}")
+
+
+def raw_aggregate_sql(dialect):
+    """The aggregate the refresh is measured against (bench): the same GROUP BY on the
+    sales database, rows fetched."""
+    return _aggregate_sql(dialect)
+
+
+def _create_next(conn, dialect):
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {MONTH_NEXT}")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LAST_NEXT}")
+    # the live tables' shape (migration 0009); keys added after the load (faster)
+    conn.exec_driver_sql(
+        f"CREATE TABLE {MONTH_NEXT} (number VARCHAR(32) NOT NULL, month DATE NOT NULL, "
+        f"amount NUMERIC(16, 2) NOT NULL, orders INTEGER NOT NULL, last_date DATE NOT NULL"
+        + (", PRIMARY KEY (number, month)" if dialect != "postgresql" else "") + ")")
+    conn.exec_driver_sql(
+        f"CREATE TABLE {LAST_NEXT} (number VARCHAR(32) NOT NULL, last_date DATE NOT NULL, "
+        f"PRIMARY KEY (number))")
+
+
+def _sqlite_file(engine):
+    if engine.dialect.name != "sqlite":
+        return None
+    path = engine.url.database
+    return path if path and path != ":memory:" and not path.startswith("file:") else None
+
+
+def _fill_next(session, conn, dialect):
+    """Step 1: the sales aggregate into crm_order_month_next; returns its row count."""
+    sales = _sales_engine(session)
+    sales_file = _sqlite_file(sales)
+    if dialect == "sqlite" and sales_file:
+        conn.exec_driver_sql("ATTACH DATABASE ? AS rollup_src", (sales_file,))
+        try:
+            conn.exec_driver_sql(
+                f"INSERT INTO {MONTH_NEXT} (number, month, amount, orders, last_date) "
+                + _aggregate_sql("sqlite", "rollup_src") + " ORDER BY 1, 2")
+        finally:
+            conn.commit()
+            conn.exec_driver_sql("DETACH DATABASE rollup_src")
+        return
+    if dialect == "postgresql" and sales.dialect.name == "postgresql":
+        buf = io.BytesIO()
+        raw_src = sales.raw_connection()
+        try:
+            with raw_src.cursor() as cur:
+                cur.copy_expert(f"COPY ({_aggregate_sql('postgresql')}) TO STDOUT", buf)
+            raw_src.rollback()
+        finally:
+            raw_src.close()
+        buf.seek(0)
+        conn.connection.dbapi_connection.cursor().copy_expert(
+            f"COPY {MONTH_NEXT} (number, month, amount, orders, last_date) FROM STDIN", buf)
+        return
+    # any other pair (e.g. tests: CRM on PostgreSQL, sales on SQLite): stream in chunks
+    with sales.connect() as src:
+        result = src.execution_options(stream_results=True, yield_per=CHUNK).exec_driver_sql(
+            _aggregate_sql(sales.dialect.name))
+        for rows in result.partitions(CHUNK):
+            rows = [(r[0], _as_date(r[1]), r[2], r[3], _as_date(r[4])) for r in rows]
+            if dialect == "postgresql":
+                out = io.StringIO()
+                csv.writer(out).writerows(rows)
+                out.seek(0)
+                conn.connection.dbapi_connection.cursor().copy_expert(
+                    f"COPY {MONTH_NEXT} (number, month, amount, orders, last_date) "
+                    f"FROM STDIN WITH (FORMAT csv)", out)
+            else:
+                conn.exec_driver_sql(
+                    f"INSERT INTO {MONTH_NEXT} (number, month, amount, orders, last_date) "
+                    f"VALUES (?, ?, ?, ?, ?)", [(a, b.isoformat(), float(c), d, e.isoformat())
+                                               for a, b, c, d, e in rows])
+
+
+def _as_date(value):
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def refresh(session, now=None):
+    """Rebuild the rollup from the sales system and swap it in; returns the state
+    as :func:`status` gives it. See the module doc for the steps."""
+    started = time.perf_counter()
+    now = (now or datetime.now()).replace(microsecond=0)
+    engine = _crm_engine(session)
+    dialect = engine.dialect.name
+    # 1–2: build the staging tables, committed, on their own connection
+    with engine.connect() as conn:
+        _create_next(conn, dialect)
+        conn.commit()
+        _fill_next(session, conn, dialect)
+        conn.commit()
+        if dialect == "postgresql":
+            conn.exec_driver_sql(f"ALTER TABLE {MONTH_NEXT} ADD CONSTRAINT "
+                                 f"{MONTH_NEXT}_pkey PRIMARY KEY (number, month)")
+        conn.exec_driver_sql(f"INSERT INTO {LAST_NEXT} (number, last_date) "
+                             f"SELECT number, MAX(last_date) FROM {MONTH_NEXT} GROUP BY number")
+        months = conn.exec_driver_sql(f"SELECT count(*) FROM {MONTH_NEXT}").scalar()
+        customers = conn.exec_driver_sql(f"SELECT count(*) FROM {LAST_NEXT}").scalar()
+        conn.commit()
+        # 3: the swap, one short transaction
+        with conn.begin():
+            if dialect == "sqlite":
+                # pysqlite opens its transaction before the first DML only, and DDL
+                # would otherwise run in autocommit: make the swap one transaction
+                conn.exec_driver_sql("DELETE FROM crm_rollup_state WHERE id = 0")
+            for live, nxt in (("crm_order_month", MONTH_NEXT), ("crm_order_last", LAST_NEXT)):
+                conn.exec_driver_sql(f"DROP TABLE {live}")
+                conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
+                if dialect == "postgresql":
+                    conn.exec_driver_sql(f"ALTER INDEX {nxt}_pkey RENAME TO {live}_pkey")
+            seconds = round(time.perf_counter() - started, 3)
+            state = RollupState.__table__
+            conn.execute(state.delete())
+            conn.execute(state.insert().values(id=1, refreshed_at=now, seconds=seconds,
+                                               months=months, customers=customers))
+        if dialect == "postgresql":
+            conn.exec_driver_sql("ANALYZE crm_order_month")
+            conn.exec_driver_sql("ANALYZE crm_order_last")
+            conn.commit()
+    return {"refreshed_at": now, "seconds": seconds, "months": months, "customers": customers}
+
+
+def refresh_locked(session, now=None):
+    """:func:`refresh` under the rollup's run lock (``scheduler.run_lock``, never
+    waits); None when another refresh is running."""
+    from ..scheduler import run_lock
+
+    with run_lock(engine=_crm_engine(session), job=JOB) as acquired:
+        if not acquired:
+            return None
+        return refresh(session, now=now)
+
+
+def refresh_now(session, actor, now=None):
+    """刷新 (the admin's button and ``POST /api/v1/rollup/refresh``): 系统管理员 only;
+    Conflict when a refresh is already running. Returns the new state."""
+    require_refresh(actor)
+    state = refresh_locked(session, now=now)
+    if state is None:
+        raise Conflict(_l("另一个订单汇总刷新正在运行，请稍后再试。"))
+    return state
+
+
+# ---- reading ------------------------------------------------------------------------
+
+def refreshed_at(session):
+    """When the rollup in place was built (the reports' 数据更新于 …), or None."""
+    return session.scalar(select(RollupState.refreshed_at).where(RollupState.id == 1))
+
+
+def status(session):
+    """{"refreshed_at", "seconds", "months", "customers"} of the rollup in place
+    (all None before the first refresh)."""
+    row = session.execute(select(RollupState.refreshed_at, RollupState.seconds,
+                                 RollupState.months, RollupState.customers)
+                          .where(RollupState.id == 1)).first()
+    keys = ("refreshed_at", "seconds", "months", "customers")
+    return dict(zip(keys, row)) if row else dict.fromkeys(keys)
+
+
+def to_json(state):
+    at = state.get("refreshed_at")
+    return {"refreshed_at": at.isoformat() if at else None, "seconds": state.get("seconds"),
+            "months": state.get("months"), "customers": state.get("customers")}
+
+
+def _owner_number():
+    """SQL: the CRM customer number a rollup row belongs to (alias → survivor)."""
+    A, C = CustomerNumberAlias.__table__, Customer.__table__
+    survivor = (select(C.c.number).select_from(A.join(C, C.c.id == A.c.customer_id))
+                .where(A.c.number == OrderMonth.__table__.c.number).scalar_subquery())
+    return func.coalesce(survivor, OrderMonth.__table__.c.number)
+
+
+def _alias_map(session):
+    A, C = CustomerNumberAlias.__table__, Customer.__table__
+    return dict(session.execute(select(A.c.number, C.c.number)
+                                .join(C, C.c.id == A.c.customer_id)).all())
+
+
+def _month_start(day):
+    return day.replace(day=1)
+
+
+def _next_month(day):
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _raw_totals(session, start, end):
+    """[(customer number as in the sales system, amount)] for start ≤ date < end,
+    straight from the sales bind (the partial edge months)."""
+    O, L = Order.__table__, OrderLine.__table__
+    q = (select(O.c.customer_number, func.sum(L.c.quantity * L.c.price))
+         .select_from(O.join(L, L.c.order_id == O.c.id))
+         .where((O.c.status + 0).in_(COUNTED_ORDER_STATUSES))
+         .group_by(O.c.customer_number))
+    if start is not None:
+        q = q.where(O.c.date >= start)
+    if end is not None:
+        q = q.where(O.c.date < end)
+    with _sales_engine(session).connect() as conn:
+        return conn.execute(q).all()
+
+
+def order_totals(session, start=None, end=None, numbers=None):
+    """Σ amount of the counted orders per CRM customer number, for ``start`` ≤ date <
+    ``end`` (dates, either None = open): ``DataFrame[number, amount]`` (amount float,
+    one row per customer with orders, merged customers' aliases added to the survivor).
+
+    Whole months come from the rollup; the days of a partial first/last month straight
+    from the sales bind (just those days). ``numbers``: only these customers."""
+    if start is not None and end is not None and start >= end:
+        return pd.DataFrame({"number": pd.Series(dtype=object), "amount": pd.Series(dtype=float)})
+    M = OrderMonth.__table__
+    first_full = None if start is None else (start if start.day == 1 else _next_month(start))
+    end_full = None if end is None else _month_start(end)
+    parts = []
+    edges = []
+    if first_full is not None and end_full is not None and first_full >= end_full:
+        edges.append((start, end))                # within one month: all raw
+    else:
+        q = select(M.c.number, func.sum(M.c.amount)).group_by(M.c.number)
+        if first_full is not None:
+            q = q.where(M.c.month >= first_full)
+        if end_full is not None:
+            q = q.where(M.c.month < end_full)
+        parts.extend(session.execute(q).all())
+        if start is not None and start != first_full:
+            edges.append((start, first_full))
+        if end is not None and end != end_full:
+            edges.append((end_full, end))
+    for a, b in edges:
+        parts.extend(_raw_totals(session, a, b))
+    df = pd.DataFrame(parts, columns=["number", "amount"])
+    df["amount"] = df["amount"].astype(float)
+    aliases = _alias_map(session)
+    if aliases:
+        df["number"] = df["number"].map(lambda n: aliases.get(n, n))
+    if numbers is not None:
+        df = df[df["number"].isin(set(numbers))]
+    df = df.groupby("number", as_index=False, sort=True)["amount"].sum()
+    df["amount"] = df["amount"].round(2)
+    return df
+
+
+def last_order_dates(session, numbers=None):
+    """{CRM customer number: date of its last counted order} from the rollup, merged
+    customers' aliases folded into the survivor."""
+    L = OrderLast.__table__
+    rows = session.execute(select(L.c.number, L.c.last_date)).all()
+    aliases = _alias_map(session)
+    out = {}
+    for number, last in rows:
+        number = aliases.get(number, number)
+        if number not in out or last > out[number]:
+            out[number] = last
+    if numbers is not None:
+        wanted = set(numbers)
+        out = {k: v for k, v in out.items() if k in wanted}
+    return out
+
+
+def last_order_select(as_of=None):
+    """SQL (CRM database) of (customer number as in the sales system, last counted
+    order dated on or before ``as_of``) from the rollup; ``as_of`` None = the last
+    one. The days of ``as_of``'s own month after it are left out by reading that
+    month from ``crm_order_month`` only when its last order is on or before ``as_of``
+    — the caller adds that month's orders from the sales bind
+    (:func:`month_tail_last_orders`)."""
+    L, M = OrderLast.__table__, OrderMonth.__table__
+    if as_of is None:
+        return select(L.c.number, L.c.last_date)
+    recent = select(L.c.number, L.c.last_date).where(L.c.last_date <= as_of)
+    # customers whose last order is after as_of: their last whole month before as_of's
+    older = (select(M.c.number, func.max(M.c.last_date))
+             .where(M.c.month < _month_start(as_of),
+                    M.c.number.in_(select(L.c.number).where(L.c.last_date > as_of)))
+             .group_by(M.c.number))
+    return recent.union_all(older)
+
+
+def month_tail_last_orders(session, as_of):
+    """[(customer number, last counted order date)] from the sales bind for the
+    days of ``as_of``'s month up to ``as_of`` (only customers whose rollup last order
+    is after ``as_of`` need it; it is small: one month of orders)."""
+    O = Order.__table__
+    q = (select(O.c.customer_number, func.max(O.c.date))
+         .where((O.c.status + 0).in_(COUNTED_ORDER_STATUSES),
+                O.c.date >= _month_start(as_of), O.c.date <= as_of)
+         .group_by(O.c.customer_number))
+    with _sales_engine(session).connect() as conn:
+        return conn.execute(q).all()
+
+
+__all__ = ["refresh", "refreshed_at", "status", "order_totals", "last_order_dates",
+           "can_refresh", "require_refresh", "JOB"]

@@ -1,0 +1,295 @@
+"""订单汇总 (order rollup): correct against the raw sales aggregate for every customer
+(status changes after a refresh, merged customers' aliases, partial edge months), a
+killed refresh leaves the previous rollup, rights of the page/API, CLI, scheduler job."""
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Customer, CustomerNumberAlias, Order, OrderLine
+from app.models.rollup import OrderMonth, RollupState
+from app.workflows import rollup
+
+from . import factories as f
+
+
+def raw_totals(s, start=None, end=None):
+    """The raw query: Σ quantity × price of status 5/6 orders per CRM customer number
+    (aliases → survivor), straight from the sales bind."""
+    q = (select(Order.customer_number, func.sum(OrderLine.quantity * OrderLine.price))
+         .join(OrderLine, OrderLine.order_id == Order.id)
+         .where(Order.status.in_((5, 6))).group_by(Order.customer_number))
+    if start:
+        q = q.where(Order.date >= start)
+    if end:
+        q = q.where(Order.date < end)
+    aliases = dict(s.execute(select(CustomerNumberAlias.number, Customer.number)
+                             .join(Customer, Customer.id == CustomerNumberAlias.customer_id)).all())
+    out = {}
+    for number, amount in s.execute(q).all():
+        key = aliases.get(number, number)
+        out[key] = round(out.get(key, 0) + float(amount), 2)
+    return out
+
+
+def raw_last(s):
+    aliases = dict(s.execute(select(CustomerNumberAlias.number, Customer.number)
+                             .join(Customer, Customer.id == CustomerNumberAlias.customer_id)).all())
+    out = {}
+    for number, last in s.execute(select(Order.customer_number, func.max(Order.date))
+                                  .where(Order.status.in_((5, 6)))
+                                  .group_by(Order.customer_number)).all():
+        key = aliases.get(number, number)
+        out[key] = max(last, out.get(key, last))
+    return out
+
+
+def as_dict(df):
+    return {n: round(float(a), 2) for n, a in zip(df["number"], df["amount"])}
+
+
+def _refresh(app, now=None):
+    with app.app_context():
+        try:
+            return rollup.refresh(db.session, now=now)
+        finally:
+            db.session.remove()
+
+
+@pytest.fixture
+def orders(app, dbs, user_id):
+    """Three customers with orders over several months in every status; B has been
+    merged into A (B's old number is an alias of A, B's orders carry it)."""
+    with dbs() as s:
+        a = f.customer(s, user_id("manager1"))
+        b_number = f"KHALIAS{a.id:06d}"
+        c = f.customer(s, user_id("manager2"))
+        s.add(CustomerNumberAlias(number=b_number, customer_id=a.id, note="合并",
+                                  created_by_fk=user_id("admin"), changed_by_fk=user_id("admin")))
+        p1, p2 = f.product(s, price="12.50"), f.product(s, price="3.10")
+        made = {}
+        for number, day, status, lines in (
+                (a.number, date(2031, 1, 5), 6, [(p1, 2, "12.50"), (p2, 3, "3.10")]),
+                (a.number, date(2031, 1, 20), 5, [(p1, 1, "12.50")]),
+                (a.number, date(2031, 2, 14), 6, [(p2, 7, "3.10")]),
+                (a.number, date(2031, 3, 31), 2, [(p1, 9, "12.50")]),     # not counted (yet)
+                (b_number, date(2031, 2, 1), 6, [(p1, 4, "12.40")]),       # alias → A
+                (b_number, date(2031, 4, 2), 5, [(p2, 1, "3.10")]),
+                (c.number, date(2031, 1, 31), 6, [(p1, 1, "12.50")]),
+                (c.number, date(2031, 3, 1), 4, [(p1, 100, "12.50")]),    # cancelled
+                (c.number, date(2031, 3, 15), 5, [(p2, 2, "3.15"), (p1, 1, "12.00")])):
+            made[(number, day)] = f.order(s, number, lines, status=status, day=day).id
+        s.commit()
+        out = {"a": a.number, "b": b_number, "c": c.number, "orders": made}
+    return out
+
+
+def test_refresh_matches_the_raw_query_for_every_customer(app, dbs, orders):
+    _refresh(app)
+    with dbs() as s:
+        got = as_dict(rollup.order_totals(s))
+        assert got == raw_totals(s)
+        assert orders["b"] not in got                       # folded into the survivor
+        assert got[orders["a"]] == round(2 * 12.5 + 3 * 3.1 + 12.5 + 7 * 3.1 + 4 * 12.4 + 3.1, 2)
+        assert got[orders["c"]] == round(12.5 + 2 * 3.15 + 12.0, 2)
+        assert rollup.last_order_dates(s) == raw_last(s)
+        assert rollup.last_order_dates(s)[orders["a"]] == date(2031, 4, 2)
+
+
+@pytest.mark.parametrize("start,end", [
+    (date(2031, 1, 1), date(2031, 3, 1)),      # whole months only
+    (date(2031, 1, 6), date(2031, 3, 20)),     # partial first and last month
+    (date(2031, 1, 20), date(2031, 1, 31)),    # inside one month
+    (date(2031, 2, 1), None), (None, date(2031, 2, 15)), (None, None),
+    (date(2031, 3, 1), date(2031, 3, 1)),      # empty range
+])
+def test_ranges_match_the_raw_query(app, dbs, orders, start, end):
+    _refresh(app)
+    with dbs() as s:
+        assert as_dict(rollup.order_totals(s, start, end)) == raw_totals(s, start, end)
+        some = [orders["a"], orders["c"]]
+        expected = {k: v for k, v in raw_totals(s, start, end).items() if k in some}
+        assert as_dict(rollup.order_totals(s, start, end, numbers=some)) == expected
+
+
+def test_status_change_after_a_refresh_counts_after_the_next(app, dbs, orders):
+    _refresh(app, now=datetime(2031, 5, 1, 9))
+    oid = orders["orders"][(orders["a"], date(2031, 3, 31))]
+    with dbs() as s:
+        before = as_dict(rollup.order_totals(s))[orders["a"]]
+        s.execute(Order.__table__.update().where(Order.id == oid).values(status=5))
+        s.commit()
+        # the rollup in place is the snapshot of its refresh
+        assert as_dict(rollup.order_totals(s))[orders["a"]] == before
+        assert rollup.refreshed_at(s) == datetime(2031, 5, 1, 9)
+    _refresh(app, now=datetime(2031, 5, 1, 10))
+    with dbs() as s:
+        got = as_dict(rollup.order_totals(s))
+        assert got == raw_totals(s)
+        assert got[orders["a"]] == round(before + 9 * 12.5, 2)
+        assert rollup.last_order_dates(s) == raw_last(s)
+        assert rollup.refreshed_at(s) == datetime(2031, 5, 1, 10)
+
+
+def test_a_killed_refresh_leaves_the_previous_rollup(app, dbs, orders, monkeypatch):
+    _refresh(app, now=datetime(2031, 6, 1, 8))
+    with dbs() as s:
+        before = as_dict(rollup.order_totals(s))
+        s.execute(Order.__table__.update().where(Order.customer_number == orders["c"])
+                  .values(status=6))
+        s.commit()
+    real_fill = rollup._fill_next
+
+    def killed(*args, **kw):
+        real_fill(*args, **kw)
+        raise KeyboardInterrupt("killed mid-run")
+
+    monkeypatch.setattr(rollup, "_fill_next", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _refresh(app, now=datetime(2031, 6, 1, 9))
+    with dbs() as s:
+        assert as_dict(rollup.order_totals(s)) == before
+        assert rollup.refreshed_at(s) == datetime(2031, 6, 1, 8)
+    monkeypatch.setattr(rollup, "_fill_next", real_fill)
+    _refresh(app, now=datetime(2031, 6, 1, 10))     # the leftover staging table is no obstacle
+    with dbs() as s:
+        assert as_dict(rollup.order_totals(s)) == raw_totals(s)
+        assert rollup.refreshed_at(s) == datetime(2031, 6, 1, 10)
+
+
+def test_sales_system_is_only_read(app, dbs, orders):
+    with dbs() as s:
+        n = s.scalar(select(func.count()).select_from(Order))
+        lines = s.scalar(select(func.sum(OrderLine.quantity * OrderLine.price)))
+    _refresh(app)
+    with dbs() as s:
+        assert s.scalar(select(func.count()).select_from(Order)) == n
+        assert s.scalar(select(func.sum(OrderLine.quantity * OrderLine.price))) == lines
+        assert s.scalar(select(func.count()).select_from(OrderMonth)) > 0
+
+
+# ---- rights: page, API, CLI, scheduler -------------------------------------------------------
+
+def test_api_status_and_refresh_for_the_admin(app, api, dbs, orders):
+    r = api("admin").post("/api/v1/rollup/refresh")
+    assert r.status_code == 200, r.text
+    at = r.json["result"]["refreshed_at"]
+    assert at and r.json["result"]["customers"] >= 2
+    r = api("exec").get("/api/v1/rollup/")
+    assert r.status_code == 200, r.text
+    assert r.json["result"]["refreshed_at"] == at
+
+
+@pytest.mark.parametrize("username", ["exec", "supervisor", "manager1"])
+def test_only_the_admin_may_refresh(app, api, web, dbs, orders, username):
+    _refresh(app, now=datetime(2031, 7, 1, 8))
+    r = api(username).post("/api/v1/rollup/refresh")
+    assert r.status_code == 403 and "message" in r.json
+    w = web(username)
+    r = w.post("/rollup/refresh", data={"csrf_token": w.csrf("/notifications/settings")})
+    assert r.status_code in (302, 403) and "/rollup/" not in r.headers.get("Location", "")
+    with dbs() as s:
+        assert rollup.refreshed_at(s) == datetime(2031, 7, 1, 8)     # nothing changed
+    page = web(username).get("/rollup/")
+    if username == "manager1":
+        assert page.status_code in (302, 403)
+        assert api(username).get("/api/v1/rollup/").status_code == 403
+    else:
+        assert page.status_code == 200 and "数据更新于" in page.text
+        assert 'action="/rollup/refresh"' not in page.text          # no 刷新 button
+
+
+def test_admin_page_button_refreshes(app, web, dbs, orders):
+    _refresh(app, now=datetime(2031, 7, 2, 8))
+    w = web("admin")
+    page = w.get("/rollup/")
+    assert page.status_code == 200 and "2031-07-02 08:00:00" in page.text
+    assert 'action="/rollup/refresh"' in page.text
+    r = w.post_form("/rollup/refresh", {}, form_url="/rollup/")
+    assert r.status_code == 302
+    with dbs() as s:
+        assert rollup.refreshed_at(s) != datetime(2031, 7, 2, 8)
+
+
+def test_refresh_while_another_runs_is_409(app, api, dbs, orders):
+    from app.scheduler import run_lock
+
+    with app.app_context():
+        with run_lock(job="rollup") as got:
+            assert got
+            r = api("admin").post("/api/v1/rollup/refresh")
+            assert r.status_code == 409 and "正在运行" in r.json["message"]
+        db.session.remove()
+
+
+def test_cli_refresh_and_status(app, dbs, orders):
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["crm", "rollup", "refresh"])
+    assert r.exit_code == 0, r.output
+    assert "订单汇总已刷新" in r.output
+    r = runner.invoke(args=["crm", "rollup", "status"])
+    assert r.exit_code == 0 and "数据更新于" in r.output
+    with dbs() as s:
+        assert as_dict(rollup.order_totals(s)) == raw_totals(s)
+
+
+def test_scheduler_job_hourly_and_configurable(app, dbs, orders):
+    from app.models import JobRun
+    from app.scheduler import rollup_job, start_scheduler
+
+    sched = start_scheduler(app, start=False)
+    job = sched.get_job("order-rollup")
+    assert job is not None and "minute='5'" in str(job.trigger)
+    app.config["ROLLUP_CRON"] = {"minute": "*/15"}
+    try:
+        job = start_scheduler(app, start=False).get_job("order-rollup")
+        assert "minute='*/15'" in str(job.trigger)
+    finally:
+        app.config.pop("ROLLUP_CRON")
+    state = rollup_job(app)
+    assert state and state["customers"] >= 2
+    with dbs() as s:
+        run = s.scalars(select(JobRun).where(JobRun.job == "rollup").order_by(JobRun.id.desc())).first()
+        assert run.ok and "customers" in run.summary
+        assert s.get(RollupState, 1).refreshed_at == state["refreshed_at"]
+        assert as_dict(rollup.order_totals(s)) == raw_totals(s)
+    rollup_job(app)                                      # idempotent: same result again
+    with dbs() as s:
+        assert as_dict(rollup.order_totals(s)) == raw_totals(s)
+
+
+def test_churn_reads_the_rollup_and_aliases(app, dbs, orders, user_id):
+    """The churn check's last order date of a merged customer comes from its alias."""
+    from app.workflows import churn as churn_wf
+    from app.cli import system_user_id
+
+    _refresh(app)
+    with dbs() as s:
+        a_id = s.scalar(select(Customer.id).where(Customer.number == orders["a"]))
+        # as of 2031-10-03: cutoff 2031-04-03 → A's last order (2031-04-02, via B's number) is old
+        summary = churn_wf.check_churn(s, db.engines["sales"], as_of=date(2031, 10, 3),
+                                       actor_id=system_user_id(), customer_ids=[a_id],
+                                       dry_run=True)
+        assert [cid for _, cid in summary["opened"]] == [a_id]
+        s.rollback()
+        summary = churn_wf.check_churn(s, db.engines["sales"], as_of=date(2031, 10, 1),
+                                       actor_id=system_user_id(), customer_ids=[a_id],
+                                       dry_run=True)
+        assert summary["opened"] == []
+        s.rollback()
+        # a past as-of inside a month: only the orders up to that day count
+        summary = churn_wf.check_churn(s, db.engines["sales"], as_of=date(2031, 2, 13),
+                                       actor_id=system_user_id(), customer_ids=[a_id],
+                                       dry_run=True)
+        assert summary["opened"] == []
+        s.rollback()
+
+
+def test_amounts_are_exact_decimals(app, dbs, orders):
+    _refresh(app)
+    with dbs() as s:
+        row = s.scalar(select(OrderMonth.amount).where(OrderMonth.number == orders["c"],
+                                                       OrderMonth.month == date(2031, 1, 1)))
+        assert Decimal(str(row)) == Decimal("12.50")
