@@ -6,7 +6,6 @@ Permission: 查看销售机会 (``can_list`` · ``Opportunity``), the function t
 """
 from flask_appbuilder import expose
 from flask_appbuilder.api import BaseApi, protect, safe
-from flask_babel import gettext as _
 
 from ..extensions import db
 from ..views.common import current_actor
@@ -36,12 +35,6 @@ class OpportunityForecastApi(BaseApi):
     method_permission_name = {"get": "list"}
     allow_browser_login = True
     openapi_spec_tag = "opportunity"
-
-    def response_401(self):
-        return self.response(401, message=_("请先登录。"))
-
-    def response_403(self):
-        return self.response(403, message=_("无权执行此操作：您的角色没有这项权限。"))
 
     @expose("/", methods=["GET"])
     @protect()

@@ -156,12 +156,12 @@ def parse_amount(value, field="expected_amount"):
     if d < 0:
         raise ValidationError(_l("%(field)s不能小于 0，请填写 0 或正数，不知道时留空。",
                                  field=LABELS[field]), field=field)
-    if d != d.quantize(Decimal("0.01")):
-        raise ValidationError(_l("%(field)s最多两位小数（到分）。", field=LABELS[field]),
-                              field=field)
     if d >= AMOUNT_MAX:
         raise ValidationError(_l("%(field)s太大：最多 999,999,999,999.99 元。",
                                  field=LABELS[field]), field=field)
+    if d != d.quantize(Decimal("0.01")):
+        raise ValidationError(_l("%(field)s最多两位小数（到分）。", field=LABELS[field]),
+                              field=field)
     return d.quantize(Decimal("0.01"))
 
 
