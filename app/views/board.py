@@ -94,7 +94,6 @@ def _texts():
         "month_none": _("未填预计成交日期"), "weighted": _("加权预计金额"),
         "without_amount": _("另有 %(n)s 条开发中的销售机会未填预计金额，不计入预测。", n="{n}"),
         "moved": _("已移到“%(column)s”", column="{column}"),
-        "moved_back": _("已移回“%(column)s”", column="{column}"),
     }
 
 
@@ -123,7 +122,7 @@ class BoardView(BaseView):
         return self.render_template(
             "board/index.html", data=data, texts=_texts(), managers=managers,
             list_url=url_for("OpportunityView.list"),
-            status_filter=url_for("OpportunityView.list") + "?_flt_0_status=",
+            status_filter=url_for("OpportunityView.list") + "?_flt_3_status=",
             title=_("销售机会看板"))
 
     @expose("/data")
