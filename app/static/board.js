@@ -212,7 +212,7 @@
         grid: {left: 64, right: 16, top: 16, bottom: 28},
         xAxis: {type: "category", data: f.by_month.map(function (r) { return r.month || T.month_none; })},
         yAxis: {type: "value"},
-        series: [{name: T.weighted, type: "bar", color: "#337ab7",
+        series: [{name: T.weighted, type: "bar", color: "#337ab7", barMaxWidth: 48,
                   data: f.by_month.map(function (r) { return Number(r.weighted); })}]
       });
     }
