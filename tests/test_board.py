@@ -190,7 +190,7 @@ def test_a_step_from_the_board_is_the_api_step_with_the_page_token(app, web, dbs
     r = w.client.post(url, json=body, headers={"X-CSRFToken": token})
     assert r.status_code == 200 and r.json["result"]["status"] == "assigned"
     r = w.client.post(url, json={"assignee_id": user_id("manager2")}, headers={"X-CSRFToken": token})
-    assert r.status_code == 409 and "已被他人指派或状态已改变" in r.json["message"], r.text
+    assert r.status_code == 409 and "只有未指派的销售机会才能指派" in r.json["message"], r.text
     with dbs() as s:
         assert s.get(Opportunity, pk).assignee_id == user_id("manager1")
     card = w.get(f"/opportunity/board/data?id={pk}").json["card"]
