@@ -164,12 +164,16 @@ def build_schemas():
             "status": _status(_opportunities),
             "creator_id": I(), "created_on": TIMESTAMP, "assignee_id": I(description="指派给的客户经理"),
             "assigned_on": TIMESTAMP, "customer_id": I(description="开发成功后生成的客户"),
+            "expected_amount": {**MONEY, "description": "预计金额（元），两位小数的文本；未填为 null"},
+            "expected_close_on": {**DATE, "description": "预计成交日期 YYYY-MM-DD；未填为 null"},
             "plan_items": {"type": "array", "items": ref("PlanItem")},
         }, required=["id", "number", "customer_name", "status", "plan_items"], additional=False),
         "OpportunityInput": obj({
             "customer_name": {"type": "string"}, "success_rate": {"type": "integer"},
             "summary": {"type": "string"}, "description": S(), "source": S(), "contact": S(),
             "contact_phone": S(),
+            "expected_amount": {**MONEY_IN, "description": "预计金额（元），可不填：不小于 0、最多两位小数"},
+            "expected_close_on": {**DATE, "description": "预计成交日期 YYYY-MM-DD，可不填"},
         }, description="新建时必填：customer_name、success_rate（0–100）、summary、description；"
                         "修改（仅未指派的机会）时只给要改的字段"),
         "Service": obj({
@@ -268,6 +272,23 @@ def build_schemas():
                         "amount；composition: item, count, percent；service: service_type, count, "
                         "overdue, on_time_percent；"
                         "churn: customer_name, manager, last_order_date, confirmed_on, reason）"),
+        "ForecastFigures": obj({
+            "weighted": {**MONEY, "nullable": False,
+                         "description": "Σ 预计金额 × 成功机率 / 100（元）"},
+            "amount": {**MONEY, "nullable": False, "description": "Σ 预计金额（元）"},
+            "count": {"type": "integer", "description": "销售机会数"},
+            "month": S(description="预计成交月份 YYYY-MM；null = 未填预计成交日期"),
+            "assignee_id": I(description="客户经理的用户 id"),
+            "name": {"type": "string", "description": "客户经理姓名"},
+        }, required=["weighted", "amount", "count"], additional=False),
+        "Forecast": obj({"result": obj({
+            "total": ref("ForecastFigures"),
+            "by_month": {"type": "array", "items": ref("ForecastFigures")},
+            "by_manager": {"type": "array", "items": ref("ForecastFigures")},
+            "without_amount": {"type": "integer",
+                               "description": "开发中但未填预计金额的销售机会数（不计入预测）"},
+        }, required=["total", "by_month", "by_manager", "without_amount"], additional=False)},
+            required=["result"], additional=False),
         "Report": obj({"rows": {"type": "array", "items": ref("ReportRow")},
                        "total": {**ref("ReportRow"), "description": "合计行（有合计的报表）"}},
                       required=["rows"], additional=False),

@@ -243,6 +243,12 @@ TABLE = {
     ("OpportunityView.show", "GET"): STAFF,
     ("OpportunityView.succeed", "POST"): MANAGERS,
 
+    # 销售机会看板 and its forecast: 查看销售机会 (can_list · Opportunity); the steps a
+    # card offers are the OpportunityApi routes above
+    ("BoardView.index", "GET"): STAFF,
+    ("BoardView.data", "GET"): STAFF,
+    ("OpportunityForecastApi.get", "GET"): STAFF,
+
     ("OrderApi.get", "GET"): STAFF,
     ("OrderApi.get_list", "GET"): STAFF,
     ("OrderApi.info", "GET"): STAFF,

@@ -22,7 +22,8 @@ ORDER = 10
 
 _API_COLUMNS = ["id", "number", "source", "customer_name", "success_rate", "summary",
                 "contact", "contact_phone", "description", "status", "created_by_fk",
-                "created_on", "assignee_id", "assigned_on", "customer_id"]
+                "created_on", "assignee_id", "assigned_on", "customer_id",
+                "expected_amount", "expected_close_on"]
 _RENAMES = {"created_by_fk": "creator_id"}
 
 
@@ -44,6 +45,8 @@ def opportunity_json(opp, items=None):
         "description": opp.description, "status": opp.status, "creator_id": opp.created_by_fk,
         "created_on": _iso(opp.created_on), "assignee_id": opp.assignee_id,
         "assigned_on": _iso(opp.assigned_on), "customer_id": opp.customer_id,
+        "expected_amount": None if opp.expected_amount is None else f"{opp.expected_amount:.2f}",
+        "expected_close_on": _iso(opp.expected_close_on),
         "plan_items": [plan_item_json(i) for i in (opp.plan_items if items is None else items)],
     }
 
@@ -72,7 +75,7 @@ class OpportunityApi(CrmModelRestApi):
     search_columns = ["number", "customer_name", "summary", "status", "source",
                       "assignee_id", "created_by_fk"]
     order_columns = ["id", "number", "customer_name", "success_rate", "created_on",
-                     "assigned_on", "status"]
+                     "assigned_on", "status", "expected_amount", "expected_close_on"]
     base_order = ("id", "desc")
     label_columns = dict(wf.LABELS, created_by_fk=_l("创建人"))
 

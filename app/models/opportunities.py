@@ -1,6 +1,6 @@
 """营销管理: sales opportunities and their development plans."""
 from sqlalchemy import (
-    CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+    CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
 )
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import relationship
@@ -21,6 +21,8 @@ class Opportunity(AuditMixin, Model):
         CheckConstraint("success_rate BETWEEN 0 AND 100", name="ck_opportunity_rate"),
         CheckConstraint("status IN ('unassigned','assigned','succeeded','failed')",
                         name="ck_opportunity_status"),
+        CheckConstraint("expected_amount IS NULL OR expected_amount >= 0",
+                        name="ck_opportunity_amount"),
         Index("ix_opportunity_status", "status"),
         Index("ix_opportunity_assignee_status", "assignee_id", "status"),
         Index("ix_opportunity_creator", "created_by_fk"),
@@ -44,6 +46,9 @@ class Opportunity(AuditMixin, Model):
     # the customer created when development succeeded
     customer_id = Column(Integer, ForeignKey("crm_customer.id"))
     customer = relationship("Customer")
+    # 预计金额 (元) and 预计成交日期, both optional: the forecast (销售机会看板)
+    expected_amount = Column(Numeric(14, 2))
+    expected_close_on = Column(Date)
 
     plan_items = relationship("PlanItem", back_populates="opportunity",
                               order_by="PlanItem.date, PlanItem.id",

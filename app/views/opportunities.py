@@ -30,6 +30,7 @@ from ..workflows.errors import ValidationError
 from .common import VIEW_CRUD, GuardedModelView, current_actor, show_form_errors
 from .export import ExportMixin, chunked
 from .lists import ListMixin, Tab, equals, mine
+from .sales import money
 
 ORDER = 10
 
@@ -124,7 +125,8 @@ class _OpportunityColumns:
                                                        widget=Select2Widget())}
     formatters_columns = {"status": _fmt_status, "created_on": _fmt_time,
                           "assigned_on": _fmt_time, "created_by": _fmt_user,
-                          "assignee": _fmt_user, "success_rate": lambda v: f"{v}%"}
+                          "assignee": _fmt_user, "success_rate": lambda v: f"{v}%",
+                          "expected_amount": money}
     base_order = ("created_on", "desc")
     list_widget = OpportunityListWidget
     quick_search_columns = ["customer_name", "summary", "number"]
@@ -154,19 +156,21 @@ class OpportunityView(ListMixin, ExportMixin, _OpportunityColumns, GuardedModelV
     edit_title = _l("编辑销售机会")
     show_columns = ["number", "source", "customer_name", "success_rate", "summary", "contact",
                     "contact_phone", "description", "created_by", "created_on", "assignee",
-                    "assigned_on", "status"]
+                    "assigned_on", "status", "expected_amount", "expected_close_on"]
     add_columns = ["number", "created_by", "created_on"] + list(wf.EDITABLE)
     edit_columns = add_columns
     add_form_extra_fields = {"number": _readonly(_l("编号")),
                              "created_by": _readonly(_l("创建人")),
                              "created_on": _readonly(_l("创建时间"))}
     edit_form_extra_fields = add_form_extra_fields
-    description_columns = {"success_rate": _l("0 到 100 之间的整数")}
+    description_columns = {"success_rate": _l("0 到 100 之间的整数"),
+                           "expected_amount": _l("可不填；单位：元，例如 120000.50"),
+                           "expected_close_on": _l("可不填；格式 YYYY-MM-DD，例如 2027-03-31")}
     show_template = "opportunities/show.html"
     # 导出 CSV / XLSX: the rows of the current search, with the contact fields too
     export_columns = ["number", "source", "customer_name", "summary", "success_rate",
                       "contact", "contact_phone", "created_by", "created_on", "assignee",
-                      "assigned_on", "status"]
+                      "assigned_on", "status", "expected_amount", "expected_close_on"]
     export_formatters = {"status": lambda v: str(wf.status_label(v)),
                          "created_by": lambda u: _fmt_user(u), "assignee": lambda u: _fmt_user(u)}
     add_row_message = _l("保存成功")

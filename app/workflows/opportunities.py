@@ -10,11 +10,12 @@ Status: ``unassigned`` 未指派 → ``assigned`` 已指派（开发中） → `
 ``failed`` 开发失败.
 """
 import re
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import Contact, Customer, Opportunity, PlanItem
@@ -40,12 +41,13 @@ LABELS = {
     "status": _l("状态"), "creator_id": _l("创建人"), "created_on": _l("创建时间"),
     "assignee_id": _l("指派给"), "assigned_on": _l("指派时间"),
     "customer_id": _l("开发成功后的客户"),
+    "expected_amount": _l("预计金额（元）"), "expected_close_on": _l("预计成交日期"),
     "date": _l("日期"), "content": _l("计划内容"), "result": _l("执行效果"),
 }
 
 # the fields a user fills in (create) and may change while ``unassigned`` (edit)
 EDITABLE = ("source", "customer_name", "success_rate", "summary", "contact",
-            "contact_phone", "description")
+            "contact_phone", "description", "expected_amount", "expected_close_on")
 REQUIRED = ("customer_name", "success_rate", "summary", "description")
 MAX_LEN = {"source": 128, "customer_name": 128, "summary": 255, "contact": 64,
            "contact_phone": 32, "description": 4000}
@@ -96,6 +98,13 @@ def _not_assigned(opp):
 def require_create(actor):
     if not (_lead(actor) or actor.is_manager):
         raise Forbidden(_l("只有客户经理和销售主管可以创建销售机会。"))
+
+
+def readable_clause(actor):
+    """Which opportunities ``actor`` reads (WHERE clause): every one. 销售机会管理 lists
+    them all to whoever holds its list permission (the function's permission decides);
+    the 销售机会看板 and its forecast use this same rule."""
+    return true()
 
 
 def can_create(actor):
@@ -233,6 +242,52 @@ def parse_date(value, field="date"):
     return dates.parse_ymd(value, LABELS[field], field)
 
 
+AMOUNT_MAX = Decimal(10) ** 12          # Numeric(14, 2): below 1,000,000,000,000 元
+CLOSE_ON_MIN = date(2000, 1, 1)
+
+
+def parse_amount(value, field="expected_amount"):
+    """预计金额 (元): empty → None; a number or number text ≥ 0 with at most two
+    decimals ("120000", "120,000.50", 120000.5); anything else a ValidationError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    d = None
+    if isinstance(value, (int, float, Decimal, str)) and not isinstance(value, bool):
+        try:
+            d = Decimal(str(value).strip().replace(",", ""))
+        except InvalidOperation:
+            d = None
+    if d is None or not d.is_finite():
+        raise ValidationError(_l("%(field)s必须是数字（单位：元），例如 120000 或 120000.50。",
+                                 field=LABELS[field]), field=field)
+    if d < 0:
+        raise ValidationError(_l("%(field)s不能小于 0，请填写 0 或正数，不知道时留空。",
+                                 field=LABELS[field]), field=field)
+    if d >= AMOUNT_MAX:
+        raise ValidationError(_l("%(field)s太大：最多 999,999,999,999.99 元。",
+                                 field=LABELS[field]), field=field)
+    if d != d.quantize(Decimal("0.01")):
+        raise ValidationError(_l("%(field)s最多两位小数（到分）。", field=LABELS[field]),
+                              field=field)
+    return d.quantize(Decimal("0.01"))
+
+
+def close_on_max(today=None):
+    today = today or date.today()
+    return date(today.year + 10, 12, 31)
+
+
+def parse_close_on(value, field="expected_close_on", today=None):
+    """预计成交日期: empty → None; YYYY-MM-DD between 2000-01-01 and ten years ahead."""
+    day = dates.parse_ymd(value, LABELS[field], field, required=False)
+    if day is not None and not CLOSE_ON_MIN <= day <= close_on_max(today):
+        raise ValidationError(
+            _l("%(field)s不合理：应在 %(first)s 到 %(last)s 之间，不确定时留空。",
+               field=LABELS[field], first=CLOSE_ON_MIN.isoformat(),
+               last=close_on_max(today).isoformat()), field=field)
+    return day
+
+
 def clean(data, partial=False):
     """Validate the user-editable fields of ``data``; return {field: value}.
 
@@ -257,6 +312,12 @@ def clean(data, partial=False):
                 if data[f] is None or (isinstance(data[f], str) and not data[f].strip()):
                     raise ValidationError(_l("%(field)s不能为空。", field=LABELS[f]), field=f)
                 out[f] = parse_rate(data[f])
+                continue
+            if f == "expected_amount":
+                out[f] = parse_amount(data[f])
+                continue
+            if f == "expected_close_on":
+                out[f] = parse_close_on(data[f])
                 continue
             v = _text(data, f)
             if f in REQUIRED and not v:

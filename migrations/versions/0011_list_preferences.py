@@ -8,8 +8,7 @@ import sqlalchemy as sa
 
 revision = "0011"
 # MERGE NOTE: 0009/0010 are written on other branches; on this branch the chain is
-# tested on top of 0008. The lead sets this to "0010" at merge.
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
