@@ -7,7 +7,6 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0011"
-# MERGE NOTE: 0009/0010 are written on other branches; on this branch the chain is
 down_revision = "0010"
 branch_labels = None
 depends_on = None
