@@ -22,14 +22,6 @@ APP = os.path.join(ROOT, "app")
 
 # the unit of work itself
 COMMIT_ALLOWED = {"app/api/base.py"}
-# Files still being converted to api_step/html_step by other branches (issue 19); the
-# lead removes each entry once its branch is merged. Nothing may be added here.
-COMMIT_PENDING = {
-    "app/views/customer.py",
-    "app/views/dashboard.py",
-    "app/views/marketing.py",
-    "app/views/service.py",
-}
 
 
 def _modules():
@@ -158,16 +150,9 @@ def test_no_commit_outside_the_unit_of_work(layer):
         for name in files:
             path = os.path.join(folder, name)
             rel = _rel(path)
-            if not name.endswith(".py") or rel in COMMIT_ALLOWED | COMMIT_PENDING:
+            if not name.endswith(".py") or rel in COMMIT_ALLOWED:
                 continue
             for no, text in enumerate(open(path, encoding="utf-8"), 1):
                 if "db.session.commit(" in text:
                     found.append(f"{rel}:{no}")
     assert found == []
-
-
-def test_pending_commit_list_only_names_files_that_still_commit():
-    """An entry whose file no longer commits must leave COMMIT_PENDING."""
-    for rel in COMMIT_PENDING:
-        text = open(os.path.join(ROOT, rel), encoding="utf-8").read()
-        assert "db.session.commit(" in text, f"{rel} no longer commits: remove it from COMMIT_PENDING"

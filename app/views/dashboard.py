@@ -4,7 +4,8 @@ its list page, mark read, mail switches) and their REST twins:
 * ``GET /api/v1/dashboard/`` — the signed-in user's tiles (counts) and, per role, the
   load table, KPI series and system status;
 * ``GET /api/v1/notification/`` (own only), ``POST /api/v1/notification/<id>/read``,
-  ``POST /api/v1/notification/read_all``, ``GET|PUT /api/v1/notification/settings``.
+  ``POST /api/v1/notification/read_all``, ``GET|PUT /api/v1/notification/settings``
+  (those two live in app/api/dashboard.py).
 
 The rules live in app/workflows/dashboard.py and app/workflows/notifications.py.
 """
@@ -13,7 +14,6 @@ from datetime import datetime
 
 from flask import current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, IndexView, expose
-from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -23,7 +23,8 @@ from ..workflows import dashboard as dwf
 from ..workflows import notifications as nwf
 from ..workflows.actors import ADMIN, EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
-from .common import api_errors, current_actor, html_errors
+from ..api.base import html_step
+from .common import current_actor
 
 ORDER = 5
 # One function, one permission: 工作台与通知 = can_list on "Dashboard" (pages and API);
@@ -133,7 +134,7 @@ class DashboardView(BaseView):
 
     @expose("/list/<key>")
     @has_access
-    @html_errors
+    @html_step
     def list(self, key):
         page = _page()
         today = business_today()
@@ -151,7 +152,7 @@ class NotificationView(BaseView):
 
     @expose("/")
     @has_access
-    @html_errors
+    @html_step
     def list(self):
         page = _page()
         unread = request.args.get("unread") == "1"
@@ -162,31 +163,28 @@ class NotificationView(BaseView):
 
     @expose("/<int:pk>/read", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def read(self, pk):
         n = nwf.mark_read(db.session, g.user.id, pk)
-        db.session.commit()
         if request.form.get("go") and n.link and n.link.startswith("/") and not n.link.startswith("//"):
             return redirect(n.link)
         return redirect(url_for("NotificationView.list"))
 
     @expose("/read_all", methods=["POST"])
     @has_access
-    @html_errors
+    @html_step
     def read_all(self):
         count = nwf.mark_all_read(db.session, g.user.id)
-        db.session.commit()
         flash(_("已将 %(n)d 条通知标为已读。", n=count), "success")
         return redirect(url_for("NotificationView.list"))
 
     @expose("/settings", methods=["GET", "POST"])
     @has_access
-    @html_errors
+    @html_step
     def settings(self):
         if request.method == "POST":
             values = {k: request.form.get(f"mail_{k}") == "1" for k in nwf.KIND_LABELS}
             nwf.save_settings(db.session, g.user.id, values)
-            db.session.commit()
             flash(_("通知设置已保存。"), "success")
             return redirect(url_for("NotificationView.settings"))
         return self.render_template("dashboard/settings.html",
@@ -194,135 +192,6 @@ class NotificationView(BaseView):
                                     labels=nwf.KIND_LABELS, title=_("通知设置"))
 
 
-class DashboardApi(BaseApi):
-    class_permission_name = "Dashboard"
-    method_permission_name = _ALL_LIST
-    resource_name = "dashboard"
-    openapi_spec_tag = "工作台"
-
-    @expose("/", methods=["GET"])
-    @protect()
-    @safe
-    def get(self):
-        """The signed-in user's 工作台: counts per tile and, per role, load, KPI, system.
-        ---
-        get:
-          responses:
-            200:
-              description: counts (and per role manager_load, kpi, system)
-              content:
-                application/json:
-                  schema: {type: object, properties: {today: {type: string}, counts: {type: object, additionalProperties: {type: integer}}, unread_notifications: {type: integer}}}
-            401: {$ref: '#/components/responses/401'}
-        """
-        return self.response(200, **dashboard_data(current_actor()))
-
-
-class NotificationApi(BaseApi):
-    class_permission_name = "Dashboard"
-    method_permission_name = _ALL_LIST
-    resource_name = "notification"
-    openapi_spec_tag = "通知"
-
-    @expose("/", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get_list(self):
-        """The signed-in user's notifications, newest first (never another user's).
-        ---
-        get:
-          parameters:
-          - {in: query, name: page, schema: {type: integer, minimum: 0}}
-          - {in: query, name: unread, schema: {type: integer, enum: [0, 1]}}
-          responses:
-            200:
-              description: notifications
-              content:
-                application/json:
-                  schema: {type: object, properties: {count: {type: integer}, unread: {type: integer}, result: {type: array, items: {type: object}}}}
-            400: {$ref: '#/components/responses/400'}
-            401: {$ref: '#/components/responses/401'}
-        """
-        items, total = nwf.for_user(db.session, g.user.id, request.args.get("unread") == "1",
-                                    _page(), PAGE_SIZE)
-        return self.response(200, count=total, unread=nwf.unread_count(db.session, g.user.id),
-                             result=[nwf.to_json(n) for n in items])
-
-    @expose("/<int:pk>/read", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def read(self, pk):
-        """Mark one of one's own notifications read (another user's: 403).
-        ---
-        post:
-          parameters:
-          - {in: path, name: pk, required: true, schema: {type: integer}}
-          responses:
-            200: {description: the notification}
-            401: {$ref: '#/components/responses/401'}
-            403: {$ref: '#/components/responses/403'}
-            404: {$ref: '#/components/responses/404'}
-        """
-        n = nwf.mark_read(db.session, g.user.id, pk)
-        db.session.commit()
-        return self.response(200, result=nwf.to_json(db.session.get(type(n), n.id)))
-
-    @expose("/read_all", methods=["POST"])
-    @protect()
-    @safe
-    @api_errors
-    def read_all(self):
-        """Mark all of one's own notifications read.
-        ---
-        post:
-          responses:
-            200: {description: how many were marked}
-            401: {$ref: '#/components/responses/401'}
-        """
-        count = nwf.mark_all_read(db.session, g.user.id)
-        db.session.commit()
-        return self.response(200, marked=count)
-
-    @expose("/settings", methods=["GET"])
-    @protect()
-    @safe
-    def settings(self):
-        """Which notification kinds also come by mail.
-        ---
-        get:
-          responses:
-            200: {description: "{kind: true|false}"}
-            401: {$ref: '#/components/responses/401'}
-        """
-        return self.response(200, result=nwf.settings(db.session, g.user.id))
-
-    @expose("/settings", methods=["PUT"])
-    @protect()
-    @safe
-    @api_errors
-    def put_settings(self):
-        """Switch mail per kind: ``{"ticket_assigned": false, ...}``.
-        ---
-        put:
-          requestBody:
-            content:
-              application/json:
-                schema: {type: object, additionalProperties: {type: boolean}}
-          responses:
-            200: {description: the settings}
-            400: {$ref: '#/components/responses/400'}
-            401: {$ref: '#/components/responses/401'}
-        """
-        data = request.get_json(silent=True)
-        result = nwf.save_settings(db.session, g.user.id, data)
-        db.session.commit()
-        return self.response(200, result=result)
-
-
 def register(appbuilder):
     appbuilder.add_view_no_menu(DashboardView)
     appbuilder.add_view_no_menu(NotificationView)
-    appbuilder.add_api(DashboardApi)
-    appbuilder.add_api(NotificationApi)
