@@ -20,99 +20,34 @@ Deployments that prefer cron disable the scheduler and add
 ``0 2 * * 6 cd /srv/crm && .venv/bin/flask --app run crm churn-check``.
 """
 import atexit
-import contextlib
 import logging
 import time
-import zlib
 from datetime import date, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
 
 from . import metrics
 from .extensions import db
-from .models import NumberSequence
+from .workflows import locks
+from .workflows.locks import (ADVISORY_KEY, LOCK_NAME, STALE_SECONDS, claim_run,  # noqa: F401
+                              marker_name, release_claim)
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "churn-check"
 CRON = {"day_of_week": "sat", "hour": 2, "minute": 0}
-LOCK_NAME = "lock:churn"
-ADVISORY_KEY = 0x43524D43  # "CRMC"
-STALE_SECONDS = 6 * 3600
-
-
 def churn_trigger(timezone=None, cron=None):
     """Every Saturday 02:00 (server local time unless ``timezone`` is given); ``cron``
     (config ``CHURN_CRON``, APScheduler cron fields) replaces the default."""
     return CronTrigger(timezone=timezone, **(cron or CRON))
 
 
-def marker_name(day, job="churn"):
-    return f"lock:{job}:{day.isoformat()}"
-
-
-def _insert(session):
-    dialect = session.get_bind(mapper=NumberSequence.__mapper__).dialect.name
-    return pg_insert if dialect == "postgresql" else sqlite_insert
-
-
-def claim_run(session, day, job="churn"):
-    """True for exactly one caller per ``day`` and job (commits the marker row)."""
-    table = NumberSequence.__table__
-    stmt = (_insert(session)(table).values(name=marker_name(day, job), value=int(time.time()))
-            .on_conflict_do_nothing().returning(table.c.name))
-    won = session.execute(stmt).first() is not None
-    session.commit()
-    return won
-
-
-def release_claim(session, day):
-    """Forget ``day``'s marker (after a failed run, so it can be retried)."""
-    session.execute(NumberSequence.__table__.delete()
-                    .where(NumberSequence.name == marker_name(day)))
-    session.commit()
-
-
-@contextlib.contextmanager
 def run_lock(engine=None, job="churn"):
-    """``with run_lock() as acquired:`` — never waits; ``acquired`` False when busy.
-    One lock per ``job`` name."""
-    engine = engine or db.engine
-    key = ADVISORY_KEY if job == "churn" else ADVISORY_KEY + zlib.crc32(job.encode()) % 100000 + 1
-    lock_name = LOCK_NAME if job == "churn" else f"lock:{job}"
-    if engine.dialect.name == "postgresql":
-        conn = engine.connect()
-        try:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            conn.commit()
-            try:
-                yield bool(got)
-            finally:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
-        finally:
-            conn.close()
-        return
-    table = NumberSequence.__table__
-    now = int(time.time())
-    with engine.begin() as conn:
-        conn.execute(sqlite_insert(table).values(name=lock_name, value=0).on_conflict_do_nothing())
-        got = conn.execute(
-            update(table).where(table.c.name == lock_name,
-                                (table.c.value == 0) | (table.c.value < now - STALE_SECONDS))
-            .values(value=now)).rowcount == 1
-    try:
-        yield got
-    finally:
-        if got:
-            with engine.begin() as conn:
-                conn.execute(update(table).where(table.c.name == lock_name, table.c.value == now)
-                             .values(value=0))
+    """``with run_lock() as acquired:`` — never waits; ``acquired`` False when busy
+    (app/workflows/locks.py; here on the app's engine by default)."""
+    return locks.run_lock(engine or db.engine, job)
 
 
 def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False):

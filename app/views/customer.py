@@ -37,6 +37,7 @@ from ..workflows import documents as docs_wf
 from ..workflows import opportunities as opp_wf
 from ..workflows import sales as sales_wf
 from ..workflows import timeline as tl_wf
+from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
 from .common import GuardedModelView, current_actor, html_errors, show_form_errors
@@ -66,9 +67,7 @@ LABELS = dict(wf.LABELS, operations=_l("操作"))
 
 
 def fmt_user(user):
-    if user is None:
-        return ""
-    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
+    return display_name(user)
 
 
 def fmt_status(value):

@@ -24,6 +24,7 @@ from ..api.base import html_step
 from ..extensions import db
 from ..models import Opportunity
 from ..workflows import opportunities as wf
+from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.customers import status_label as customer_status
 from ..workflows.errors import ValidationError
@@ -59,9 +60,7 @@ def _fmt_status(value):
 
 
 def _fmt_user(user):
-    if user is None:
-        return ""
-    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
+    return display_name(user)
 
 
 def _row_may(actor, row, assignee_id=None):

@@ -48,7 +48,7 @@ from sqlalchemy.orm import contains_eager, lazyload
 from ..models import (
     ChurnMeasure, ChurnWarning, Customer, CustomerNumberAlias, Order, WorkflowEvent,
 )
-from ..models.customer import CHURN_OPEN
+from ..models.customer import CHURN_OPEN, CHURN_STATUS_LABELS
 from ..models.sales import COUNTED_ORDER_STATUSES
 from . import events
 from .errors import Conflict, Forbidden, NotFound, ValidationError
@@ -59,10 +59,7 @@ DEFAULT_MONTHS = 6
 CHUNK = 10000
 MAX_TEXT = 2000
 
-STATUS_LABELS = {
-    "warning": _l("预警"), "delaying": _l("暂缓流失"), "lost": _l("已流失"),
-    "recovered": _l("已恢复"),
-}
+STATUS_LABELS = CHURN_STATUS_LABELS            # the model's vocabulary (models/customer.py)
 
 _tmp_meta = MetaData()
 LAST_ORDERS = Table(

@@ -30,13 +30,14 @@ from sqlalchemy import func, select, update
 
 from ..models import Activity, Contact, Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
+from ..models.customer import CUSTOMER_STATUS_LABELS
 from . import dates, numbering
 from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
 from .names import check_name, clean_text
 from .rights import can_manage_customer
 
 NORMAL, LOST, MERGED = "normal", "lost", "merged"
-STATUS_LABELS = {NORMAL: _l("正常"), LOST: _l("已流失"), MERGED: _l("已合并")}
+STATUS_LABELS = CUSTOMER_STATUS_LABELS         # the model's vocabulary (models/customer.py)
 
 LABELS = {
     "id": _l("序号"), "number": _l("客户编号"), "name": _l("名称"), "region": _l("地区"),

@@ -19,6 +19,7 @@ from sqlalchemy import select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import Contact, Customer, Opportunity, PlanItem
+from ..models.opportunities import OPPORTUNITY_STATUS_LABELS
 from . import customers, dates, events, notifications, numbering
 from .actors import MANAGER
 from .errors import Collect, Conflict, DomainError, Forbidden, NotFound, ValidationError
@@ -27,12 +28,7 @@ from .names import check_name
 ENTITY = "opportunity"
 
 UNASSIGNED, ASSIGNED, SUCCEEDED, FAILED = "unassigned", "assigned", "succeeded", "failed"
-STATUS_LABELS = {
-    UNASSIGNED: _l("未指派"),
-    ASSIGNED: _l("已指派（开发中）"),
-    SUCCEEDED: _l("开发成功"),
-    FAILED: _l("开发失败"),
-}
+STATUS_LABELS = OPPORTUNITY_STATUS_LABELS      # the model's vocabulary (models/opportunities.py)
 
 LABELS = {
     "id": _l("序号"), "number": _l("编号"), "source": _l("机会来源"),

@@ -21,7 +21,7 @@ a merged customer's old numbers (``CustomerNumberAlias``) to the surviving custo
 
 The refresh manages its own transactions (that is its crash-safety contract); it never
 touches the caller's session transaction. Two refreshes never run at once
-(``scheduler.run_lock(job="rollup")`` around the callers).
+(``locks.run_lock(engine, job="rollup")`` around the callers).
 
 **Reading**: ``order_totals`` (reports), ``last_order_dates`` (churn check),
 ``refreshed_at`` (the reports' 数据更新于 …), ``status``.
@@ -216,9 +216,9 @@ def refresh(session, now=None):
 
 
 def refresh_locked(session, now=None):
-    """:func:`refresh` under the rollup's run lock (``scheduler.run_lock``, never
+    """:func:`refresh` under the rollup's run lock (``locks.run_lock``, never
     waits); None when another refresh is running."""
-    from ..scheduler import run_lock
+    from .locks import run_lock
 
     with run_lock(engine=_crm_engine(session), job=JOB) as acquired:
         if not acquired:

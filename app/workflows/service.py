@@ -35,6 +35,8 @@ from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
 from ..models.dictionary import SERVICE_PRIORITY, SERVICE_TYPE
+from ..models.service import SERVICE_STATUS_LABELS
+from .names import display_name
 from . import dates, dictionary, events, notifications, numbering, sla
 from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
@@ -42,12 +44,7 @@ from .errors import Conflict, Forbidden, NotFound, ValidationError
 ENTITY = "service"
 
 CREATED, ASSIGNED, HANDLED, ARCHIVED = "created", "assigned", "handled", "archived"
-STATUS_LABELS = {
-    CREATED: _l("新创建"),
-    ASSIGNED: _l("已分配"),
-    HANDLED: _l("已处理"),
-    ARCHIVED: _l("已归档"),
-}
+STATUS_LABELS = SERVICE_STATUS_LABELS          # the model's vocabulary (models/service.py)
 ACTION_LABELS = {
     "create": _l("创建"), "assign": _l("分配"), "reassign": _l("重新分配"),
     "handle": _l("服务处理"), "feedback": _l("服务反馈"), "priority": _l("调整优先级"),
@@ -90,9 +87,7 @@ def action_label(action):
 
 
 def user_name(user):
-    if user is None:
-        return ""
-    return f"{user.first_name or ''}{user.last_name or ''}" or user.username
+    return display_name(user)
 
 
 def _now():
