@@ -196,6 +196,8 @@ def create_app(config=None):
                                 indexview=CrmIndexView, base_template="crm_base.html")
         appbuilder.init_app(app, db.session)
         register_views(appbuilder)
+        from .api import register_apis
+        register_apis(appbuilder)
         # the 操作记录 listeners (app/workflows/audit.py): installed here, once, not
         # as a side effect of importing a module
         from .workflows import audit

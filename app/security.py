@@ -30,7 +30,7 @@ from wtforms.validators import DataRequired, EqualTo
 
 from .models import RoleGrant
 from .models.user import SYSTEM_USERNAME
-from .views.common import SafeActionsMixin
+from .views.common import ACTION_LABELS, SafeActionsMixin
 from .views.user_names import NAME_VALIDATORS, UserInfoEditView
 from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, ROLES, SUPERVISOR, role_label  # noqa: F401
 
@@ -740,23 +740,6 @@ def init_roles(appbuilder, session):
 #   3. a readable fallback for names nobody described yet: "ServiceCreate · create".
 # English keeps FAB's text.
 
-ACTION_LABELS = {
-    "can_list": "查看列表", "can_show": "查看详情", "can_add": "新建", "can_edit": "修改",
-    "can_delete": "删除", "can_download": "下载", "menu_access": "显示菜单",
-    "can_get": "查看", "can_get_list": "查看列表", "can_post": "新建", "can_put": "修改",
-    "can_info": "查看字段说明", "can_this_form_get": "打开表单",
-    "can_this_form_post": "提交表单", "can_userinfo": "查看个人信息", "can_read": "读取",
-    "can_write": "写入", "resetmypassword": "修改自己的密码", "resetpasswords": "重置他人密码",
-    "userinfoedit": "编辑个人信息", "copyrole": "复制角色", "can_chart": "查看图表",
-    "unlock": "解锁账号", "lock": "设为不可编辑", "can_export_list": "导出",
-    "can_assign": "指派", "can_develop": "制定和执行开发计划", "can_create": "创建",
-    "can_customers": "查找客户", "can_handle": "处理", "can_feedback": "反馈",
-    "can_measure": "添加暂缓措施", "can_measures": "添加暂缓措施", "can_confirm": "确认",
-    "can_report": "查看报表", "can_refresh": "刷新", "can_box": "查看邮箱", "can_compose": "写邮件",
-    "can_retry": "重新发送", "can_upload": "上传", "can_commit": "确认导入",
-    "can_merge": "合并客户", "can_jobs": "查看导入记录",
-    "can_send": "发送邮件", "can_plan": "制定计划", "can_reassign": "重新分配",
-}
 
 FUNCTION_LABELS = {
     # FAB's own views and APIs (their menu labels are FAB's English)
@@ -784,7 +767,7 @@ PAIR_LABELS = {
 }
 
 # kept for old imports
-PERMISSION_LABELS = ACTION_LABELS
+PERMISSION_LABELS = ACTION_LABELS   # defined in app/views/common.py
 
 
 def _readable(name):

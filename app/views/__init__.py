@@ -23,10 +23,7 @@ def view_modules():
 
 
 def register_views(appbuilder):
-    from ..api import register_apis
-
     for mod in view_modules():
         mod.register(appbuilder)
-    register_apis(appbuilder)
     # drop menu categories no module filled (a category is shown only with content)
     appbuilder.menu.menu = [m for m in appbuilder.menu.menu if m.childs or m.href]

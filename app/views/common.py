@@ -364,6 +364,27 @@ FUNCTION_VIEW_LABELS = {
 }
 
 
+# The Chinese name of each permission (the security UI's "新增 · 客户服务"; the 403
+# message names the missing one). app/security.py composes the role screens' labels.
+ACTION_LABELS = {
+    "can_list": "查看列表", "can_show": "查看详情", "can_add": "新建", "can_edit": "修改",
+    "can_delete": "删除", "can_download": "下载", "menu_access": "显示菜单",
+    "can_get": "查看", "can_get_list": "查看列表", "can_post": "新建", "can_put": "修改",
+    "can_info": "查看字段说明", "can_this_form_get": "打开表单",
+    "can_this_form_post": "提交表单", "can_userinfo": "查看个人信息", "can_read": "读取",
+    "can_write": "写入", "resetmypassword": "修改自己的密码", "resetpasswords": "重置他人密码",
+    "userinfoedit": "编辑个人信息", "copyrole": "复制角色", "can_chart": "查看图表",
+    "unlock": "解锁账号", "lock": "设为不可编辑", "can_export_list": "导出",
+    "can_assign": "指派", "can_develop": "制定和执行开发计划", "can_create": "创建",
+    "can_customers": "查找客户", "can_handle": "处理", "can_feedback": "反馈",
+    "can_measure": "添加暂缓措施", "can_measures": "添加暂缓措施", "can_confirm": "确认",
+    "can_report": "查看报表", "can_refresh": "刷新", "can_box": "查看邮箱", "can_compose": "写邮件",
+    "can_retry": "重新发送", "can_upload": "上传", "can_commit": "确认导入",
+    "can_merge": "合并客户", "can_jobs": "查看导入记录",
+    "can_send": "发送邮件", "can_plan": "制定计划", "can_reassign": "重新分配",
+}
+
+
 def _view_of_blueprint(appbuilder, blueprint):
     for view in appbuilder.baseviews:
         bp = getattr(view, "blueprint", None)

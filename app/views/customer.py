@@ -611,7 +611,7 @@ def timeline_page(customer, actor, kind, page, page_size):
     """One page of the customer's feed (``timeline.feed``), each entry with its link.
     Bad ``kind``/``page``/``page_size`` → ValidationError (400)."""
     feed = tl_wf.feed(db.session, actor, customer, allowed_kinds(), kind, page, page_size,
-                      document_scope=docs_wf.settings().read_scope)
+                      document_scope=docs_wf.settings(current_app.config).read_scope)
     for e in feed.entries:
         e.url = entry_url(customer, e)
     return feed

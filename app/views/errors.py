@@ -187,8 +187,7 @@ def chinese_api_errors(response):
 def _forbidden_message():
     """FAB's 403 names no permission; say which function's permission is missing."""
     try:
-        from ..security import PERMISSION_LABELS
-        from .common import FUNCTION_VIEW_LABELS, route_permission
+        from .common import ACTION_LABELS, FUNCTION_VIEW_LABELS, route_permission
 
         pair = route_permission(current_app.appbuilder, request.endpoint)
         if pair is None or pair[1] not in FUNCTION_VIEW_LABELS:
@@ -196,7 +195,7 @@ def _forbidden_message():
         perm, view = pair
         return _("无权执行此操作：您的角色没有“%(perm)s · %(view)s”（%(code)s · %(name)s）权限；"
                  "如需使用，请联系系统管理员在 安全 › 角色列表 中授予。",
-                 perm=_(PERMISSION_LABELS.get(perm, perm)), view=str(FUNCTION_VIEW_LABELS[view]),
+                 perm=_(ACTION_LABELS.get(perm, perm)), view=str(FUNCTION_VIEW_LABELS[view]),
                  code=perm, name=view)
     except Exception:      # never let the message break the answer
         log.debug("no permission name for the 403", exc_info=True)
