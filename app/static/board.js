@@ -296,6 +296,11 @@
       if (r.ok) {
         if (step === "succeed") { r.json.linked = !!(body && body.link_customer_id); }
         return refresh(id, okMessage(step, r.json)).then(function (fresh) {
+          if (!fresh && card.parentNode) {     // saved, but the refresh failed: say so anyway
+            card.classList.remove("crm-card-busy");
+            card.setAttribute("data-status", TARGET[step]);
+            setMsg(card, okMessage(step, r.json), "success");
+          }
           announce(fmt(T.moved, {column: labels[TARGET[step]]}));
           if (fresh && focusAfter) { fresh.querySelector(".crm-card-number").focus(); }
         });
