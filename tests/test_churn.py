@@ -506,6 +506,10 @@ def test_customer_section(app, dbs, warned, user_id):
         assert churn_section(db.session.get(Customer, pid), a) is None
         html = churn_section(db.session.get(Customer, cid), a)
         assert "预警" in html and f"/churn/show/{wid}" in html
+        # another 客户经理 reads the customer page, not its churn warnings (as /churn/show)
+        assert churn_section(db.session.get(Customer, cid), actor(app, "manager2")) is None
+        assert f"/churn/show/{wid}" in churn_section(db.session.get(Customer, cid),
+                                                     actor(app, "supervisor"))
         db.session.remove()
 
 

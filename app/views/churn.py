@@ -157,7 +157,7 @@ class ChurnView(BaseView):
 
 @customer_section(order=60, key="churn", title=_l("流失记录"))
 def churn_section(customer, actor):
-    warnings = wf.warnings_of_customer(db.session, customer.id)
+    warnings = wf.warnings_of_customer(db.session, actor, customer.id)
     if not warnings:
         return None
     measures, names = _view_context(warnings)

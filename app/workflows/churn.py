@@ -410,12 +410,16 @@ def _warnings_ordered(q):
             .order_by(ChurnWarning.warned_on.desc(), ChurnWarning.id.desc()))
 
 
-def warnings_of_customer(session, customer_id):
-    return session.scalars(
-        select(ChurnWarning).where(ChurnWarning.customer_id == customer_id)
-        .options(lazyload(ChurnWarning.measures))
-        .order_by(ChurnWarning.warned_on.desc(), ChurnWarning.id.desc())
-    ).all()
+def warnings_of_customer(session, actor, customer_id):
+    """The warnings of one customer that ``actor`` may read (:func:`visible_filter`:
+    a 客户经理 only those of his own customers), newest first."""
+    stmt = (select(ChurnWarning).where(ChurnWarning.customer_id == customer_id)
+            .options(lazyload(ChurnWarning.measures))
+            .order_by(ChurnWarning.warned_on.desc(), ChurnWarning.id.desc()))
+    cond = visible_filter(actor)
+    if cond is not None:
+        stmt = stmt.where(cond)
+    return session.scalars(stmt).all()
 
 
 def measures_of(session, warning_ids):
