@@ -82,7 +82,7 @@ def _system(now):
     jobs = {}
     for job, label in (("churn", _("客户流失检查")), ("mail_fetch", _("收取邮件")),
                        ("backup", _("备份")), ("digest", _("每日计划提醒")),
-                       ("sla", _("服务超时升级"))):
+                       ("sla", _("服务超时升级")), ("rollup", _("订单汇总刷新"))):
         run = dwf.last_job(db.session, job)
         jobs[job] = {"label": label,
                      "started_on": run.started_on.isoformat(timespec="seconds") if run else None,
