@@ -39,8 +39,10 @@ def _may_step(permission):
 
 
 def card_json(actor, card, steps, today):
-    row = SimpleNamespace(status=card.status, assignee_id=card.assignee_id)
-    may_develop = steps["develop"] and opp_wf.can_develop(actor, row)
+    # the fields the workflow's rules read (a card row is not an Opportunity)
+    row = SimpleNamespace(id=card.id, number=card.number, status=card.status,
+                          assignee_id=card.assignee_id,
+                          created_by_fk=getattr(card, "created_by_fk", None))
     return {
         "id": card.id, "number": card.number, "customer_name": card.customer_name,
         "summary": card.summary, "success_rate": card.success_rate, "status": card.status,
@@ -51,7 +53,8 @@ def card_json(actor, card, steps, today):
         "expected_close_on": card.expected_close_on.isoformat() if card.expected_close_on else None,
         "url": url_for("OpportunityView.show", pk=card.id),
         "may": {"assign": steps["assign"] and opp_wf.can_assign(actor, row),
-                "succeed": may_develop, "fail": may_develop},
+                "succeed": steps["develop"] and opp_wf.can_succeed(actor, row),
+                "fail": steps["develop"] and opp_wf.can_fail(actor, row)},
     }
 
 
