@@ -46,7 +46,7 @@ DATES = {"last_order_date", "confirmed_on"}
 def kind_of(key, cents=()):
     if key.endswith("_change"):
         return "change"
-    if key in cents:
+    if key in cents or key.removesuffix("_compare") in cents:
         return "money"
     if key in PCT2:
         return "pct2"
