@@ -80,7 +80,13 @@ class Table:
     total: dict = None
     chart: dict = None
     cents: tuple = ()
-    links: list = None          # one URL (or None) per row of df, same order
+    links: list = None          # one URL (or None) per row of df (small tables), or
+    link_fn: object = None      # row → URL, applied to the rows shown only (links_for)
+
+    def links_for(self, df):
+        if self.link_fn is None:
+            return None
+        return [self.link_fn(r) for r in _link_records(df)]
 
     def kind(self, key):
         return kind_of(key, self.cents)
@@ -200,7 +206,8 @@ class Report:
         return self.main.df.iloc[self.page_slice()]
 
     def page_links(self):
-        return (self.main.links or [None] * self.count)[self.page_slice()]
+        """The drill-down links of the current page (computed for these rows only)."""
+        return self.main.links_for(self.page_frame())
 
     def json_rows(self):
         """The rows of the current page (only they are converted cell by cell)."""
@@ -390,11 +397,11 @@ def build(session, name, args):
         order = "desc" if desc else "asc"
     else:
         sort, order = (default or (None, None))
-    main.links = [link(r, params) for r in _link_records(main.df, module)] if link else None
+    main.link_fn = (lambda r: link(r, params)) if link else None
     if module is not churn:
         chart_table = Table("chart", "", columns, chart_df, cents=module.CENTS)
         chart_table.links = ([link(r, params) for r in
-                              _link_records(chart_df.iloc[chart["keys"]], module)]
+                              _link_records(chart_df.iloc[chart["keys"]])]
                              if link else None)
         keys = chart["keys"]
         chart["keys"] = list(range(len(keys)))
@@ -407,7 +414,7 @@ def build(session, name, args):
                   chart=chart, sort=sort, order=order)
 
 
-def _link_records(df, module):
+def _link_records(df):
     """The rows as dicts of the columns a link needs (the whole frame, no formatting)."""
     need = [c for c in ("_number", "key", "service_type", "_id") if c in df.columns]
     cols = [df[c].tolist() for c in need]
