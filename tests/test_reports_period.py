@@ -374,3 +374,15 @@ def test_manager_gets_403_with_the_new_args(api, web, name):
     assert web("manager1").get(f"/reports/{name}/", query_string=dict(
         q, format="xlsx")).status_code == 403
     assert api().get(f"/api/v1/report/{name}", query_string=q).status_code == 401
+
+
+@pytest.mark.parametrize("args", [{"page": "9" * 5000}, {"page_size": "²"}, {"year": "²⁰²⁵"},
+                                  {"from": "２０２５-01-01"}, {"page": "1e3"}])
+def test_odd_numbers_are_400_not_500(api, web, args):
+    assert api("supervisor").get("/api/v1/report/service", query_string=args).status_code == 400
+    assert web("supervisor").get("/reports/churn/", query_string=args).status_code == 400
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "²", "-1"])
+def test_churn_list_manager_id_is_400_not_500(web, value):
+    assert web("supervisor").get("/churn/list/", query_string={"manager_id": value}).status_code == 400

@@ -38,7 +38,7 @@ def _int_arg(args, key, default, low, high, message):
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return default
     raw = str(raw).strip()
-    if not raw.isdigit() or not (low <= int(raw) <= high):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not (low <= int(raw) <= high):
         raise ValidationError(message, field=key)
     return int(raw)
 

@@ -117,7 +117,7 @@ def parse_year(args):
     raw = (args.get("year") or "").strip()
     if not raw:
         return None
-    if not (raw.isdigit() and len(raw) == 4 and 1900 <= int(raw) <= 2100):
+    if not (raw.isascii() and raw.isdigit() and len(raw) == 4 and 1900 <= int(raw) <= 2100):
         raise ValidationError(_l("年份必须是 1900 到 2100 之间的四位数字，例如 2025。"),
                               field="year")
     return int(raw)

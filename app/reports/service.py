@@ -132,7 +132,7 @@ def link(row, params):
 def hours_between(session, later, earlier):
     """SQL: ``later - earlier`` in hours (a float), on SQLite and PostgreSQL."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", later - earlier) / 3600.0
+        return func.date_part("epoch", later - earlier) / 3600.0
     return (func.julianday(later) - func.julianday(earlier)) * 24.0
 
 

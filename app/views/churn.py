@@ -126,7 +126,7 @@ class ChurnView(BaseView):
         extra, filters = {}, {}
         raw = (request.args.get("manager_id") or "").strip()
         if raw:
-            if not raw.isdigit() or int(raw) > 2**31 - 1:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or int(raw) > 2**31 - 1:
                 raise ValidationError(_l("客户经理编号 manager_id 必须是正整数。"),
                                       field="manager_id")
             extra["manager_id"], filters["manager_id"] = raw, int(raw)
