@@ -268,10 +268,21 @@ def build_schemas():
             "percent": {"type": "number", "nullable": True}, "service_type": S(), "manager": S(),
             "last_order_date": DATE, "confirmed_on": DATE, "reason": S(),
             "overdue": I(), "on_time_percent": {"type": "number", "nullable": True},
+            "amount_compare": MONEY, "count_compare": I(),
+            "amount_change": {"type": "number", "nullable": True,
+                              "description": "与对比期相比的变化（%），对比期为 0 时为 null"},
+            "count_change": {"type": "number", "nullable": True},
+            "priority": S(), "response_hours": {"type": "number", "nullable": True},
+            "resolution_hours": {"type": "number", "nullable": True},
+            "within_percent": {"type": "number", "nullable": True},
+            "month": S(), "rated": I(), "satisfaction": {"type": "number", "nullable": True},
+            "age": S(), "open": I(),
+            "link": S(description="这一行背后的明细列表（站内相对地址），没有时为 null"),
         }, description="一行报表；各报表的列见 docs/modules/reports.md（contribution: customer_name, "
                         "amount；composition: item, count, percent；service: service_type, count, "
                         "overdue, on_time_percent；"
-                        "churn: customer_name, manager, last_order_date, confirmed_on, reason）"),
+                        "churn: customer_name, manager, last_order_date, confirmed_on, reason；"
+                        "对比时另有 <列>_compare、<列>_change）"),
         "ForecastFigures": obj({
             "weighted": {**MONEY, "nullable": False,
                          "description": "Σ 预计金额 × 成功机率 / 100（元）"},
@@ -289,9 +300,28 @@ def build_schemas():
                                "description": "开发中但未填预计金额的销售机会数（不计入预测）"},
         }, required=["total", "by_month", "by_manager", "without_amount"], additional=False)},
             required=["result"], additional=False),
-        "Report": obj({"rows": {"type": "array", "items": ref("ReportRow")},
-                       "total": {**ref("ReportRow"), "description": "合计行（有合计的报表）"}},
-                      required=["rows"], additional=False),
+        "ReportPeriod": obj({"from": DATE, "to": DATE, "kind": S()}, additional=False),
+        "ReportTable": obj({"title": {"type": "string"},
+                            "columns": {"type": "object",
+                                        "additionalProperties": {"type": "string"}},
+                            "rows": {"type": "array", "items": ref("ReportRow")},
+                            "total": ref("ReportRow")},
+                           required=["title", "columns", "rows"], additional=False),
+        "Report": obj({"rows": {"type": "array", "items": ref("ReportRow"),
+                                "description": "当前页的行（page、page_size）"},
+                       "page": {"type": "integer"}, "page_size": {"type": "integer"},
+                       "count": {"type": "integer", "description": "全部行数"},
+                       "sort": S(), "order": S(),
+                       "period": ref("ReportPeriod"),
+                       "compare": dict(obj({"from": DATE, "to": DATE, "kind": S()},
+                                           additional=False), nullable=True,
+                                       description="对比期间（kind: previous / last_year），不对比时为 null"),
+                       "total": {**ref("ReportRow"), "description": "合计行（全部行，有合计的报表）"},
+                       "tables": {"type": "object", "additionalProperties": ref("ReportTable"),
+                                  "description": "附加表格：service 的 by_priority、satisfaction、"
+                                                 "open_age；churn 的 by_manager"}},
+                      required=["rows", "page", "page_size", "count", "period"],
+                      additional=False),
     }
 
 

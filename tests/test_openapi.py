@@ -309,7 +309,10 @@ def test_responses_of_every_main_resource_match_their_schemas(app, api, world, s
 
     # reports
     for name, args in (("contribution", "year=2026"), ("composition", "by=level"),
-                       ("service", ""), ("churn", "")):
+                       ("service", ""), ("churn", ""),
+                       ("contribution", "from=2026-01-01&to=2026-12-31&compare=previous"),
+                       ("service", "from=2026-01-01&to=2026-03-31&compare=last_year"),
+                       ("churn", "from=2026-01-01&to=2026-03-31&compare=previous")):
         ck("get", "/api/v1/report/{name}", sup.get(f"/api/v1/report/{name}?{args}"), 200)
     ck("get", "/api/v1/report/{name}", sup.get("/api/v1/report/nosuch"), 404)
     ck("get", "/api/v1/report/{name}", mgr.get("/api/v1/report/contribution"), 403)

@@ -68,32 +68,38 @@ class ChurnView(BaseView):
 
     @expose("/list/")
     @has_access
+    @html_step
     def list(self):
         actor = current_actor()
         tab = chosen_tab("ChurnView", request.args.get("status"), list(STATUS_FILTERS), "open")
         statuses, name = self._filters()
+        extra, filters = self._extra_filters()
         page = lenient_int(request.args.get("page"))
         count, warnings = wf.list_warnings(db.session, actor, statuses, name,
-                                           page=page, page_size=PAGE_SIZE)
+                                           page=page, page_size=PAGE_SIZE, **filters)
         measures, names = _view_context(warnings)
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         return self.render_template(
             "churn/list.html", warnings=warnings, measures=measures, names=names, count=count,
-            tab=tab, tabs=STATUS_TABS, customer=name, page=page, pages=pages,
+            tab=tab, tabs=STATUS_TABS, customer=name, page=page, pages=pages, extra=extra,
+            manager_name=(wf.user_names(db.session, {filters["manager_id"]}).get(
+                filters["manager_id"], "") if filters.get("manager_id") else None),
             today=date.today(), wf=wf, fmt_dt=_fmt_dt, title=_l("客户流失管理"))
 
     @expose("/export/<fmt>/")
     @has_access
     @permission_name("list")
+    @html_step
     def export_list(self, fmt):
         """导出 CSV / XLSX: every warning of the current tab and search (the list's own
         query and row rights, no paging), streamed; measures and names per chunk."""
         actor, (statuses, name) = current_actor(), self._filters()
+        filters = self._extra_filters()[1]
         headers = [_l("客户编号"), _l("客户名称"), _l("客户经理"), _l("上次下单时间"),
                    _l("预警时间"), _l("状态"), _l("暂缓措施"), _l("流失原因"), _l("确认流失时间")]
 
         def rows():
-            for chunk in chunked(wf.iter_warnings(db.session, actor, statuses, name)):
+            for chunk in chunked(wf.iter_warnings(db.session, actor, statuses, name, **filters)):
                 measures, names = _view_context(chunk)
                 for w in chunk:
                     yield [w.customer.number, w.customer.name,
@@ -103,6 +109,26 @@ class ChurnView(BaseView):
                                      f"{m.text}" for m in measures.get(w.id, [])),
                            w.reason or "", w.confirmed_on]  # real datetimes in the file
         return export_response(fmt, str(_l("客户流失预警")), "churn", headers, rows())
+
+    @staticmethod
+    def _extra_filters():
+        """(the args to keep in links, the workflow filters): 客户经理 (``manager_id``)
+        and the 确认流失 dates (``confirmed_from`` / ``confirmed_to``), as 客户流失分析's
+        drill-down sends them; a malformed value is a 400 in Chinese."""
+        from ..workflows.dates import parse_ymd
+        extra, filters = {}, {}
+        raw = (request.args.get("manager_id") or "").strip()
+        if raw:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or int(raw) > 2**31 - 1:
+                raise ValidationError(_l("客户经理编号 manager_id 必须是正整数。"),
+                                      field="manager_id")
+            extra["manager_id"], filters["manager_id"] = raw, int(raw)
+        for key, label in (("confirmed_from", _l("确认流失开始日期")),
+                           ("confirmed_to", _l("确认流失结束日期"))):
+            day = parse_ymd(request.args.get(key), label, key, required=False)
+            if day is not None:
+                extra[key], filters[key] = day.isoformat(), day
+        return extra, filters
 
     @staticmethod
     def _filters():

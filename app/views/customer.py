@@ -63,7 +63,7 @@ ORDERS_PAGE_SIZE = 10
 ACTIVITIES_ON_PAGE = 10
 ACTIVITIES_PAGE_SIZE = 20
 
-LABELS = dict(wf.LABELS, operations=_l("操作"))
+LABELS = dict(wf.LABELS, operations=_l("操作"), created_on=_l("建档时间"))
 
 
 def fmt_user(user):
@@ -210,7 +210,9 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
                     "address", "zip_code", "phone", "fax", "website", "license_no",
                     "legal_person", "registered_capital", "annual_turnover", "bank",
                     "bank_account", "local_tax_no", "national_tax_no", "status"]
-    search_columns = ["number", "name", "region", "manager", "level", "status"]
+    # satisfaction, credit, created_on: the drill-down of 客户构成分析 (app/reports/composition.py)
+    search_columns = ["number", "name", "region", "manager", "level", "status", "satisfaction",
+                      "credit", "created_on"]
     order_columns = ["number", "name", "satisfaction", "credit", "status"]
     base_order = ("id", "desc")
     page_size = 20

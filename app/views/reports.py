@@ -1,13 +1,15 @@
-"""统计报表: four report pages (table + ECharts chart + CSV/XLSX download) and the
-``report`` REST resource: ``GET /api/v1/report/<name>?...&format=json|csv|xlsx``.
+"""统计报表: four report pages (date range + comparison, ECharts chart with drill-down,
+sortable paged table with totals, CSV/XLSX download). The ``report`` REST resource
+is app/api/reports.py.
 
 Only 销售主管, 高管 and admin see them (客户经理 gets 403). The numbers come
 from app/reports (SQL aggregation, pandas shaping); this module only parses the
 request and renders.
 """
-from flask import Response, abort, current_app, request, url_for
+from datetime import date
+
+from flask import Response, abort, current_app, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, protect, safe
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -15,9 +17,9 @@ from flask_babel import lazy_gettext as _l
 from .. import reports
 from ..extensions import db
 from ..reports.common import BY_CHOICES, CSV_MIME, XLSX_MIME
+from ..reports.period import COMPARE_CHOICES, presets
 from ..workflows.actors import EXECUTIVE, SUPERVISOR
 from ..workflows.errors import DomainError
-from .common import api_errors
 from .sales import money
 
 ORDER = 45
@@ -29,8 +31,8 @@ MENU = [  # (report name, menu name, label, icon)
 ]
 # One permission on "Report" (pages, API, menu): can_report 统计报表.
 RIGHTS = {role: [("Report", "can_report")] for role in (EXECUTIVE, SUPERVISOR)}
-
-PAGE_SIZE = 50
+# the query args a page keeps in its links (sort, page and format are set per link)
+KEEP = ("customer", "manager", "year", "by", "from", "to", "compare", "page_size")
 
 
 def file_response(report, fmt):
@@ -46,54 +48,102 @@ def file_response(report, fmt):
     return resp
 
 
-def _display(key, value):
+def display(table, key, value):
     """A cell as the HTML table shows it."""
-    if value is None:
-        return ""
-    if key == "amount":
-        return money(value)
-    if key == "percent":
-        return f"{value:.2f}%"
-    if key == "on_time_percent":
-        return f"{value:.1f}%"
-    return reports.cell_text(value)
+    v = table.value(key, value)
+    if v is None:
+        return "—" if table.kind(key) == "change" else ""
+    kind = table.kind(key)
+    if kind == "money":
+        return money(v)
+    if kind == "change":
+        return f"{v:+.1f}%"
+    if kind == "pct2":
+        return f"{v:.2f}%"
+    if kind == "pct1":
+        return f"{v:.1f}%"
+    if kind == "num1":
+        return f"{v:.1f}"
+    if kind == "num2":
+        return f"{v:.2f}"
+    return reports.cell_text(v)
+
+
+def table_view(table, df=None, links=None):
+    """What the template needs of a table: headers, formatted rows, total."""
+    df = table.df if df is None else df
+    links = table.links if links is None else links
+    keys = list(table.columns)
+    rows = [{"cells": [display(table, k, r[k]) for k in keys],
+             "link": links[i] if links else None} for i, r in enumerate(table.records(df))]
+    return {
+        "key": table.key, "title": str(table.title), "keys": keys,
+        "headers": [str(v) for v in table.columns.values()],
+        "numeric": [table.kind(k) != "text" and table.kind(k) != "date" for k in keys],
+        "rows": rows,
+        "total": ([display(table, k, table.total.get(k)) for k in keys] if table.total else None),
+    }
 
 
 def echarts_option(chart):
-    """An ECharts option from a report's chart data (bar, horizontal bar or pie)."""
+    """(ECharts option, links in the order of the drawn data) of a report's chart:
+    bar (horizontal for long labels), grouped bars with a comparison, line or pie."""
     title = {"text": str(chart["title"]), "left": "center", "textStyle": {"fontSize": 14}}
-    name = str(chart["series_name"])
+    series = chart.get("series") or []
+    links = chart.get("links")
+    cats = [str(c) for c in chart["categories"]]
     if chart["type"] == "pie":
+        name, values = series[0]
         return {
             "title": title,
             "tooltip": {"trigger": "item", "formatter": _("{b}：{c}（{d}%）")},
             "legend": {"bottom": 0, "type": "scroll"},
             "series": [{"name": name, "type": "pie", "radius": ["30%", "62%"],
-                        "center": ["50%", "52%"],
+                        "center": ["50%", "52%"], "cursor": "pointer" if links else "default",
                         "label": {"formatter": _("{b}\n{c}（{d}%）")},
-                        "data": [{"name": str(c), "value": v}
-                                 for c, v in zip(chart["categories"], chart["values"])]}],
-        }
-    cats = [str(c) for c in chart["categories"]]
-    long_labels = any(len(c) > 6 for c in cats)
-    series = [{"name": name, "type": "bar", "data": chart["values"], "barMaxWidth": 40,
-               "label": {"show": len(cats) <= 12, "position": "right" if long_labels else "top"}}]
+                        "data": [{"name": c, "value": v} for c, v in zip(cats, values)]}],
+        }, links
+    kind = "line" if chart["type"] == "line" else "bar"
+    many = len(series) > 1
+    out = [{"name": name, "type": kind, "data": values, "barMaxWidth": 40,
+            "connectNulls": True,
+            "label": {"show": len(cats) <= 12 and not many}} for name, values in series]
+    legend = {"top": 24} if many else None
+    long_labels = any(len(c) > 6 for c in cats) and kind == "bar"
     if long_labels:  # customer names: horizontal bars, largest on top
-        return {
+        for s in out:
+            s["data"] = s["data"][::-1]
+            s["label"]["position"] = "right"
+        option = {
             "title": title, "tooltip": {"trigger": "axis"},
-            "grid": {"left": 10, "right": 90, "top": 40, "bottom": 10, "containLabel": True},
+            "grid": {"left": 10, "right": 90, "top": 56 if many else 40, "bottom": 10,
+                     "containLabel": True},
             "xAxis": {"type": "value"},
             "yAxis": {"type": "category", "data": cats[::-1],
                       "axisLabel": {"width": 220, "overflow": "truncate"}},
-            "series": [dict(series[0], data=chart["values"][::-1])],
+            "series": out,
         }
-    return {
-        "title": title, "tooltip": {"trigger": "axis"},
-        "grid": {"left": 10, "right": 20, "top": 50, "bottom": 10, "containLabel": True},
-        "xAxis": {"type": "category", "data": cats, "axisLabel": {"interval": 0}},
-        "yAxis": {"type": "value", "name": name, "minInterval": 1},
-        "series": series,
-    }
+        links = links[::-1] if links else links
+    else:
+        for s in out:
+            s["label"]["position"] = "top"
+        y = {"type": "value", "minInterval": 1}
+        if chart.get("max"):
+            y.update(max=chart["max"], minInterval=None)
+        option = {
+            "title": title, "tooltip": {"trigger": "axis"},
+            "grid": {"left": 10, "right": 20, "top": 64 if many else 50, "bottom": 10,
+                     "containLabel": True},
+            "xAxis": {"type": "category", "data": cats, "axisLabel": {"interval": 0}},
+            "yAxis": y, "series": out,
+        }
+    if legend:
+        option["legend"] = legend
+    return option, links
+
+
+def _has_data(chart):
+    return bool(chart) and any(any(v for v in vals if v) for _, vals in chart.get("series", []))
 
 
 class ReportView(BaseView):
@@ -105,7 +155,6 @@ class ReportView(BaseView):
     @has_access
     @permission_name("report")
     def index(self):
-        from flask import redirect
         return redirect(url_for("ReportView.report", name="contribution"))
 
     @expose("/<name>/")
@@ -115,7 +164,7 @@ class ReportView(BaseView):
         if name not in reports.REPORTS:
             abort(404)
         module = reports.REPORTS[name]
-        args = {k: v for k, v in request.args.items() if k in module.FILTERS + ("format",)}
+        args = {k: v for k, v in request.args.items()}
         fmt = (request.args.get("format") or "html").lower()
         if fmt == "html":
             args.pop("format", None)
@@ -128,66 +177,42 @@ class ReportView(BaseView):
             report = reports.build(db.session, name, {})  # show the unfiltered page
         if error is None and fmt in ("csv", "xlsx"):
             return file_response(report, fmt)
-        page = request.args.get("page", "0")
-        page = int(page) if page.isdigit() else 0
-        n = len(report.df)
-        pages = max(1, (n + PAGE_SIZE - 1) // PAGE_SIZE)
-        page = min(page, pages - 1)
-        records = report.df.iloc[page * PAGE_SIZE:(page + 1) * PAGE_SIZE].to_dict("records")
-        rows = [[_display(k, r[k]) for k in report.columns] for r in records]
-        total = ([_display(k, report.total.get(k)) for k in report.columns]
-                 if report.total else None)
-        keep = {k: v for k, v in args.items() if v and k != "format"}
+        keep = {k: v for k, v in args.items() if k in KEEP and v} if not error else {}
+        main = table_view(report.main, report.page_frame(), report.page_links())
+        sort_links = []
+        for k in report.main.columns:
+            desc = not (report.sort == k and report.order == "desc")
+            sort_links.append(url_for("ReportView.report", name=name, sort=k,
+                                      order="desc" if desc else "asc", **keep))
+        charts = []
+        if _has_data(report.chart):
+            option, links = echarts_option(report.chart)
+            charts.append({"id": "crm-report-chart", "option": option, "links": links,
+                           "height": 520 if name == "contribution" else 420})
+        extras = []
+        for t in report.extras:
+            view = table_view(t)
+            if t.chart and _has_data(t.chart):
+                option, links = echarts_option(dict(t.chart, links=t.links))
+                view["chart"] = {"id": f"crm-chart-{t.key}", "option": option, "links": links,
+                                 "height": 360}
+                charts.append(view["chart"])
+            extras.append(view)
+        paging = dict(keep, sort=report.sort, order=report.order) if report.sort else dict(keep)
+        period_keep = {k: v for k, v in keep.items() if k not in ("from", "to", "year")}
         return self.render_template(
-            "reports/report.html", report=report, name=name, menu=MENU,
-            title=report.title, filters=module.FILTERS, values=request.args if error else keep,
-            by_choices=BY_CHOICES, rows=rows, total=total, count=n, page=page, pages=pages,
-            error=error, option=echarts_option(report.chart), keep=keep,
-            headers=[str(v) for v in report.columns.values()],
-            numeric=[k in ("amount", "count", "percent", "overdue", "on_time_percent")
-                     for k in report.columns],
+            "reports/report.html", report=report, name=name, menu=MENU, title=report.title,
+            filters=module.FILTERS, values=request.args if error else keep,
+            by_choices=BY_CHOICES, compare_choices=COMPARE_CHOICES, main=main, extras=extras,
+            count=report.count, page=report.page, pages=report.pages,
+            page_size=report.page_size, error=error, charts=charts, keep=keep, paging=paging,
+            sort_links=sort_links, sort=report.sort, order=report.order,
+            presets=[(k, label, p.start.isoformat(), p.end.isoformat())
+                     for k, label, p in presets(date.today())],
+            period_keep=period_keep, period_label=report.period.label(),
+            compare_label=(f"{report.compare_period.label()}（{COMPARE_CHOICES[report.compare]}）"
+                           if report.compare else None),
         ), (400 if error else 200)
-
-
-class ReportApi(BaseApi):
-    resource_name = "report"
-    class_permission_name = "Report"
-    method_permission_name = {"get": "report"}
-    allow_browser_login = True
-    openapi_spec_tag = "Reports"
-
-    @expose("/<name>", methods=["GET"])
-    @protect()
-    @safe
-    @api_errors
-    def get(self, name):
-        """统计报表 as JSON ``{"rows": [...]}``, CSV or XLSX.
-        ---
-        get:
-          summary: 统计报表
-          parameters:
-          - in: path
-            name: name
-            schema: {type: string, enum: [contribution, composition, service, churn]}
-          - {in: query, name: customer, schema: {type: string}}
-          - {in: query, name: year, schema: {type: integer}}
-          - {in: query, name: by, schema: {type: string, enum: [level, credit, satisfaction]}}
-          - {in: query, name: manager, schema: {type: string}}
-          - {in: query, name: format, schema: {type: string, enum: [json, csv, xlsx]}}
-          responses:
-            200: {description: rows}
-            400: {description: bad filter}
-            403: {description: forbidden}
-            404: {description: no such report}
-        """
-        report = reports.build(db.session, name, request.args)
-        fmt = report.params["format"]
-        if fmt in ("csv", "xlsx"):
-            return file_response(report, fmt)
-        body = {"rows": report.json_rows()}
-        if report.total:
-            body["total"] = report.json_total()
-        return self.response(200, **body)
 
 
 def register(appbuilder):
@@ -195,7 +220,6 @@ def register(appbuilder):
     for name, menu_name, label, icon in MENU:
         appbuilder.add_link(menu_name, label=label, href=f"/reports/{name}/", icon=icon,
                             category="Reports")
-    appbuilder.add_api(ReportApi)
 
 
-__all__ = ["ReportView", "ReportApi", "_"]
+__all__ = ["ReportView", "_"]

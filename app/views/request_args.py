@@ -339,7 +339,7 @@ def check_number_args(args):
             continue
         for raw in args.getlist(name):
             text = str(raw).strip().lstrip("+-")
-            if text.isdigit() and (len(text) > 10 or int(text) > INT32_MAX):
+            if text.isascii() and text.isdigit() and (len(text) > 10 or int(text) > INT32_MAX):
                 raise BadArgument(_("参数 %(name)s 的值“%(value)s”太大：编号和页码不超过 %(max)d，"
                                     "请改正地址中的参数。", name=name, value=str(raw)[:30],
                                     max=INT32_MAX))

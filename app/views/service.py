@@ -304,7 +304,8 @@ class ServiceArchiveView(BaseView):
     method_permission_name = VIEW_CRUD
     default_view = "list"
 
-    ARGS = ("customer", "customer_id", "summary", "service_type", "date_from", "date_to")
+    # status=all: every status (the drill-down of 客户服务分析)
+    ARGS = ("customer", "customer_id", "summary", "service_type", "date_from", "date_to", "status")
 
     @expose("/", methods=["GET"])
     @has_access

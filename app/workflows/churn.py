@@ -375,24 +375,29 @@ def get_warning(session, actor, warning_id):
     return w
 
 
-def list_warnings(session, actor, statuses=None, customer_name=None, page=0, page_size=20):
-    """(count, [warning]) newest first; one count + one page query (+ selectin)."""
-    q = _warnings_select(actor, statuses, customer_name)
+def list_warnings(session, actor, statuses=None, customer_name=None, page=0, page_size=20,
+                  **filters):
+    """(count, [warning]) newest first; one count + one page query (+ selectin).
+    ``filters``: see :func:`_warnings_select`."""
+    q = _warnings_select(actor, statuses, customer_name, **filters)
     count = session.scalar(select(func.count()).select_from(q.subquery()))
     rows = session.scalars(
         _warnings_ordered(q).limit(page_size).offset(page * page_size)).unique().all()
     return count, rows
 
 
-def iter_warnings(session, actor, statuses=None, customer_name=None, chunk=1000):
+def iter_warnings(session, actor, statuses=None, customer_name=None, chunk=1000, **filters):
     """Every warning :func:`list_warnings` would page through, in the same order,
     fetched ``chunk`` rows per round trip (for exports: memory stays flat)."""
-    q = _warnings_ordered(_warnings_select(actor, statuses, customer_name))
+    q = _warnings_ordered(_warnings_select(actor, statuses, customer_name, **filters))
     return session.scalars(q.execution_options(yield_per=chunk))
 
 
-def _warnings_select(actor, statuses, customer_name):
-    """The warnings ``actor`` may see (客户经理: their own customers'), filtered."""
+def _warnings_select(actor, statuses, customer_name, manager_id=None, confirmed_from=None,
+                     confirmed_to=None):
+    """The warnings ``actor`` may see (客户经理: their own customers'), filtered;
+    ``manager_id``: the 客户经理 recorded on the warning, ``confirmed_from`` /
+    ``confirmed_to``: dates of 确认流失, both included (the drill-down of 客户流失分析)."""
     q = select(ChurnWarning).join(ChurnWarning.customer)
     cond = visible_filter(actor)
     if cond is not None:
@@ -401,6 +406,13 @@ def _warnings_select(actor, statuses, customer_name):
         q = q.where(ChurnWarning.status.in_(list(statuses)))
     if customer_name and customer_name.strip():
         q = q.where(Customer.name.contains(customer_name.strip(), autoescape=True))
+    if manager_id is not None:
+        q = q.where(ChurnWarning.manager_id == manager_id)
+    if confirmed_from is not None:
+        q = q.where(ChurnWarning.confirmed_on >= datetime.combine(confirmed_from, time.min))
+    if confirmed_to is not None:
+        q = q.where(ChurnWarning.confirmed_on
+                    < datetime.combine(confirmed_to + timedelta(days=1), time.min))
     return q
 
 

@@ -461,20 +461,23 @@ def parse_date(value, field):
 
 
 def search_archive(session, customer=None, customer_id=None, summary=None, service_type=None,
-                   date_from=None, date_to=None, page=0, page_size=20):
+                   date_from=None, date_to=None, page=0, page_size=20, status=None):
     """Archived tickets, newest first: (count, rows); the filters as in
     :func:`archive_query`."""
     return _page(session, archive_query(session, customer, customer_id, summary,
-                                        service_type, date_from, date_to), page, page_size)
+                                        service_type, date_from, date_to, status),
+                 page, page_size)
 
 
 def archive_query(session, customer=None, customer_id=None, summary=None, service_type=None,
-                  date_from=None, date_to=None):
+                  date_from=None, date_to=None, status=None):
     """The select of archived tickets, newest first (list pages and exports).
 
     ``customer``: part of the customer's name, or its exact 客户编号; ``customer_id``:
     one customer; ``summary``: part of 概要; ``service_type``: the 条目 text;
-    ``date_from``/``date_to``: the created date range, both ends included.
+    ``date_from``/``date_to``: the created date range, both ends included;
+    ``status="all"``: tickets of every status (the drill-down of 客户服务分析), else
+    archived ones only.
     """
     q = select(ServiceTicket)
     by_customer = False
@@ -496,8 +499,9 @@ def archive_query(session, customer=None, customer_id=None, summary=None, servic
     # with a few customers, ix_service_customer is the selective index; SQLite without
     # ANALYZE statistics would otherwise walk every archived ticket through the status
     # index, so the status test is written as an expression that no index serves
-    q = q.where((ServiceTicket.status + "") == ARCHIVED if by_customer
-                else ServiceTicket.status == ARCHIVED)
+    if (status or "").strip() != "all":
+        q = q.where((ServiceTicket.status + "") == ARCHIVED if by_customer
+                    else ServiceTicket.status == ARCHIVED)
     if summary and summary.strip():
         q = q.where(ServiceTicket.summary.contains(summary.strip(), autoescape=True))
     if service_type and service_type.strip():
