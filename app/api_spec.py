@@ -319,7 +319,10 @@ def build_schemas():
                        "total": {**ref("ReportRow"), "description": "合计行（全部行，有合计的报表）"},
                        "tables": {"type": "object", "additionalProperties": ref("ReportTable"),
                                   "description": "附加表格：service 的 by_priority、satisfaction、"
-                                                 "open_age；churn 的 by_manager"}},
+                                                 "open_age；churn 的 by_manager"},
+                       "data_as_of": S(format="date-time",
+                                       description="数据更新于：订单汇总生成的时间（客户贡献分析）；"
+                                                   "实时计算的报表为 null")},
                       required=["rows", "page", "page_size", "count", "period"],
                       additional=False),
     }
@@ -592,7 +595,7 @@ def _fix_responses(method, path, op):
             if set(inner) == {"column_name"}:
                 props[key] = {"type": "object", "additionalProperties": inner["column_name"],
                               "description": value.get("description", f"{{列名: …}} ({key})")}
-    # the error codes every such operation can answer (app/views/common.py api_errors,
+    # the error codes every such operation can answer (app/api/base.py api_step,
     # FAB's protect()), where the docstring did not list them
     codes = []
     if op.get("security"):

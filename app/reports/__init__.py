@@ -155,6 +155,8 @@ class Report:
     chart: dict = field(default_factory=dict)
     sort: str = None
     order: str = None
+    # orders come from the rollup (客户贡献分析): when it was built; None = live data
+    data_as_of: object = None
 
     # ---- compatibility -------------------------------------------------------------
     @property
@@ -219,7 +221,9 @@ class Report:
     def to_json(self):
         body = {"rows": self.json_rows(), "page": self.page, "page_size": self.page_size,
                 "count": self.count, "sort": self.sort, "order": self.order,
-                "period": self.period.to_json(), "compare": None}
+                "period": self.period.to_json(), "compare": None,
+                "data_as_of": (self.data_as_of.isoformat(timespec="seconds")
+                               if self.data_as_of else None)}
         if self.compare:
             body["compare"] = dict(self.compare_period.to_json(), kind=self.compare)
         if self.main.total:
@@ -410,8 +414,9 @@ def build(session, name, args):
     if module is service:
         extras = [Table(k, title, cols, tdf, tot, ch)
                   for k, title, cols, tdf, tot, ch in service.figures(session, params)]
+    data_as_of = module.data_as_of(session) if hasattr(module, "data_as_of") else None
     return Report(name=name, title=str(module.TITLE), params=params, main=main, extras=extras,
-                  chart=chart, sort=sort, order=order)
+                  chart=chart, sort=sort, order=order, data_as_of=data_as_of)
 
 
 def _link_records(df):

@@ -15,6 +15,7 @@ import pandas as pd
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
+from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
 from ..models.sales import COUNTED_ORDER_STATUSES
 
@@ -38,7 +39,7 @@ def sales_engine(session):
     return session.get_bind(mapper=Order.__mapper__)
 
 
-def order_totals(session, start=None, end=None, numbers=None):
+def raw_order_totals(session, start=None, end=None, numbers=None):
     """DataFrame [number, amount]: Σ 数量 × 单价 of the counted orders (status 5/6)
     per customer number, aggregated on the sales database; ``start`` inclusive,
     ``end`` exclusive (dates of the order), ``numbers`` an optional list of customer
@@ -71,6 +72,21 @@ def order_totals(session, start=None, end=None, numbers=None):
     with sales_engine(session).connect() as conn:
         rows = conn.execute(stmt).all()
     return pd.DataFrame.from_records([tuple(r) for r in rows], columns=["number", "amount"])
+
+
+def data_as_of(session):
+    """When the order rollup the report reads was built (``数据更新于``), or None while
+    it was never built (the report then aggregates the sales system directly)."""
+    return rollup.refreshed_at(session)
+
+
+def order_totals(session, start=None, end=None, numbers=None):
+    """The order totals the report reads: the rollup (app/workflows/rollup.py, refreshed
+    hourly and by the admin's 刷新) once it has been built, the sales system directly
+    (:func:`raw_order_totals`) before that."""
+    if data_as_of(session) is None:
+        return raw_order_totals(session, start, end, numbers)
+    return rollup.order_totals(session, start, end, numbers)
 
 
 def customer_names(session, customer=None):

@@ -1,5 +1,6 @@
-"""Shared view helpers: the acting user, domain-error mapping, guarded CRUD."""
-import functools
+"""Shared view helpers: the acting user, form errors, guarded CRUD, the permission
+vocabulary (one function, one permission). The unit of work and the error mapping of
+every step are app/api/base.py's ``html_step`` / ``api_step``."""
 
 from flask import abort, flash, g, redirect, request
 from flask_appbuilder import ModelView
@@ -11,25 +12,12 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..workflows.actors import Actor
-from ..workflows.errors import Conflict, DomainError, Forbidden, NotFound
+from ..workflows.errors import DomainError
 from .errors import error_response
 
 
 def current_actor():
     return Actor.of(g.user)
-
-
-def api_errors(fn):
-    """Map DomainError to ``{"message": ...}`` with its HTTP code; roll back."""
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except DomainError as e:
-            db.session.rollback()
-            body = e.to_dict()
-            return self.response(e.status, **body)
-    return wrapper
 
 
 def show_form_errors(form, e, names=None):
@@ -45,18 +33,6 @@ def show_form_errors(form, e, names=None):
         if str(message) not in messages:
             messages.append(str(message))
     flash("；".join(messages), "danger")
-
-
-def html_errors(fn):
-    """Map DomainError to the Chinese error page with its HTTP code; roll back."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DomainError as e:
-            db.session.rollback()
-            return error_response(e.status, e.message)
-    return wrapper
 
 
 class SafeActionsMixin:

@@ -40,7 +40,7 @@ from ..workflows import timeline as tl_wf
 from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from .common import GuardedModelView, current_actor, html_errors, show_form_errors
+from .common import GuardedModelView, current_actor, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
 from .lists import ListMixin, Tab, mine
@@ -273,7 +273,7 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
 
     @expose("/show/<pk>", methods=["GET"])
     @has_access
-    @html_errors
+    @html_step
     def show(self, pk):
         actor = current_actor()
         customer = None
@@ -434,7 +434,7 @@ class ContactView(BaseView):
     @expose("/customer/<int:customer_id>")
     @has_access
     @permission_name("list")
-    @html_errors
+    @html_step
     def list(self, customer_id):
         customer = wf.get(db.session, customer_id)
         return self._page("customer/contacts.html", customer, title=_("联系人"),
@@ -443,7 +443,7 @@ class ContactView(BaseView):
     @expose("/customer/<int:customer_id>/export/<fmt>/")
     @has_access
     @permission_name("list")
-    @html_errors
+    @html_step
     def export_list(self, customer_id, fmt):
         """导出 CSV / XLSX: the customer's contacts, as the list shows them."""
         customer = wf.get(db.session, customer_id)
@@ -524,7 +524,7 @@ class ActivityView(BaseView):
     @expose("/customer/<int:customer_id>")
     @has_access
     @permission_name("list")
-    @html_errors
+    @html_step
     def list(self, customer_id):
         customer = wf.get(db.session, customer_id)
         page = _int_arg("page")
