@@ -55,7 +55,8 @@ def test_opportunity_export_follows_search_with_chinese_values(web, dbs, user_id
     assert "filename*=UTF-8''" + quote("销售机会管理_") in r.headers["Content-Disposition"]
     df = read_csv(r)
     assert list(df.columns) == ["编号", "机会来源", "客户名称", "概要", "成功机率", "联系人",
-                                "联系人电话", "创建人", "创建时间", "指派给", "指派时间", "状态"]
+                                "联系人电话", "创建人", "创建时间", "指派给", "指派时间", "状态",
+                                "预计金额（元）", "预计成交日期"]
     assert sorted(df["客户名称"]) == [f"{tag}乙", f"{tag}甲"]
     by_name = df.set_index("客户名称")
     assert by_name.loc[f"{tag}甲", "状态"] == "未指派"
@@ -83,6 +84,8 @@ def test_my_plan_export_lists_plan_items_of_own_plans_only(web, dbs, user_id, un
         f.plan_item(s, other, user_id("manager2"), content="别人的计划")
         s.commit()
     c = web("manager1")
+    # the list remembers each user's last tab (docs/modules/lists.md): start on the default
+    assert c.get("/churn/list/?status=open").status_code == 200
     page = c.get(f"/myplan/list/?_flt_2_customer_name={quote(tag)}")
     assert page.status_code == 200 and "导出 CSV" in page.text
     df = read_csv(c.get(f"/myplan/export/csv/?_flt_2_customer_name={quote(tag)}"))
@@ -206,7 +209,9 @@ def test_churn_export_follows_tab_search_and_row_rights(web, churn_rows):
     df = read_csv(c.get(f"/churn/export/csv/?status=lost&customer={quote(tag)}"))
     assert df["客户名称"].tolist() == [f"{tag}乙"]
     # 销售主管 sees every customer's warnings; the default tab is 待处理 (预警 + 暂缓)
-    df = read_csv(web("supervisor").get(f"/churn/export/csv/?customer={quote(tag)}"))
+    sup = web("supervisor")
+    assert sup.get("/churn/list/?status=open").status_code == 200
+    df = read_csv(sup.get(f"/churn/export/csv/?customer={quote(tag)}"))
     assert sorted(df["客户名称"]) == [f"{tag}丙", f"{tag}甲"]
     rows = read_xlsx(web("exec").get(f"/churn/export/xlsx/?status=all&customer={quote(tag)}"))
     assert len(rows) == 4 and rows[0][0] == "客户编号"

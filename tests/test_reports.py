@@ -411,3 +411,17 @@ def test_list_export_streams_with_flat_memory(web, dict_rows):
     # xlsx too: rows go through a temporary file
     p_x, size_x, _ = peak_of(large, "xlsx")
     assert size_x > 0
+
+
+def test_chart_values_without_rows_are_null_not_nan():
+    """An average over no tickets is NaN in pandas; the page's chart JSON must stay
+    valid JSON (a NaN broke the 客户服务分析 page in the browser)."""
+    import json
+
+    from app.views.reports import echarts_option
+
+    option, _links = echarts_option({"type": "bar", "title": "t", "categories": ["甲", "乙", "丙"],
+                                     "series": [("平均", [float("nan"), 2.5, float("inf")])]})
+    data = option["series"][0]["data"]
+    assert data == [None, 2.5, None]
+    json.dumps(option, allow_nan=False)

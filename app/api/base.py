@@ -2,6 +2,7 @@
 
 * ``json_body()`` — the request's JSON object, or a 400 in Chinese;
 * ``api_step`` — a REST endpoint's unit of work and error mapping;
+* ``html_read`` — an HTML view that only reads: the error page, no commit;
 * ``html_step`` — the same for an HTML view: a domain error becomes the Chinese
   error page with its status;
 * ``commit_step()`` — end one unit of work inside a step that is two (below).
@@ -120,4 +121,18 @@ def html_step(fn):
         except Exception:
             db.session.rollback()
             raise
+    return wrapper
+
+
+def html_read(fn):
+    """Wrap an HTML view that only reads (a page, a streamed export): DomainError → the
+    Chinese error page with its status, and no commit — a streamed export keeps reading
+    its rows after the view returned, which a commit (expiring them) would break."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DomainError as e:
+            db.session.rollback()
+            return error_response(e.status, e.message)
     return wrapper

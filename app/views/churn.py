@@ -18,7 +18,7 @@ from ..extensions import db
 from ..workflows import churn as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
-from ..api.base import html_step, lenient_int
+from ..api.base import html_read, html_step, lenient_int
 from .common import current_actor
 from .export import chunked, export_response
 from .lists import chosen_tab
@@ -89,7 +89,7 @@ class ChurnView(BaseView):
     @expose("/export/<fmt>/")
     @has_access
     @permission_name("list")
-    @html_step
+    @html_read
     def export_list(self, fmt):
         """导出 CSV / XLSX: every warning of the current tab and search (the list's own
         query and row rights, no paging), streamed; measures and names per chunk."""

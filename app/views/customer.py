@@ -27,7 +27,7 @@ from sqlalchemy.orm import joinedload, noload
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired
 
-from ..api.base import html_step
+from ..api.base import html_read, html_step
 from ..extensions import db
 from ..models import Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
@@ -273,7 +273,7 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
 
     @expose("/show/<pk>", methods=["GET"])
     @has_access
-    @html_step
+    @html_read
     def show(self, pk):
         actor = current_actor()
         customer = None
@@ -434,7 +434,7 @@ class ContactView(BaseView):
     @expose("/customer/<int:customer_id>")
     @has_access
     @permission_name("list")
-    @html_step
+    @html_read
     def list(self, customer_id):
         customer = wf.get(db.session, customer_id)
         return self._page("customer/contacts.html", customer, title=_("联系人"),
@@ -443,7 +443,7 @@ class ContactView(BaseView):
     @expose("/customer/<int:customer_id>/export/<fmt>/")
     @has_access
     @permission_name("list")
-    @html_step
+    @html_read
     def export_list(self, customer_id, fmt):
         """导出 CSV / XLSX: the customer's contacts, as the list shows them."""
         customer = wf.get(db.session, customer_id)
@@ -524,7 +524,7 @@ class ActivityView(BaseView):
     @expose("/customer/<int:customer_id>")
     @has_access
     @permission_name("list")
-    @html_step
+    @html_read
     def list(self, customer_id):
         customer = wf.get(db.session, customer_id)
         page = _int_arg("page")

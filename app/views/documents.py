@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from ..api.base import html_step, int_arg
+from ..api.base import html_read, html_step, int_arg
 from ..extensions import db
 from ..workflows import documents as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
@@ -215,14 +215,14 @@ class DocumentView(BaseView):
 
     @expose("/download/<int:pk>")
     @has_access
-    @html_step
+    @html_read
     def download(self, pk):
         doc = wf.readable_document(db.session, current_actor(), pk, cfg=doc_settings())
         return send_document(doc, inline=False)
 
     @expose("/preview/<int:pk>")
     @has_access
-    @html_step
+    @html_read
     def preview(self, pk):
         doc = wf.readable_document(db.session, current_actor(), pk, cfg=doc_settings())
         return send_document(doc, inline=wf.is_previewable(doc))

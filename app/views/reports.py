@@ -85,11 +85,26 @@ def table_view(table, df=None, links=None):
     }
 
 
+def _finite(values):
+    """Chart values as JSON can carry them: NaN/∞ (an average over no rows) → null
+    (ECharts leaves a gap), numpy numbers → Python numbers."""
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(None if f != f or f in (float("inf"), float("-inf"))
+                   else (int(f) if isinstance(v, int) else f))
+    return out
+
+
 def echarts_option(chart):
     """(ECharts option, links in the order of the drawn data) of a report's chart:
     bar (horizontal for long labels), grouped bars with a comparison, line or pie."""
     title = {"text": str(chart["title"]), "left": "center", "textStyle": {"fontSize": 14}}
-    series = chart.get("series") or []
+    series = [(name, _finite(values)) for name, values in (chart.get("series") or [])]
     links = chart.get("links")
     cats = [str(c) for c in chart["categories"]]
     if chart["type"] == "pie":

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from ..api.base import html_step
+from ..api.base import html_read, html_step
 from ..extensions import db
 from ..models import Customer
 from ..workflows import service as wf
@@ -329,7 +329,7 @@ class ServiceArchiveView(BaseView):
     @expose("/export/<fmt>/", methods=["GET"])
     @has_access
     @permission_name("list")
-    @html_step
+    @html_read
     def export_list(self, fmt):
         """导出 CSV / XLSX: every archived ticket the current search selects (no
         paging), streamed in chunks, with priority, deadlines and 是否逾期; a bad filter
