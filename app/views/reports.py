@@ -225,8 +225,8 @@ class ReportView(BaseView):
             presets=[(k, label, p.start.isoformat(), p.end.isoformat())
                      for k, label, p in presets(date.today())],
             period_keep=period_keep, period_label=report.period.label(),
-            compare_label=(f"{report.compare_period.label()}（{COMPARE_CHOICES[report.compare]}）"
-                           if report.compare else None),
+            compare_label=(_("%(period)s（%(kind)s）", period=report.compare_period.label(),
+                             kind=COMPARE_CHOICES[report.compare]) if report.compare else None),
         ), (400 if error else 200)
 
 
