@@ -125,6 +125,25 @@ def app(request, tmp_path_factory):
     dispose_app(app)
 
 
+@pytest.fixture(autouse=True)
+def _no_order_rollup_yet(request):
+    """Every test starts as a fresh install: no order rollup built (crm_rollup_state
+    empty), so 客户贡献分析 aggregates the sales system directly and sees the orders the
+    test just wrote. A test that wants the rollup builds it (``rollup.refresh``), as
+    tests/test_rollup.py and the churn tests do. (Tests share one database per
+    backend; without this a rollup built by an earlier test would be read, stale.)"""
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        from sqlalchemy import text
+
+        with app.app_context():
+            from app.extensions import db
+
+            with db.engine.begin() as conn:
+                conn.execute(text("DELETE FROM crm_rollup_state"))
+    yield
+
+
 @pytest.fixture
 def backend(app):
     return app.config["CRM_TEST_BACKEND"]
