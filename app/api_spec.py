@@ -320,8 +320,8 @@ def build_schemas():
                        "tables": {"type": "object", "additionalProperties": ref("ReportTable"),
                                   "description": "附加表格：service 的 by_priority、satisfaction、"
                                                  "open_age；churn 的 by_manager"},
-                       "data_as_of": S(format="date-time",
-                                       description="数据更新于：订单汇总生成的时间（客户贡献分析）；"
+                       "data_as_of": S(description="数据更新于：订单汇总生成的时间，服务器本地时间"
+                                                   "（客户贡献分析）；"
                                                    "实时计算的报表为 null")},
                       required=["rows", "page", "page_size", "count", "period"],
                       additional=False),
@@ -388,7 +388,7 @@ def build_schemas():
         }, required=["count", "page", "page_size", "counts", "result"], additional=False),
         # 订单汇总 (app/api/rollup.py)
         "RollupState": obj({"result": obj({
-            "refreshed_at": S(format="date-time", description="数据更新于：汇总生成的时间（尚未生成时为 null）"),
+            "refreshed_at": S(description="数据更新于：汇总生成的时间，服务器本地时间 YYYY-MM-DDTHH:MM:SS（尚未生成时为 null）"),
             "seconds": {"type": "number", "nullable": True, "description": "上次刷新用时（秒）"},
             "months": I(description="客户月数（按客户编号、按月的行数）"),
             "customers": I(description="有有效订单的客户编号数"),

@@ -190,7 +190,8 @@ UPLOAD_SCRIPT = textwrap.dedent("""
         print("ready", flush=True)
         for i in range(int(os.environ.get("N", "40"))):
             data = b"%PDF-1.4\\n" + os.urandom(256 * 1024) + b"\\n%%EOF\\n"
-            wf.store(db.session, actor, cid, [(f"合同{{i}}.pdf", io.BytesIO(data))])
+            wf.store(db.session, actor, cid, [(f"合同{{i}}.pdf", io.BytesIO(data))],
+                     cfg=wf.settings(app.config, app.instance_path))
             db.session.commit()
             print("stored", i, flush=True)
 """)
@@ -405,7 +406,7 @@ def test_connection_lost_mid_request_gives_503_and_recovers(fragile_app):
 def test_other_api_errors_say_internal_error_in_chinese(fragile_app, monkeypatch):
     """Not a database problem: still FAB's 500 from ``@safe``, said in Chinese,
     without the exception text."""
-    from app.views.dictionary import DictItemApi
+    from app.api.dictionary import DictItemApi
 
     app = fragile_app
     _web, headers = _clients(app)

@@ -174,7 +174,7 @@ def test_api_info_has_no_catalogue_header_and_read_only_resources_no_forms(app, 
                 assert field["description"] == _text(view.description_columns.get(field["name"]))
                 assert field["label"], (view.resource_name, field["name"])
     # a description that is set still comes through
-    from app.views.dictionary import DictItemApi
+    from app.api.dictionary import DictItemApi
     view = next(v for v in app.appbuilder.baseviews if isinstance(v, DictItemApi))
     view.description_columns["value"] = "条目的取值"
     try:
