@@ -59,6 +59,8 @@ class CrmUserDBModelView(SafeActionsMixin, UserDBModelView):
     exclude_route_methods = NO_FILES
     list_columns = ["first_name", "last_name", "username", "email", "active", "roles",
                     "fail_login_count"]
+    # a stable order (FAB sets none, and PostgreSQL returns the rows in any order)
+    base_order = ("username", "asc")
     # this project keeps the 姓 in FAB's first_name and the 名 in last_name (seed,
     # crm create-user, every "姓名" display): the form says so, 姓 before 名
     label_columns = dict(UserDBModelView.label_columns, fail_login_count=_l("连续登录失败次数"),

@@ -10,6 +10,7 @@ from app.models import (
     Activity, Contact, Customer, DictItem, Opportunity, Order, OrderLine, PlanItem,
     Product, ServiceTicket,
 )
+from app.workflows.service import priority_rank
 from app.workflows.numbering import (
     PREFIX_CUSTOMER, PREFIX_OPPORTUNITY, PREFIX_SERVICE, next_number,
 )
@@ -92,6 +93,9 @@ def service(s, customer_obj, creator_id, status="created", service_type="咨询"
                   summary="咨询价格", customer_id=customer_obj.id, request="请报价",
                   status=status)
     values.update(kw)
+    if "priority" in kw and "priority_rank" not in kw:
+        # the rank lists sort by, as the workflow stores it at creation
+        values["priority_rank"] = priority_rank(dict_item(s, "服务优先级", kw["priority"]))
     t = _audit(ServiceTicket(**values), creator_id)
     s.add(t)
     s.flush()

@@ -330,15 +330,19 @@ def test_bulk_assign_page(web, ticket, user_id, dbs, uniq):
     assert f'value="{tag}"' in r.text and f'name="ids" value="{a}"' not in r.text and na in r.text
 
 
-def test_bulk_assign_page_nothing_ticked_is_400_and_keeps_the_list(web, ticket, user_id, dbs):
-    a = ticket("created")
+def test_bulk_assign_page_nothing_ticked_is_400_and_keeps_the_list(web, ticket, user_id, dbs,
+                                                                   uniq):
+    tag = uniq("批量")
+    a = ticket("created", summary=tag)
     before = snapshot(dbs, a)
     c = web("supervisor")
     r = c.post_form("/service/assign/bulk", {"assignee_id": str(user_id("manager1"))},
                     form_url="/service/assign/")
     assert r.status_code == 400 and "请至少选择一张服务" in r.text and 'id="assign-search"' in r.text
-    r = c.post_form("/service/assign/bulk", {"ids": [str(a)], "assignee_id": ""},
-                    form_url="/service/assign/")
+    # the list is oldest first and paged: the ticket is found by the search the form keeps
+    # (earlier tests may have left more than a page of 新创建 tickets)
+    r = c.post_form("/service/assign/bulk", {"ids": [str(a)], "assignee_id": "", "search": tag},
+                    form_url=f"/service/assign/?search={quote(tag)}")
     assert r.status_code == 400 and "请选择要分配的用户" in r.text
     # the ticked row stays ticked
     assert f'name="ids" value="{a}" form="bulk-assign" class="crm-bulk-id"' in r.text
