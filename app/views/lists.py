@@ -41,10 +41,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
-from ..workflows import list_prefs
+from ..workflows import list_prefs, quick_search
 
-MAX_QUERY = 100          # characters of ?q= that are searched
-MAX_TERMS = 5            # words of ?q= (each must match)
+MAX_QUERY = quick_search.MAX_QUERY      # characters of ?q= that are searched
+MAX_TERMS = quick_search.MAX_TERMS      # words of ?q= (each must match)
 
 
 # ---- tabs ----------------------------------------------------------------------------------
@@ -114,30 +114,43 @@ def _remember(user_id, list_key, tab):
                                   response)[1])()
 
 
+# ---- the bar of a custom list (not a ModelView) -------------------------------------------
+
+def url_with(drop=(), **values):
+    """This request's URL with ``values`` set (None/"": removed) and ``drop`` removed,
+    without page arguments (a new search or tab starts on the first page)."""
+    args = [(k, v) for k, v in request.args.items(multi=True)
+            if k not in values and k not in drop and k != "page" and not k.startswith("page_")]
+    args += [(k, v) for k, v in values.items() if v not in (None, "")]
+    base = url_for(request.endpoint, **(request.view_args or {}))
+    return f"{base}?{urlencode(args)}" if args else base
+
+
+def list_bar(tabs, tab, text, labels, name="q", keep=None):
+    """The tabs and the 快速搜索 box of a custom list (the FAB lists' ``lists/_bar.html``):
+    ``tabs`` [(key, label)], ``tab`` the current key, ``text`` the search, ``labels``
+    the searched columns' names, ``name`` the search argument; ``keep`` the other
+    arguments the search form carries (default: the request's, but page and search)."""
+    from flask import render_template
+
+    links = [(k, label, url_with(tab=k), k == tab) for k, label in tabs or ()]
+    if keep is None:
+        keep = [(k, v) for k, v in request.args.items(multi=True)
+                if k not in (name, "tab", "page") and not k.startswith("page_")]
+    hidden = list(keep) + ([("tab", tab)] if tabs and tab else [])
+    return Markup(render_template(
+        "lists/_bar.html", tabs=links, q=text, hidden=hidden, labels=[str(x) for x in labels],
+        searchable=bool(labels), too_long=False, max_query=MAX_QUERY, q_name=name,
+        clear_url=url_with(drop=(name,)),
+        action=url_for(request.endpoint, **(request.view_args or {}))))
+
+
 # ---- quick search ----------------------------------------------------------------------------
+# The match itself is app/workflows/quick_search.py, shared with the custom lists
+# (服务处理/反馈/归档, 文档, 邮件, 联系人), whose workflows build the same condition.
 
-def _escape_like(text):
-    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
-
-
-def _like(column, pattern, sqlite):
-    # SQLite's LIKE already ignores ASCII case: no lower() on every row
-    return column.like(pattern, escape="/") if sqlite else column.ilike(pattern, escape="/")
-
-
-def _column_match(model, column, pattern, sqlite):
-    if "." in column:
-        rel, leaf = column.split(".", 1)
-        attr = getattr(model, rel)
-        # an alias: a plain table in the EXISTS would look "already joined" to FAB
-        target = aliased(attr.property.mapper.class_)
-        return attr.of_type(target).has(_like(getattr(target, leaf), pattern, sqlite))
-    return _like(getattr(model, column), pattern, sqlite)
-
-
-def quick_search_terms(text):
-    """The words of a quick search (at most MAX_QUERY characters, MAX_TERMS words)."""
-    return (text or "").strip()[:MAX_QUERY].split()[:MAX_TERMS]
+_escape_like = quick_search.escape_like
+quick_search_terms = quick_search.terms
 
 
 def quick_search_clause(model, columns, query, dialect="postgresql"):
@@ -146,12 +159,7 @@ def quick_search_clause(model, columns, query, dialect="postgresql"):
     already ignores ASCII case: no lower() per row). None when there is nothing to
     search. (SQLite's FTS5 trigram tables were measured too: faster for rare words,
     twice as slow for common ones, whose exact count reads every match.)"""
-    terms = quick_search_terms(query)
-    if not terms or not columns:
-        return None
-    sqlite = dialect == "sqlite"
-    return and_(*[or_(*[_column_match(model, c, f"%{_escape_like(t)}%", sqlite)
-                        for c in columns]) for t in terms])
+    return quick_search.model_clause(model, columns, query, dialect)
 
 
 class _ClauseFilter(BaseFilter):

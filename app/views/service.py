@@ -22,6 +22,7 @@ from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
 from .common import VIEW_CRUD, current_actor
 from .export import export_response
+from .lists import chosen_tab
 from .sections import customer_section
 
 ORDER = 30
@@ -42,6 +43,35 @@ def _page_arg():
         return max(int(request.args.get("page", 0)), 0)
     except ValueError:
         return 0
+
+
+def _service_list(which, list_key, asked_tab=None):
+    """The tab (``?tab=``, else the user's last choice on ``list_key``, else the
+    default) and the search/filters (``search``, ``priority``, ``overdue``) of a
+    service list: (tab, raw args, checked filters or None, error or None)."""
+    keys = [k for k, _label in wf.TABS[which]]
+    tab = chosen_tab(list_key, request.args.get("tab") if asked_tab is None else asked_tab,
+                     keys, wf.DEFAULT_TABS[which])
+    raw = {k: request.args.get(k, "") for k in wf.ASSIGN_FILTERS}
+    try:
+        return tab, raw, wf.parse_assign_filters(db.session, **raw), None
+    except ValidationError as e:
+        return tab, raw, None, e
+
+
+def _list_page(view, template, which, list_key, fetch):
+    """服务处理 / 服务反馈: tabs, the search form and a page of ``fetch(page, filters,
+    tab)``; a bad filter shows its message (400)."""
+    page = _page_arg()
+    tab, raw, filters, error = _service_list(which, list_key)
+    count, rows = 0, []
+    if error is None:
+        count, rows = fetch(page, filters, tab)
+    pargs = {k: v for k, v in raw.items() if v}
+    return view.render_template(
+        template, rows=rows, count=count, page=page, tab=tab, tabs=wf.TABS[which],
+        args=raw, pargs=pargs, error=error, priorities=wf.priorities(db.session),
+        **_common()), (400 if error else 200)
 
 
 def _sla_state(ticket):
@@ -220,11 +250,15 @@ class ServiceHandleView(BaseView):
 
     @expose("/", methods=["GET"])
     @has_access
+    @html_read
     def list(self):
-        page = _page_arg()
-        count, rows = wf.to_handle(db.session, current_actor(), page, PAGE_SIZE)
-        return self.render_template("service/handle_list.html", rows=rows, count=count,
-                                    page=page, **_common())
+        """Tabs ``?tab=all|overdue|returned`` (remembered per user) and the search of
+        every service list: ``search`` (编号, 概要 or customer name), ``priority``,
+        ``overdue``."""
+        actor = current_actor()
+        return _list_page(self, "service/handle_list.html", "handle", "ServiceHandleView",
+                          lambda page, filters, tab: wf.to_handle(
+                              db.session, actor, page, PAGE_SIZE, filters, tab))
 
     @expose("/<int:pk>", methods=["GET", "POST"])
     @has_access
@@ -260,11 +294,14 @@ class ServiceFeedbackView(BaseView):
 
     @expose("/", methods=["GET"])
     @has_access
+    @html_read
     def list(self):
-        page = _page_arg()
-        count, rows = wf.to_feedback(db.session, current_actor(), page, PAGE_SIZE)
-        return self.render_template("service/feedback_list.html", rows=rows, count=count,
-                                    page=page, **_common())
+        """Tabs ``?tab=all|created|handled`` (remembered per user) and the search of
+        every service list (``search``, ``priority``, ``overdue``)."""
+        actor = current_actor()
+        return _list_page(self, "service/feedback_list.html", "feedback", "ServiceFeedbackView",
+                          lambda page, filters, tab: wf.to_feedback(
+                              db.session, actor, page, PAGE_SIZE, filters, tab))
 
     @expose("/<int:pk>", methods=["GET", "POST"])
     @has_access
@@ -304,8 +341,18 @@ class ServiceArchiveView(BaseView):
     method_permission_name = VIEW_CRUD
     default_view = "list"
 
-    # status=all: every status (the drill-down of 客户服务分析)
-    ARGS = ("customer", "customer_id", "summary", "service_type", "date_from", "date_to", "status")
+    # status=all: every status (the drill-down of 客户服务分析; shown as the 全部 tab,
+    # not remembered); search/priority/overdue: the filter of every service list
+    ARGS = ("customer", "customer_id", "summary", "service_type", "date_from", "date_to",
+            "status") + wf.ASSIGN_FILTERS
+
+    def _tab(self):
+        """?tab= (remembered per user), else the last choice, else 已归档; the
+        drill-down's ``status=all`` shows 全部 without changing the remembered tab."""
+        if request.args.get("status", "").strip() == "all":
+            return "all"
+        return chosen_tab("ServiceArchiveView", request.args.get("tab"),
+                          [k for k, _label in wf.ARCHIVE_TABS], wf.DEFAULT_TABS["archive"])
 
     @expose("/", methods=["GET"])
     @has_access
@@ -314,15 +361,22 @@ class ServiceArchiveView(BaseView):
         wf.require_view(current_actor())
         page = _page_arg()
         args = {k: request.args.get(k, "") for k in self.ARGS}
+        tab = self._tab()
         error, count, rows = None, 0, []
         try:
-            count, rows = wf.search_archive(db.session, page=page, page_size=PAGE_SIZE, **args)
+            count, rows = wf.search_archive(db.session, page=page, page_size=PAGE_SIZE,
+                                            tab=tab, **args)
         except ValidationError as e:
             error = e
         customer = _customer_of(args["customer_id"]) if args["customer_id"].isdigit() else None
+        pargs = {k: v for k, v in args.items() if v}
+        if "status" not in pargs:
+            pargs["tab"] = tab
         return self.render_template(
             "service/archive.html", rows=rows, count=count, page=page, args=args, error=error,
-            pargs={k: v for k, v in args.items() if v},
+            pargs=pargs, tab=tab, tabs=wf.ARCHIVE_TABS,
+            tab_args={k: v for k, v in pargs.items() if k not in ("tab", "status")},
+            priorities=wf.priorities(db.session),
             types=wf.service_types(db.session), customer=customer, **_common()), \
             (400 if error else 200)
 
@@ -335,7 +389,8 @@ class ServiceArchiveView(BaseView):
         paging), streamed in chunks, with priority, deadlines and 是否逾期; a bad filter
         gives the list's Chinese 400 message."""
         wf.require_view(current_actor())
-        q = wf.archive_query(db.session, **{k: request.args.get(k, "") for k in self.ARGS})
+        q = wf.archive_query(db.session, tab=self._tab(),
+                             **{k: request.args.get(k, "") for k in self.ARGS})
         return export_response(fmt, str(_l("服务归档")), "service_archive", wf.export_headers(),
                                wf.export_rows(db.session, q))
 

@@ -30,14 +30,14 @@ handling text, or the result plus the satisfaction, so the history shows all rou
 from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from ..models import Customer, ServiceTicket, WorkflowEvent
 from ..models.dictionary import SERVICE_PRIORITY, SERVICE_TYPE
 from ..models.service import SERVICE_STATUS_LABELS
 from .names import display_name
-from . import dates, dictionary, events, notifications, numbering, sla
+from . import dates, dictionary, events, notifications, numbering, quick_search, sla
 from .actors import MANAGER, SUPERVISOR
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 
@@ -352,7 +352,7 @@ def iter_rows(session, q, chunk=1000):
 
 
 ASSIGN_FILTERS = ("search", "priority", "overdue")
-SEARCH_MAX = 100
+SEARCH_MAX = quick_search.MAX_QUERY
 
 
 def parse_overdue(value):
@@ -371,34 +371,81 @@ def parse_overdue(value):
 
 
 def parse_assign_filters(session, search=None, priority=None, overdue=None):
-    """The 服务分配 list's search box and filters, checked: {search, priority, overdue}.
+    """The search box and filters of every service list (服务分配, 服务处理, 服务反馈,
+    服务归档 and the API's ``search``), checked: {search, priority, overdue, dialect}.
+    ``search``: at most ``SEARCH_MAX`` characters (400), control characters are blanks;
     ``priority`` must be an item of 服务优先级 (400 listing the choices)."""
-    text = (search or "").strip() if isinstance(search, str) else ""
-    if len(text) > SEARCH_MAX:
-        raise ValidationError(_l("搜索内容太长（最多 %(n)d 个字）。", n=SEARCH_MAX), field="search")
+    text = quick_search.parse(search, field="search")
     prio = None
     if isinstance(priority, str) and priority.strip():
         prio = priority_item(session, priority, required=True).item
-    return {"search": text, "priority": prio, "overdue": parse_overdue(overdue)}
+    return {"search": text, "priority": prio, "overdue": parse_overdue(overdue),
+            "dialect": quick_search.dialect_of(session)}
+
+
+def search_condition(text, dialect="postgresql"):
+    """SQL: every word of ``text`` occurs in the ticket's 编号, 概要 or customer name
+    (the 快速搜索 match: any case, ``%``/``_``/``\\`` literal); None for no text."""
+    def customer_name(word, sqlite):
+        return ServiceTicket.customer_id.in_(
+            select(Customer.id).where(quick_search.like(Customer.name, word, sqlite)))
+    return quick_search.condition([ServiceTicket.number, ServiceTicket.summary, customer_name],
+                                  text, dialect)
 
 
 def _filtered(q, filters, now=None):
-    """Apply :func:`parse_assign_filters`' result: ``search`` is an exact 编号 (or its
-    beginning), part of 概要 or part of the customer's name."""
+    """Apply :func:`parse_assign_filters`' result (the one filter of every service
+    list): ``search`` through :func:`search_condition`, ``priority``, ``overdue``."""
     if not filters:
         return q
-    text = filters.get("search")
-    if text:
-        q = q.join(Customer, Customer.id == ServiceTicket.customer_id).where(or_(
-            ServiceTicket.number.startswith(text.upper(), autoescape=True),
-            ServiceTicket.summary.contains(text, autoescape=True),
-            Customer.name.contains(text, autoescape=True)))
+    cond = search_condition(filters.get("search"), filters.get("dialect") or "postgresql")
+    if cond is not None:
+        q = q.where(cond)
     if filters.get("priority"):
         q = q.where(ServiceTicket.priority == filters["priority"])
     if filters.get("overdue") is not None:
         cond = sla.overdue_condition(now or _now())
         q = q.where(cond if filters["overdue"] else ~cond)
     return q
+
+
+# ---- the tabs of the lists (the pages remember each user's last choice) ----------------------
+
+OPEN_STATES = (CREATED, ASSIGNED, HANDLED)
+HANDLE_TABS = (("all", _l("全部")), ("overdue", _l("已超时")), ("returned", _l("退回重办")))
+FEEDBACK_TABS = (("all", _l("全部")), ("created", _l("我创建的")), ("handled", _l("我处理的")))
+ARCHIVE_TABS = (("archived", _l("已归档")), ("open", _l("处理中")), ("overdue", _l("已超时")),
+                ("all", _l("全部")))
+TABS = {"handle": HANDLE_TABS, "feedback": FEEDBACK_TABS, "archive": ARCHIVE_TABS}
+DEFAULT_TABS = {"handle": "all", "feedback": "all", "archive": "archived"}
+
+
+def parse_tab(which, tab):
+    """The tab key of list ``which`` (handle | feedback | archive): empty → its
+    default; an unknown key → ValidationError (400) listing the keys (the API; the
+    pages ignore an unknown ``?tab=``)."""
+    keys = [k for k, _label in TABS[which]]
+    if tab in (None, ""):
+        return DEFAULT_TABS[which]
+    if tab not in keys:
+        raise ValidationError(_l("tab 只能是 %(keys)s 之一。", keys=", ".join(keys)), field="tab")
+    return tab
+
+
+def _tab_condition(which, tab, actor, now):
+    t = ServiceTicket
+    if tab == "overdue":
+        cond = sla.overdue_condition(now)
+        return cond if which != "archive" else and_(t.status.in_(OPEN_STATES), cond)
+    if which == "handle" and tab == "returned":
+        return t.sla_round > 0
+    if which == "feedback" and tab == "created":
+        return t.created_by_fk == actor.id
+    if which == "feedback" and tab == "handled":
+        return t.assignee_id == actor.id
+    if which == "archive" and tab == "open":
+        return t.status.in_(OPEN_STATES)
+    return None
 
 
 def to_assign(session, page=0, page_size=20, filters=None):
@@ -437,22 +484,31 @@ def to_reassign(session, only_stuck=False, page=0, page_size=20, filters=None):
     return _page(session, q, page, page_size)
 
 
-def to_handle(session, actor, page=0, page_size=20):
-    """The actor's ``assigned`` tickets, oldest assignment first."""
+def to_handle(session, actor, page=0, page_size=20, filters=None, tab="all"):
+    """服务处理: the actor's ``assigned`` tickets, oldest assignment first; ``filters``
+    as from :func:`parse_assign_filters`, ``tab`` one of ``HANDLE_TABS``."""
     q = (select(ServiceTicket)
          .where(ServiceTicket.status == ASSIGNED, ServiceTicket.assignee_id == actor.id)
          .order_by(ServiceTicket.assigned_on, ServiceTicket.id))
-    return _page(session, q, page, page_size)
+    cond = _tab_condition("handle", parse_tab("handle", tab), actor, _now())
+    if cond is not None:
+        q = q.where(cond)
+    return _page(session, _filtered(q, filters), page, page_size)
 
 
-def to_feedback(session, actor, page=0, page_size=20):
-    """``handled`` tickets the actor may give feedback on (all for 销售主管/admin)."""
+def to_feedback(session, actor, page=0, page_size=20, filters=None, tab="all"):
+    """服务反馈: ``handled`` tickets the actor may give feedback on (all for 销售主管/
+    admin); ``filters`` as from :func:`parse_assign_filters`, ``tab`` one of
+    ``FEEDBACK_TABS``."""
     q = select(ServiceTicket).where(ServiceTicket.status == HANDLED)
     if not (actor.is_admin or actor.is_supervisor):
         q = q.where(or_(ServiceTicket.assignee_id == actor.id,
                         ServiceTicket.created_by_fk == actor.id))
+    cond = _tab_condition("feedback", parse_tab("feedback", tab), actor, _now())
+    if cond is not None:
+        q = q.where(cond)
     q = q.order_by(ServiceTicket.handled_on, ServiceTicket.id)
-    return _page(session, q, page, page_size)
+    return _page(session, _filtered(q, filters), page, page_size)
 
 
 def parse_date(value, field):
@@ -461,24 +517,34 @@ def parse_date(value, field):
 
 
 def search_archive(session, customer=None, customer_id=None, summary=None, service_type=None,
-                   date_from=None, date_to=None, page=0, page_size=20, status=None):
-    """Archived tickets, newest first: (count, rows); the filters as in
-    :func:`archive_query`."""
+                   date_from=None, date_to=None, page=0, page_size=20, status=None,
+                   search=None, priority=None, overdue=None, tab=None):
+    """Archived tickets (or those of ``tab``), newest first: (count, rows); the filters
+    as in :func:`archive_query`."""
     return _page(session, archive_query(session, customer, customer_id, summary,
-                                        service_type, date_from, date_to, status),
+                                        service_type, date_from, date_to, status,
+                                        search=search, priority=priority, overdue=overdue,
+                                        tab=tab),
                  page, page_size)
 
 
 def archive_query(session, customer=None, customer_id=None, summary=None, service_type=None,
-                  date_from=None, date_to=None, status=None):
+                  date_from=None, date_to=None, status=None, search=None, priority=None,
+                  overdue=None, tab=None):
     """The select of archived tickets, newest first (list pages and exports).
+
+    ``search``, ``priority``, ``overdue``: the filter of every service list
+    (:func:`parse_assign_filters`); ``tab`` (``ARCHIVE_TABS``): ``archived`` (default),
+    ``open`` 处理中 (not yet archived), ``overdue`` open and past a deadline, ``all``.
 
     ``customer``: part of the customer's name, or its exact 客户编号; ``customer_id``:
     one customer; ``summary``: part of 概要; ``service_type``: the 条目 text;
     ``date_from``/``date_to``: the created date range, both ends included;
-    ``status="all"``: tickets of every status (the drill-down of 客户服务分析), else
-    archived ones only.
+    ``status="all"``: tickets of every status (the drill-down of 客户服务分析; the same
+    as ``tab="all"``).
     """
+    filters = parse_assign_filters(session, search, priority, overdue)
+    tab = "all" if (status or "").strip() == "all" else parse_tab("archive", tab)
     q = select(ServiceTicket)
     by_customer = False
     if customer_id not in (None, ""):
@@ -499,9 +565,14 @@ def archive_query(session, customer=None, customer_id=None, summary=None, servic
     # with a few customers, ix_service_customer is the selective index; SQLite without
     # ANALYZE statistics would otherwise walk every archived ticket through the status
     # index, so the status test is written as an expression that no index serves
-    if (status or "").strip() != "all":
+    if tab == "archived":
         q = q.where((ServiceTicket.status + "") == ARCHIVED if by_customer
                     else ServiceTicket.status == ARCHIVED)
+    else:
+        cond = _tab_condition("archive", tab, None, _now())
+        if cond is not None:
+            q = q.where(cond)
+    q = _filtered(q, filters)
     if summary and summary.strip():
         q = q.where(ServiceTicket.summary.contains(summary.strip(), autoescape=True))
     if service_type and service_type.strip():
