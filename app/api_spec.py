@@ -537,6 +537,16 @@ def _q_example(view):
     return "(" + ",".join(parts) + ")"
 
 
+# the lists whose ``q`` offers the 快速搜索 of their page (opr:search, app/workflows/
+# quick_search.py): path → (column, what is searched)
+QUICK_SEARCH = {
+    "/api/v1/service/": ("number", "编号、概要、客户名称"),
+    "/api/v1/contact/": ("name", "姓名、办公电话、手机、电子邮件"),
+}
+QUICK_SEARCH_TEXT = ("快速搜索（与页面的搜索框相同）：`(filters:!((col:{col},opr:search,value:'词1 词2')))`，"
+                     "每个词都要出现在{what}之一中（不区分英文大小写的子串，`%`、`_`、`\\` 按字面匹配）。")
+
+
 # endpoints whose ``q`` is plain text, not rison (全局搜索: the words to look for)
 PLAIN_Q_PATHS = {"/api/v1/search/"}
 
@@ -555,6 +565,9 @@ def _fix_q(op, path, list_examples):
             new["description"] = Q_ITEM_DESCRIPTION
         else:
             new["description"] = Q_DESCRIPTION
+            if path in QUICK_SEARCH:
+                col, what = QUICK_SEARCH[path]
+                new["description"] += QUICK_SEARCH_TEXT.format(col=col, what=what)
             example = list_examples.get(path)
             if example:
                 new["example"] = example

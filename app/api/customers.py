@@ -19,7 +19,7 @@ from ..models import Activity, Contact, Customer, DictItem
 from ..views.common import API_CRUD, CrmModelRestApi, current_actor
 from ..views.customer import CustomerInterface, timeline_page
 from ..workflows import customers as wf
-from .base import api_step, json_body
+from .base import QuickSearchFilter, api_step, json_body
 
 ORDER = 20
 
@@ -212,6 +212,8 @@ class ContactApi(_Api):
     edit_columns = list_columns[1:]
     search_columns = ["customer_id", "name", "gender", "position", "office_phone", "mobile",
                       "email"]
+    # 快速搜索 (opr:search): 姓名, 办公电话, 手机, 电子邮件 — the contact list's search
+    search_filters = {"name": [QuickSearchFilter.on(Contact, wf.contact_search_condition)]}
     order_columns = ["id", "customer_id", "name"]
     base_order = ("id", "asc")
     label_columns = wf.CONTACT_LABELS

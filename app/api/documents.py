@@ -41,10 +41,15 @@ class DocumentApi(BaseApi):
     @protect()
     @api_step
     def get_list(self):
-        """Documents the caller may read, newest first.
+        """Documents the caller may read, newest first. ``search``: the 快速搜索 of the
+        文档管理 page (every word in the file name or the customer name; ``%``, ``_``,
+        ``\\`` literal; at most 100 characters, else 400); ``tab``: all | mine (uploaded
+        by me) | my_customers (of the customers I manage).
         ---
         get:
           parameters:
+          - {in: query, name: search, schema: {type: string, maxLength: 100}, description: "快速搜索：文件名、客户名称（每个词都要出现）"}
+          - {in: query, name: tab, schema: {type: string, enum: [all, mine, my_customers]}, description: "全部 / 我上传的 / 我的客户（缺省 all）"}
           - {in: query, name: customer_id, schema: {type: integer}}
           - {in: query, name: folder_id, schema: {type: integer}, description: 0 = root}
           - {in: query, name: name, schema: {type: string}}
@@ -56,11 +61,12 @@ class DocumentApi(BaseApi):
           - {in: query, name: page_size, schema: {type: integer}}
           responses:
             200: {description: "{count, result: [document]}"}
+            400: {$ref: '#/components/responses/400'}
             403: {$ref: '#/components/responses/403'}
         """
         actor = current_actor()
         cfg = doc_settings()
-        criteria = search_from(request.args)
+        criteria = search_from(request.args, text_arg="search")
         if request.args.get("customer_id"):
             customer = wf.get_customer(db.session, request.args["customer_id"])
             criteria.customer_id = customer.id  # still limited to what the caller may read

@@ -53,10 +53,13 @@ class MailApi(BaseApi):
     @api_step
     def get_list(self):
         """Mail the caller may read (own mailbox + mail linked to readable customers).
+        ``search``: the 快速搜索 of 我的邮箱 (every word in the subject, the sender or the
+        recipients; ``%``, ``_``, ``\\`` literal; at most 100 characters, else 400).
         ---
         get:
           parameters:
           - {in: query, name: box, schema: {type: string, enum: [inbox, sent, failed, all]}}
+          - {in: query, name: search, schema: {type: string, maxLength: 100}, description: "快速搜索：主题、发件人、收件人（每个词都要出现）"}
           - {in: query, name: subject, schema: {type: string}}
           - {in: query, name: address, schema: {type: string}}
           - {in: query, name: customer, schema: {type: string}, description: customer name or number}
@@ -74,7 +77,7 @@ class MailApi(BaseApi):
             db.session, current_actor(), box=request.args.get("box", "all"),
             subject=request.args.get("subject"), address=request.args.get("address"),
             customer=request.args.get("customer"), customer_id=request.args.get("customer_id"),
-            page=page, page_size=size)
+            page=page, page_size=size, text=request.args.get("search"))
         return self.response(200, count=count, result=[mail_json(m, full=False) for m in rows])
 
     @expose("/<int:pk>", methods=["GET"])

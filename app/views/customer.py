@@ -43,7 +43,7 @@ from ..workflows.errors import DomainError, ValidationError
 from .common import GuardedModelView, current_actor, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
-from .lists import ListMixin, Tab, mine
+from .lists import ListMixin, Tab, list_bar, mine
 from .sales import money
 from .sections import render_sections
 
@@ -436,9 +436,17 @@ class ContactView(BaseView):
     @permission_name("list")
     @html_read
     def list(self, customer_id):
+        """``?q=`` 快速搜索 (姓名, 电话, 手机, 电子邮件); too long: the message (400)."""
         customer = wf.get(db.session, customer_id)
-        return self._page("customer/contacts.html", customer, title=_("联系人"),
-                          contacts=wf.contacts_of(db.session, customer.id))
+        q = request.args.get("q", "")
+        try:
+            contacts, error = wf.contacts_of(db.session, customer.id, q), None
+        except ValidationError as e:
+            contacts, error = [], e
+        return self._page("customer/contacts.html", customer, status=400 if error else 200,
+                          title=_("联系人"), contacts=contacts, error=error,
+                          bar=list_bar((), None, q, [wf.CONTACT_LABELS[f] for f in (
+                              "name", "office_phone", "mobile", "email")]))
 
     @expose("/customer/<int:customer_id>/export/<fmt>/")
     @has_access
@@ -450,7 +458,7 @@ class ContactView(BaseView):
         headers = [_l("客户编号"), _l("客户名称")] + [wf.CONTACT_LABELS[f]
                                                  for f in wf.CONTACT_FIELDS]
         rows = ([customer.number, customer.name] + [getattr(c, f) or "" for f in wf.CONTACT_FIELDS]
-                for c in wf.contacts_of(db.session, customer.id))
+                for c in wf.contacts_of(db.session, customer.id, request.args.get("q")))
         return export_response(fmt, str(_l("%(name)s 的联系人", name=customer.name)),
                                f"contacts_{customer.id}", headers, rows)
 

@@ -18,9 +18,11 @@ from ..extensions import db
 from ..workflows import documents as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.dates import parse_ymd
+from ..workflows.errors import ValidationError
 from ..workflows.names import display_name
 from .common import current_actor
 from .errors import error_response
+from .lists import chosen_tab, list_bar
 from .sections import customer_section
 
 ORDER = 80
@@ -112,8 +114,11 @@ def send_document(doc, inline):
     return resp
 
 
-def search_from(args):
-    return wf.Search(name=args.get("name", "").strip(), customer=args.get("customer", "").strip(),
+def search_from(args, text_arg="q", tab=None):
+    """The criteria of a document list from the query string: the 快速搜索 is
+    ``text_arg`` (``q`` on the page, ``search`` in the API)."""
+    return wf.Search(text=args.get(text_arg, ""), tab=tab if tab is not None else args.get("tab", ""),
+                     name=args.get("name", "").strip(), customer=args.get("customer", "").strip(),
                      uploader=args.get("uploader", "").strip(),
                      date_from=parse_ymd(args.get("date_from"), _l("上传日期（起）"), "date_from",
                                          required=False),
@@ -145,15 +150,26 @@ class DocumentView(BaseView):
     @has_access
     @html_step
     def list(self):
+        """``?q=`` 快速搜索 (file name, customer name), tabs ``?tab=all|mine|my_customers``
+        (remembered per user), the detailed filters; a bad one shows its message (400)."""
         actor = current_actor()
-        criteria = search_from(request.args)
+        tab = chosen_tab("DocumentView", request.args.get("tab"), [k for k, _label in wf.TABS],
+                         wf.DEFAULT_TAB)
         page = int_arg(request.args, "page")
-        count, docs = wf.search(db.session, actor, criteria, page, PAGE_SIZE, cfg=doc_settings())
+        error, count, docs = None, 0, []
+        try:
+            criteria = search_from(request.args, tab=tab)
+            count, docs = wf.search(db.session, actor, criteria, page, PAGE_SIZE,
+                                    cfg=doc_settings())
+        except ValidationError as e:
+            error = e
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        args = {k: v for k, v in request.args.items() if k != "page"}
+        args = dict({k: v for k, v in request.args.items() if k != "page"}, tab=tab)
+        bar = list_bar(wf.TABS, tab, request.args.get("q", ""), [_l("文件名"), _l("客户名称")])
         return self.render_template("documents/list.html", docs=docs, count=count, page=page,
-                                    pages=pages, args=args, criteria=request.args,
-                                    title=_("文档管理"), **_helpers())
+                                    pages=pages, args=args, criteria=request.args, bar=bar,
+                                    error=error, title=_("文档管理"), **_helpers()), \
+            (400 if error else 200)
 
     @expose("/customer/<int:customer_id>")
     @has_access

@@ -18,6 +18,7 @@ from ..workflows import mail as wf
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import ValidationError
 from .common import current_actor
+from .lists import chosen_tab
 from .sections import customer_section
 
 ORDER = 70
@@ -101,19 +102,26 @@ class MailView(BaseView):
     @has_access
     @html_step
     def box(self):
-        tab = request.args.get("tab") or "inbox"
-        if tab not in wf.BOXES:
-            tab = "inbox"
-        filters = {k: (request.args.get(k) or "").strip() for k in ("subject", "address", "customer")}
+        """Tabs ``?tab=inbox|sent|failed|all`` (remembered per user), ``?q=`` 快速搜索
+        (subject, sender, recipients), the detailed filters; paging keeps them all."""
+        tab = chosen_tab("MailView", request.args.get("tab"), [k for k, _label in TABS], "inbox")
+        filters = {k: (request.args.get(k) or "").strip()
+                   for k in ("q", "subject", "address", "customer")}
         customer_id = lenient_int(request.args.get("customer_id")) or None
         page = lenient_int(request.args.get("page"))
-        count, rows = wf.search(db.session, current_actor(), box=tab, customer_id=customer_id,
-                                page=page, page_size=PAGE_SIZE, **filters)
+        error, count, rows = None, 0, []
+        try:
+            count, rows = wf.search(db.session, current_actor(), box=tab,
+                                    customer_id=customer_id, page=page, page_size=PAGE_SIZE,
+                                    text=filters["q"], subject=filters["subject"],
+                                    address=filters["address"], customer=filters["customer"])
+        except ValidationError as e:
+            error = e
         pages = max((count + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         return self.render_template("mail/box.html", tabs=TABS, tab=tab, rows=rows, count=count,
-                                    page=page, pages=pages, filters=filters,
+                                    page=page, pages=pages, filters=filters, error=error,
                                     customer_id=customer_id, title=_("我的邮箱"),
-                                    **_template_helpers())
+                                    **_template_helpers()), (400 if error else 200)
 
     @expose("/show/<int:pk>")
     @has_access

@@ -31,7 +31,7 @@ from sqlalchemy import func, select, update
 from ..models import Activity, Contact, Customer, DictItem
 from ..models.dictionary import LEVEL, REGION
 from ..models.customer import CUSTOMER_STATUS_LABELS
-from . import dates, numbering
+from . import dates, numbering, quick_search
 from .errors import Collect, Conflict, Forbidden, NotFound, ValidationError
 from .names import check_name, clean_text
 from .rights import can_manage_customer
@@ -498,9 +498,22 @@ def owner_id_of(session, data):
 
 # ---- contacts -----------------------------------------------------------------------------
 
-def contacts_of(session, customer_id):
-    return session.scalars(select(Contact).where(Contact.customer_id == customer_id)
-                           .order_by(Contact.id)).all()
+def contact_search_condition(text, dialect="postgresql"):
+    """快速搜索 of a customer's contacts: every word in 姓名, 办公电话, 手机 or 电子邮件
+    (any case, ``%``/``_``/``\\`` literal); None for no text."""
+    return quick_search.condition([Contact.name, Contact.office_phone, Contact.mobile,
+                                   Contact.email], text, dialect)
+
+
+def contacts_of(session, customer_id, text=None):
+    """The customer's contacts in the order they were added; ``text``: the 快速搜索
+    (:func:`contact_search_condition`; at most 100 characters, else 400)."""
+    q = select(Contact).where(Contact.customer_id == customer_id)
+    cond = contact_search_condition(quick_search.parse(text, field="q"),
+                                    quick_search.dialect_of(session))
+    if cond is not None:
+        q = q.where(cond)
+    return session.scalars(q.order_by(Contact.id)).all()
 
 
 def clean_contact(data, partial=False):

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from ..models import (Customer, Document, DocumentBlob, DocumentFolder, Opportunity,
                       ServiceTicket)
-from . import events
+from . import events, quick_search
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 from .names import check_file_name_chars, check_name
 from .rights import can_manage_customer, can_read_customer
@@ -705,8 +705,34 @@ def open_blob(doc, *, cfg):
 
 # ---- queries -------------------------------------------------------------------------------
 
+# 文档管理's tabs (the page remembers each user's last choice)
+TABS = (("all", _l("全部")), ("mine", _l("我上传的")), ("my_customers", _l("我的客户")))
+DEFAULT_TAB = "all"
+
+
+def parse_tab(tab):
+    """A tab key of 文档管理: empty → ``all``; unknown → ValidationError (400)."""
+    keys = [k for k, _label in TABS]
+    if tab in (None, ""):
+        return DEFAULT_TAB
+    if tab not in keys:
+        raise ValidationError(_l("tab 只能是 %(keys)s 之一。", keys=", ".join(keys)), field="tab")
+    return tab
+
+
+def search_condition(text, dialect="postgresql"):
+    """快速搜索 of the document list: every word in the file name or the customer's
+    name (a query joined to Customer); None for no text."""
+    return quick_search.condition([Document.name, Customer.name], text, dialect)
+
+
 @dataclass
 class Search:
+    """The criteria of :func:`search`; ``text``: the 快速搜索 (file name, customer
+    name), ``tab``: one of ``TABS`` (``mine`` uploaded by the actor, ``my_customers``
+    documents of the customers the actor manages)."""
+    text: str = ""
+    tab: str = DEFAULT_TAB
     name: str = ""
     customer: str = ""
     uploader: str = ""
@@ -729,6 +755,15 @@ def search(session, actor, criteria, page=0, page_size=50, *, cfg):
     q = (select(Document).join(Customer, Customer.id == Document.customer_id)
          .join(User, User.id == Document.created_by_fk)
          .where(readable_clause(actor, cfg.read_scope)))
+    text = quick_search.parse(criteria.text, field="search")
+    cond = search_condition(text, quick_search.dialect_of(session))
+    if cond is not None:
+        q = q.where(cond)
+    tab = parse_tab(criteria.tab)
+    if tab == "mine":
+        q = q.where(Document.created_by_fk == actor.id)
+    elif tab == "my_customers":
+        q = q.where(Customer.manager_id == actor.id)
     if criteria.name:
         q = q.where(Document.name.contains(criteria.name.strip(), autoescape=True))
     if criteria.customer:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import metrics
 from ..models import Contact, Customer, Document, MailAttachment, MailMessage, User
 from ..models.mail import MAIL_STATUS_LABELS as STATUS_LABELS
-from . import events
+from . import events, quick_search
 from . import documents as docs_wf
 from .errors import Conflict, Forbidden, NotFound, ValidationError
 from .names import header_safe
@@ -264,15 +264,27 @@ def get_mail(session, actor, mail_id):
     return mail
 
 
+def search_condition(text, dialect="postgresql"):
+    """快速搜索 of 我的邮箱: every word in the subject, the sender or the recipients
+    (收件人、抄送); None for no text."""
+    return quick_search.condition([MailMessage.subject, MailMessage.sender,
+                                   MailMessage.recipients, MailMessage.cc], text, dialect)
+
+
 def search(session, actor, box="all", subject=None, address=None, customer=None,
-           customer_id=None, page=0, page_size=20):
+           customer_id=None, page=0, page_size=20, text=None):
     """(count, [MailMessage]) newest first. ``box``: inbox | sent | failed | all.
 
     inbox/sent/failed are the actor's own mailbox (admins' inbox also shows received
     mail that belongs to nobody); ``all`` is everything the actor may read.
+    ``text``: the 快速搜索 (:func:`search_condition`; at most 100 characters, else
+    400); ``subject``/``address``/``customer``: one part each. Every match is a
+    substring in any case with ``%``, ``_``, ``\\`` taken literally.
     """
     if box not in BOXES:
         raise ValidationError(_l("邮箱分类只能是 inbox、sent、failed 或 all。"), field="box")
+    dialect = quick_search.dialect_of(session)
+    sqlite = dialect == "sqlite"
     q = select(MailMessage)
     mine = MailMessage.owner_id == actor.id
     if box == "inbox":
@@ -286,12 +298,15 @@ def search(session, actor, box="all", subject=None, address=None, customer=None,
         cond = readable_filter(actor)
         if cond is not None:
             q = q.where(cond)
+    cond = search_condition(quick_search.parse(text, field="search"), dialect)
+    if cond is not None:
+        q = q.where(cond)
+    subject, address, customer = (quick_search.clean(v) for v in (subject, address, customer))
     if subject:
-        q = q.where(MailMessage.subject.ilike(f"%{subject.strip()}%"))
+        q = q.where(quick_search.like(MailMessage.subject, subject, sqlite))
     if address:
-        like = f"%{address.strip()}%"
-        q = q.where(or_(MailMessage.sender.ilike(like), MailMessage.recipients.ilike(like),
-                        MailMessage.cc.ilike(like)))
+        q = q.where(or_(*[quick_search.like(c, address, sqlite) for c in (
+            MailMessage.sender, MailMessage.recipients, MailMessage.cc)]))
     if customer_id:
         try:
             q = q.where(MailMessage.customer_id == int(customer_id))
@@ -299,8 +314,8 @@ def search(session, actor, box="all", subject=None, address=None, customer=None,
             raise ValidationError(_l("客户编号必须是整数。"), field="customer_id")
     if customer:
         q = q.where(MailMessage.customer_id.in_(
-            select(Customer.id).where(or_(Customer.name.ilike(f"%{customer.strip()}%"),
-                                          Customer.number == customer.strip()))))
+            select(Customer.id).where(or_(quick_search.like(Customer.name, customer, sqlite),
+                                          Customer.number == customer))))
     count = session.scalar(select(func.count()).select_from(q.subquery()))
     page_size = min(max(int(page_size), 1), 100)
     rows = session.scalars(

@@ -438,7 +438,7 @@ def _tab_condition(which, tab, actor, now):
         cond = sla.overdue_condition(now)
         return cond if which != "archive" else and_(t.status.in_(OPEN_STATES), cond)
     if which == "handle" and tab == "returned":
-        return t.sla_round > 0
+        return t.sla_round > 1          # sent back after a feedback below 3
     if which == "feedback" and tab == "created":
         return t.created_by_fk == actor.id
     if which == "feedback" and tab == "handled":
