@@ -58,3 +58,31 @@ def test_pick_lists_are_searchable(session):
     s.page.select_option("#crm-search-page-kind", index=1)
     assert s.page.locator("#crm-search-page-kind").input_value() != ""
     assert not s.errors, s.errors
+
+
+def test_service_archive_search_and_remembered_tab(session):
+    """A custom list (服务归档, app/views/service.py): type in the search, switch tab,
+    the tab link keeps the search and the plain list reopens on the chosen tab."""
+    s = session("supervisor")
+    s.goto("/service/archive/?tab=all")
+    assert s.page.locator(".crm-list-tabs li.active a").inner_text().strip() == "全部"
+    number = s.page.locator("table tbody tr td a").first.inner_text().strip()
+    box = s.page.locator("#search")
+    box.fill(number.lower())
+    with s.page.expect_navigation():
+        box.press("Enter")
+    assert "search=" in s.page.url and "tab=all" in s.page.url
+    rows = s.page.locator("table tbody tr")
+    assert rows.count() == 1 and number in rows.first.inner_text()
+    with s.page.expect_navigation():
+        s.page.click(".crm-list-tabs a[data-tab=open]")
+    assert "tab=open" in s.page.url and "search=" in s.page.url
+    s.goto("/service/archive/?tab=all&search=" + quote(number))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    s.page.screenshot(path=str(ARTIFACTS / "lists-service-archive-search-tabs.png"))
+    with s.page.expect_navigation():
+        s.page.click(".crm-list-tabs a[data-tab=open]")
+    s.goto("/service/archive/")
+    assert s.page.locator(".crm-list-tabs li.active a").inner_text().strip() == "处理中"
+    s.goto("/service/archive/?tab=archived")
+    assert not s.errors, s.errors
