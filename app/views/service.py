@@ -45,13 +45,12 @@ def _page_arg():
         return 0
 
 
-def _service_list(which, list_key, asked_tab=None):
+def _service_list(which, list_key):
     """The tab (``?tab=``, else the user's last choice on ``list_key``, else the
     default) and the search/filters (``search``, ``priority``, ``overdue``) of a
     service list: (tab, raw args, checked filters or None, error or None)."""
     keys = [k for k, _label in wf.TABS[which]]
-    tab = chosen_tab(list_key, request.args.get("tab") if asked_tab is None else asked_tab,
-                     keys, wf.DEFAULT_TABS[which])
+    tab = chosen_tab(list_key, request.args.get("tab"), keys, wf.DEFAULT_TABS[which])
     raw = {k: request.args.get(k, "") for k in wf.ASSIGN_FILTERS}
     try:
         return tab, raw, wf.parse_assign_filters(db.session, **raw), None
