@@ -21,6 +21,7 @@ from .models import (
     Order, OrderLine, PlanItem, Product, ServiceTicket, Stock, sales_metadata,
 )
 from .models.dictionary import LEVEL, REGION, SERVICE_TYPE
+from .workflows import search_index
 from .workflows.actors import ADMIN, EXECUTIVE, MANAGER, SUPERVISOR
 from .workflows.numbering import PREFIX_CUSTOMER, PREFIX_OPPORTUNITY, PREFIX_SERVICE, format_number
 
@@ -141,6 +142,8 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
         # The CRM part is one transaction and the sales part another: if a run was
         # killed between them, finish the sales part for the existing customers.
         numbers = db.session.scalars(select(Customer.number).order_by(Customer.id)).all()
+        search_index.ensure(db.session.connection())   # a load killed before the rebuild
+        db.session.commit()
         seed_sales(numbers, rnd, fake, date.today(), progress)
         seed_churn(rnd, progress)
         echo("演示数据已存在，跳过生成。")
@@ -169,185 +172,189 @@ def seed_demo(scale=200, password=None, seed=2026, echo=print):
     audit = lambda ts, who=admin: {"created_on": ts, "changed_on": ts,  # noqa: E731
                                    "created_by_fk": who, "changed_by_fk": who}
 
-    # ---- customers ----------------------------------------------------------
-    per_day = {}
-    cust_rows = []
-    cust_numbers = []
-    for i in range(scale):
-        created = now - timedelta(days=rnd.randint(0, 3 * 365), minutes=rnd.randint(0, 1440))
-        d = created.date()
-        per_day[d] = per_day.get(d, 0) + 1
-        number = format_number(PREFIX_CUSTOMER, d, per_day[d])
-        cust_numbers.append(number)
-        mgr = managers[i % len(managers)]
-        name = companies[i % len(companies)]
-        if i >= len(companies):
-            name = f"{name}（{addresses[i % len(addresses)][:2]}{i // len(companies)}分公司）"
-        cust_rows.append({
-            "number": number, "name": name, "region_id": rnd.choice(dict_ids[REGION]),
-            "manager_id": mgr, "level_id": rnd.choice(dict_ids[LEVEL]),
-            "satisfaction": rnd.randint(1, 5), "credit": rnd.randint(1, 5),
-            "address": addresses[i % len(addresses)], "zip_code": f"{rnd.randint(100000, 899999)}",
-            "phone": phones[i % len(phones)], "fax": None, "website": f"https://www.c{i}.com.cn",
-            "license_no": f"91{rnd.randint(10**15, 10**16 - 1)}",
-            "legal_person": people[(i * 7) % len(people)],
-            "registered_capital": Decimal(rnd.choice([50, 100, 500, 1000, 5000])),
-            "annual_turnover": Decimal(rnd.randint(100, 100000) * 1000),
-            "bank": rnd.choice(["中国工商银行", "中国建设银行", "中国银行", "招商银行", "中国农业银行"]),
-            "bank_account": f"62{rnd.randint(10**16, 10**17 - 1)}",
-            "local_tax_no": None, "national_tax_no": None, "status": "normal",
-            **audit(created, mgr),
-        })
-    for chunk in _chunks(cust_rows):
-        _bulk(db.session.connection(), Customer, chunk)
-    seq_rows = [{"name": f"{PREFIX_CUSTOMER}{d:%Y%m%d}", "value": n} for d, n in per_day.items()]
-    for chunk in _chunks(seq_rows):
-        _bulk(db.session.connection(), NumberSequence, chunk)
-    progress("客户", scale)
-    cust_ids = db.session.scalars(select(Customer.id).order_by(Customer.id)).all()
-    cust_mgr = dict(db.session.execute(select(Customer.id, Customer.manager_id)).all())
-    del cust_rows
-
-    # ---- contacts (3 per customer) and activities (1 per customer) ---------------
-    def contacts():
-        for n, cid in enumerate(cust_ids):
-            for k in range(3):
-                j = n * 3 + k
-                yield {"customer_id": cid, "name": people[j % len(people)],
-                       "gender": "男" if j % 2 else "女", "position": positions[j % len(positions)],
-                       "office_phone": phones[j % len(phones)],
-                       "mobile": f"1{rnd.choice('3589')}{rnd.randint(10**8, 10**9 - 1)}",
-                       "email": f"c{j}@example.com", "memo": None,
-                       **audit(now, cust_mgr[cid])}
-    total = 0
-    for chunk in _chunks(contacts()):
-        _bulk(db.session.connection(), Contact, chunk)
-        total += len(chunk)
-    progress("联系人", total)
-
-    def activities():
-        for n, cid in enumerate(cust_ids):
-            d = today - timedelta(days=rnd.randint(0, 700))
-            yield {"customer_id": cid, "date": d, "place": places[n % len(places)],
-                   "summary": summaries[n % len(summaries)],
-                   "detail": f"与客户就{summaries[(n + 1) % len(summaries)]}进行了沟通，客户反馈积极。",
-                   "memo": None, **audit(now, cust_mgr[cid])}
-    total = 0
-    for chunk in _chunks(activities()):
-        _bulk(db.session.connection(), Activity, chunk)
-        total += len(chunk)
-    progress("交往记录", total)
-
-    # ---- opportunities in every status (scale/2) and plan items ----------------------
-    n_opp = max(8, scale // 2)
-    statuses = ["unassigned", "assigned", "succeeded", "failed"]
-    opp_rows = []
-    opp_day = {}
-    for i in range(n_opp):
-        st = statuses[i % 4]
-        created = now - timedelta(days=rnd.randint(1, 365))
-        d = created.date()
-        opp_day[d] = opp_day.get(d, 0) + 1
-        creator = managers[i % 2] if i % 3 else users["supervisor"]
-        assignee = managers[(i // 4) % 2] if st != "unassigned" else None
-        opp_rows.append({
-            "number": format_number(PREFIX_OPPORTUNITY, d, opp_day[d]),
-            "source": rnd.choice(["电话咨询", "网站", "展会", "老客户介绍"]),
-            "customer_name": companies[(i * 13) % len(companies)] + ("" if i < len(companies) else f"（{i}）"),
-            "success_rate": rnd.randint(10, 90), "summary": f"{rnd.choice(summaries)}：采购意向",
-            "contact": people[i % len(people)], "contact_phone": phones[i % len(phones)],
-            "description": "客户有采购意向，需要进一步跟进。", "status": st,
-            "assignee_id": assignee, "assigned_on": created + timedelta(days=1) if assignee else None,
-            "customer_id": None, **audit(created, creator),
-        })
-    for chunk in _chunks(opp_rows):
-        _bulk(db.session.connection(), Opportunity, chunk)
-    for chunk in _chunks([{"name": f"{PREFIX_OPPORTUNITY}{d:%Y%m%d}", "value": n}
-                          for d, n in opp_day.items()]):
-        _bulk(db.session.connection(), NumberSequence, chunk)
-    opps = db.session.execute(select(Opportunity.id, Opportunity.status, Opportunity.assignee_id,
-                                     Opportunity.created_on)).all()
-
-    def plan_items():
-        for oid, st, assignee, created in opps:
-            if st == "unassigned":
-                continue
-            for k in range(2):
-                yield {"opportunity_id": oid, "date": (created + timedelta(days=3 + 7 * k)).date(),
-                       "content": ["电话回访，了解需求", "上门拜访，演示产品"][k],
-                       "result": None if st == "assigned" and k else "客户有兴趣",
-                       **audit(created, assignee)}
-    total = 0
-    for chunk in _chunks(plan_items()):
-        _bulk(db.session.connection(), PlanItem, chunk)
-        total += len(chunk)
-    progress("销售机会", n_opp)
-
-    # ---- service tickets (2 per customer), a company's history -------------------------
-    # A quarter of the tickets came in over the last 45 days, the rest over three years.
-    # Old ones are archived; recent ones are open in every state, newest the least far
-    # along. Summary, request, handling and result match the ticket's 服务类型.
-    n_srv = max(8, scale * 2)
-    sv_day = {}
-    type_text = dict(db.session.execute(select(DictItem.id, DictItem.item)
-                                        .where(DictItem.type == SERVICE_TYPE)).all())
-    type_ids = dict_ids[SERVICE_TYPE]
-    type_weights = [SERVICE_TYPE_WEIGHTS.get(type_text[t], 1) for t in type_ids]
-    sup = users["supervisor"]
-
-    def status_for_age(age, i):
-        if i < 4:  # at least one open ticket in every state, whatever the scale
-            return ("created", "assigned", "handled", "archived")[i]
-        if age <= 2:
-            return rnd.choices(["created", "assigned"], [7, 3])[0]
-        if age <= 10:
-            return rnd.choices(["created", "assigned", "handled", "archived"], [1, 4, 3, 3])[0]
-        if age <= 45:
-            return rnd.choices(["assigned", "handled", "archived"], [1, 2, 7])[0]
-        return "archived"
-
-    def services():
-        for i in range(n_srv):
-            age = rnd.randint(0, 45) if (i < 4 or rnd.random() < 0.25) else rnd.randint(46, 3 * 365)
-            st = status_for_age(age, i)
-            cid = cust_ids[rnd.randrange(len(cust_ids))]
-            created = now - timedelta(days=age, minutes=rnd.randint(0, 600))
+    # The search indexes (migration 0008) are built once after the load, not row by row
+    # (app/workflows/search_index.py): most of a large seed's time went into them.
+    with search_index.suspended(db.session.connection()):
+        # ---- customers ----------------------------------------------------------
+        per_day = {}
+        cust_rows = []
+        cust_numbers = []
+        for i in range(scale):
+            created = now - timedelta(days=rnd.randint(0, 3 * 365), minutes=rnd.randint(0, 1440))
             d = created.date()
-            sv_day[d] = sv_day.get(d, 0) + 1
-            mgr = cust_mgr[cid]
-            type_id = rnd.choices(type_ids, type_weights)[0]
-            texts = SERVICE_TEXTS.get(type_text[type_id], SERVICE_TEXTS["咨询"])
-            k = rnd.randrange(len(texts))
-            summary, request, handling, result = texts[k]
-            assigned = st != "created"
-            handled = st in ("handled", "archived")
-            # most tickets go to the customer's manager, a few to the 销售主管
-            assignee = (sup if rnd.random() < 0.15 else mgr) if assigned else None
-            assigned_on = min(created + timedelta(hours=rnd.randint(1, 30)), now) if assigned else None
-            handled_on = (min(assigned_on + timedelta(hours=rnd.randint(2, 96)), now)
-                          if handled else None)
-            changed = handled_on or assigned_on or created
-            if st == "archived":
-                changed = min(handled_on + timedelta(days=rnd.randint(1, 5)), now)
-            yield {"number": format_number(PREFIX_SERVICE, d, sv_day[d]),
-                   "service_type_id": type_id, "summary": summary,
-                   "customer_id": cid, "request": request,
-                   "assignee_id": assignee, "assigned_on": assigned_on,
-                   "handling": handling if handled else None,
-                   "handler_id": assignee if handled else None,
-                   "handled_on": handled_on,
-                   "result": result if st == "archived" else None,
-                   "satisfaction": rnd.choices([3, 4, 5], [2, 5, 4])[0] if st == "archived" else None,
-                   "status": st, "created_on": created, "changed_on": changed,
-                   "created_by_fk": mgr, "changed_by_fk": assignee or mgr}
-    total = 0
-    for chunk in _chunks(services()):
-        _bulk(db.session.connection(), ServiceTicket, chunk)
-        total += len(chunk)
-    for chunk in _chunks([{"name": f"{PREFIX_SERVICE}{d:%Y%m%d}", "value": n}
-                          for d, n in sv_day.items()]):
-        _bulk(db.session.connection(), NumberSequence, chunk)
-    progress("客户服务", total)
+            per_day[d] = per_day.get(d, 0) + 1
+            number = format_number(PREFIX_CUSTOMER, d, per_day[d])
+            cust_numbers.append(number)
+            mgr = managers[i % len(managers)]
+            name = companies[i % len(companies)]
+            if i >= len(companies):
+                name = f"{name}（{addresses[i % len(addresses)][:2]}{i // len(companies)}分公司）"
+            cust_rows.append({
+                "number": number, "name": name, "region_id": rnd.choice(dict_ids[REGION]),
+                "manager_id": mgr, "level_id": rnd.choice(dict_ids[LEVEL]),
+                "satisfaction": rnd.randint(1, 5), "credit": rnd.randint(1, 5),
+                "address": addresses[i % len(addresses)], "zip_code": f"{rnd.randint(100000, 899999)}",
+                "phone": phones[i % len(phones)], "fax": None, "website": f"https://www.c{i}.com.cn",
+                "license_no": f"91{rnd.randint(10**15, 10**16 - 1)}",
+                "legal_person": people[(i * 7) % len(people)],
+                "registered_capital": Decimal(rnd.choice([50, 100, 500, 1000, 5000])),
+                "annual_turnover": Decimal(rnd.randint(100, 100000) * 1000),
+                "bank": rnd.choice(["中国工商银行", "中国建设银行", "中国银行", "招商银行", "中国农业银行"]),
+                "bank_account": f"62{rnd.randint(10**16, 10**17 - 1)}",
+                "local_tax_no": None, "national_tax_no": None, "status": "normal",
+                **audit(created, mgr),
+            })
+        for chunk in _chunks(cust_rows):
+            _bulk(db.session.connection(), Customer, chunk)
+        seq_rows = [{"name": f"{PREFIX_CUSTOMER}{d:%Y%m%d}", "value": n} for d, n in per_day.items()]
+        for chunk in _chunks(seq_rows):
+            _bulk(db.session.connection(), NumberSequence, chunk)
+        progress("客户", scale)
+        cust_ids = db.session.scalars(select(Customer.id).order_by(Customer.id)).all()
+        cust_mgr = dict(db.session.execute(select(Customer.id, Customer.manager_id)).all())
+        del cust_rows
+
+        # ---- contacts (3 per customer) and activities (1 per customer) ---------------
+        def contacts():
+            for n, cid in enumerate(cust_ids):
+                for k in range(3):
+                    j = n * 3 + k
+                    yield {"customer_id": cid, "name": people[j % len(people)],
+                           "gender": "男" if j % 2 else "女", "position": positions[j % len(positions)],
+                           "office_phone": phones[j % len(phones)],
+                           "mobile": f"1{rnd.choice('3589')}{rnd.randint(10**8, 10**9 - 1)}",
+                           "email": f"c{j}@example.com", "memo": None,
+                           **audit(now, cust_mgr[cid])}
+        total = 0
+        for chunk in _chunks(contacts()):
+            _bulk(db.session.connection(), Contact, chunk)
+            total += len(chunk)
+        progress("联系人", total)
+
+        def activities():
+            for n, cid in enumerate(cust_ids):
+                d = today - timedelta(days=rnd.randint(0, 700))
+                yield {"customer_id": cid, "date": d, "place": places[n % len(places)],
+                       "summary": summaries[n % len(summaries)],
+                       "detail": f"与客户就{summaries[(n + 1) % len(summaries)]}进行了沟通，客户反馈积极。",
+                       "memo": None, **audit(now, cust_mgr[cid])}
+        total = 0
+        for chunk in _chunks(activities()):
+            _bulk(db.session.connection(), Activity, chunk)
+            total += len(chunk)
+        progress("交往记录", total)
+
+        # ---- opportunities in every status (scale/2) and plan items ----------------------
+        n_opp = max(8, scale // 2)
+        statuses = ["unassigned", "assigned", "succeeded", "failed"]
+        opp_rows = []
+        opp_day = {}
+        for i in range(n_opp):
+            st = statuses[i % 4]
+            created = now - timedelta(days=rnd.randint(1, 365))
+            d = created.date()
+            opp_day[d] = opp_day.get(d, 0) + 1
+            creator = managers[i % 2] if i % 3 else users["supervisor"]
+            assignee = managers[(i // 4) % 2] if st != "unassigned" else None
+            opp_rows.append({
+                "number": format_number(PREFIX_OPPORTUNITY, d, opp_day[d]),
+                "source": rnd.choice(["电话咨询", "网站", "展会", "老客户介绍"]),
+                "customer_name": companies[(i * 13) % len(companies)] + ("" if i < len(companies) else f"（{i}）"),
+                "success_rate": rnd.randint(10, 90), "summary": f"{rnd.choice(summaries)}：采购意向",
+                "contact": people[i % len(people)], "contact_phone": phones[i % len(phones)],
+                "description": "客户有采购意向，需要进一步跟进。", "status": st,
+                "assignee_id": assignee, "assigned_on": created + timedelta(days=1) if assignee else None,
+                "customer_id": None, **audit(created, creator),
+            })
+        for chunk in _chunks(opp_rows):
+            _bulk(db.session.connection(), Opportunity, chunk)
+        for chunk in _chunks([{"name": f"{PREFIX_OPPORTUNITY}{d:%Y%m%d}", "value": n}
+                              for d, n in opp_day.items()]):
+            _bulk(db.session.connection(), NumberSequence, chunk)
+        opps = db.session.execute(select(Opportunity.id, Opportunity.status, Opportunity.assignee_id,
+                                         Opportunity.created_on)).all()
+
+        def plan_items():
+            for oid, st, assignee, created in opps:
+                if st == "unassigned":
+                    continue
+                for k in range(2):
+                    yield {"opportunity_id": oid, "date": (created + timedelta(days=3 + 7 * k)).date(),
+                           "content": ["电话回访，了解需求", "上门拜访，演示产品"][k],
+                           "result": None if st == "assigned" and k else "客户有兴趣",
+                           **audit(created, assignee)}
+        total = 0
+        for chunk in _chunks(plan_items()):
+            _bulk(db.session.connection(), PlanItem, chunk)
+            total += len(chunk)
+        progress("销售机会", n_opp)
+
+        # ---- service tickets (2 per customer), a company's history -------------------------
+        # A quarter of the tickets came in over the last 45 days, the rest over three years.
+        # Old ones are archived; recent ones are open in every state, newest the least far
+        # along. Summary, request, handling and result match the ticket's 服务类型.
+        n_srv = max(8, scale * 2)
+        sv_day = {}
+        type_text = dict(db.session.execute(select(DictItem.id, DictItem.item)
+                                            .where(DictItem.type == SERVICE_TYPE)).all())
+        type_ids = dict_ids[SERVICE_TYPE]
+        type_weights = [SERVICE_TYPE_WEIGHTS.get(type_text[t], 1) for t in type_ids]
+        sup = users["supervisor"]
+
+        def status_for_age(age, i):
+            if i < 4:  # at least one open ticket in every state, whatever the scale
+                return ("created", "assigned", "handled", "archived")[i]
+            if age <= 2:
+                return rnd.choices(["created", "assigned"], [7, 3])[0]
+            if age <= 10:
+                return rnd.choices(["created", "assigned", "handled", "archived"], [1, 4, 3, 3])[0]
+            if age <= 45:
+                return rnd.choices(["assigned", "handled", "archived"], [1, 2, 7])[0]
+            return "archived"
+
+        def services():
+            for i in range(n_srv):
+                age = rnd.randint(0, 45) if (i < 4 or rnd.random() < 0.25) else rnd.randint(46, 3 * 365)
+                st = status_for_age(age, i)
+                cid = cust_ids[rnd.randrange(len(cust_ids))]
+                created = now - timedelta(days=age, minutes=rnd.randint(0, 600))
+                d = created.date()
+                sv_day[d] = sv_day.get(d, 0) + 1
+                mgr = cust_mgr[cid]
+                type_id = rnd.choices(type_ids, type_weights)[0]
+                texts = SERVICE_TEXTS.get(type_text[type_id], SERVICE_TEXTS["咨询"])
+                k = rnd.randrange(len(texts))
+                summary, request, handling, result = texts[k]
+                assigned = st != "created"
+                handled = st in ("handled", "archived")
+                # most tickets go to the customer's manager, a few to the 销售主管
+                assignee = (sup if rnd.random() < 0.15 else mgr) if assigned else None
+                assigned_on = min(created + timedelta(hours=rnd.randint(1, 30)), now) if assigned else None
+                handled_on = (min(assigned_on + timedelta(hours=rnd.randint(2, 96)), now)
+                              if handled else None)
+                changed = handled_on or assigned_on or created
+                if st == "archived":
+                    changed = min(handled_on + timedelta(days=rnd.randint(1, 5)), now)
+                yield {"number": format_number(PREFIX_SERVICE, d, sv_day[d]),
+                       "service_type_id": type_id, "summary": summary,
+                       "customer_id": cid, "request": request,
+                       "assignee_id": assignee, "assigned_on": assigned_on,
+                       "handling": handling if handled else None,
+                       "handler_id": assignee if handled else None,
+                       "handled_on": handled_on,
+                       "result": result if st == "archived" else None,
+                       "satisfaction": rnd.choices([3, 4, 5], [2, 5, 4])[0] if st == "archived" else None,
+                       "status": st, "created_on": created, "changed_on": changed,
+                       "created_by_fk": mgr, "changed_by_fk": assignee or mgr}
+        total = 0
+        for chunk in _chunks(services()):
+            _bulk(db.session.connection(), ServiceTicket, chunk)
+            total += len(chunk)
+        for chunk in _chunks([{"name": f"{PREFIX_SERVICE}{d:%Y%m%d}", "value": n}
+                              for d, n in sv_day.items()]):
+            _bulk(db.session.connection(), NumberSequence, chunk)
+        progress("客户服务", total)
+    progress("搜索索引", len(search_index.SEARCHED))
     db.session.commit()
 
     # ---- sales system: products, stock, orders ----------------------------------------------

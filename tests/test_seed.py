@@ -86,3 +86,99 @@ def test_seed_is_deterministic(seeded, tmp_path_factory):
         assert fingerprint(other) == fingerprint(seeded)
     finally:
         dispose_app(other)
+
+
+# ---- the bulk load switches the search indexes off and builds them once (issue 23) ------
+
+@pytest.fixture(params=["own"])
+def seeded_here(request, app, seeded, tmp_path_factory):
+    """A seeded database on the backend of ``app`` (SQLite: the module's; PostgreSQL: one of
+    its own), beside ``app`` — migrated from scratch, never bulk-loaded — to compare with."""
+    if app.config["CRM_TEST_BACKEND"] == "sqlite":
+        yield seeded
+        return
+    tmp = tmp_path_factory.mktemp("seed_pg")
+    other = build_app(tmp, "postgresql")
+    with other.app_context():
+        from app.seed import seed_demo
+        seed_demo(scale=SCALE, password=PASSWORD, seed=7, echo=lambda *a, **k: None)
+        db.session.remove()
+    try:
+        yield other
+    finally:
+        dispose_app(other)
+
+
+def _catalog(app):
+    from app.workflows import search_index
+    with app.app_context():
+        with db.engine.connect() as conn:
+            out = search_index.catalog(conn)
+        db.session.remove()
+    return out
+
+
+def test_seed_rebuilds_search_triggers_and_indexes(app, seeded_here):
+    """After the load the search triggers (SQLite) / GIN trigram indexes (PostgreSQL) are
+    exactly those of a freshly migrated database (migration 0008)."""
+    fresh = _catalog(app)
+    assert len(fresh) == (18 if app.config["CRM_TEST_BACKEND"] == "sqlite" else 14)
+    assert _catalog(seeded_here) == fresh
+
+
+def test_search_finds_seeded_rows_and_keeps_indexing(seeded_here, uniq):
+    from sqlalchemy import func, update
+
+    from app.models import Contact, Customer
+    from app.workflows import search
+    from app.workflows.actors import ADMIN, Actor
+
+    with seeded_here.app_context():
+        s = db.session
+        admin = Actor(id=1, roles=frozenset({ADMIN}))
+        # every seeded customer is found by its number (index built after the load) …
+        some = s.execute(select(Customer.id, Customer.number, Customer.name)
+                         .order_by(Customer.id.desc()).limit(3)).all()
+        for cid, number, name in some:
+            hits = search.search(s, admin, number, ["customer"], limit=100)["customer"]["items"]
+            assert cid in {c.id for c in hits}, number
+            part = name[:4]
+            found = search.search(s, admin, part, ["customer"], limit=5)["customer"]
+            expected = s.scalar(select(func.count()).select_from(Customer)
+                                .where(Customer.name.like(f"%{part}%")))
+            assert found["count"] == min(expected, search.COUNT_CAP), part
+        contact = s.execute(select(Contact.id, Contact.email).order_by(Contact.id).limit(1)).one()
+        hits = search.search(s, admin, contact.email, ["contact"])["contact"]["items"]
+        assert contact.id in {c.id for c in hits}
+        # … and the triggers / indexes are live again: a later change is searchable
+        marker = f"检索{uniq()}"
+        s.execute(update(Customer).where(Customer.id == some[0].id).values(name=marker, changed_by_fk=1))
+        s.flush()
+        hits = search.search(s, admin, marker, ["customer"])["customer"]["items"]
+        assert [c.id for c in hits] == [some[0].id]
+        s.rollback()
+        db.session.remove()
+
+
+def test_search_index_ensure_heals_a_killed_load(seeded):
+    """A load killed between the drop and the rebuild (SQLite runs the DDL outside the
+    load's transaction) is healed by ``ensure`` (the seed's resume path and crm init)."""
+    from app.models import Customer
+    from app.workflows import search, search_index
+    from app.workflows.actors import ADMIN, Actor
+
+    with seeded.app_context():
+        before = _catalog(seeded)
+        conn = db.session.connection()
+        number = db.session.scalar(select(Customer.number).order_by(Customer.id).limit(1))
+        search_index._sqlite_drop(conn, ["customer"])
+        conn.exec_driver_sql("INSERT INTO crm_search_customer(crm_search_customer) VALUES ('delete-all')")
+        db.session.commit()
+        admin = Actor(id=1, roles=frozenset({ADMIN}))
+        assert search.search(db.session, admin, number, ["customer"])["customer"]["count"] == 0
+        assert search_index.ensure(db.session.connection()) == ["customer"]
+        db.session.commit()
+        assert search.search(db.session, admin, number, ["customer"])["customer"]["count"] == 1
+        assert search_index.ensure(db.session.connection()) == []      # nothing missing now
+        db.session.remove()
+    assert _catalog(seeded) == before
