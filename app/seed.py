@@ -53,11 +53,36 @@ def _copy_text(value):
         return "\\N"
     if value is True or value is False:
         return "t" if value else "f"
-    text = str(value)
-    if any(c in text for c in "\\\t\n\r"):
-        text = (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-                .replace("\r", "\\r"))
+    text = value if type(value) is str else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = _escape(text)
     return text
+
+
+def _escape(text):
+    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+# values whose str() is already COPY text (never a backslash, tab or line break)
+_PLAIN = {int, float, Decimal, date, datetime}
+_NONE = type(None)
+
+
+def _copy_column(values):
+    """One column of a chunk in COPY text format. A load formats millions of cells, so
+    the common columns (numbers and dates; text) go through one list comprehension
+    each instead of a function call per cell."""
+    kinds = {type(v) for v in values}
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    if kinds <= _PLAIN:
+        return ["\\N" if v is None else str(v) for v in values] if nulls else list(map(str, values))
+    if kinds == {str}:
+        return ["\\N" if v is None else
+                (_escape(v) if ("\\" in v or "\t" in v or "\n" in v or "\r" in v) else v)
+                for v in values]
+    return [_copy_text(v) for v in values]
 
 
 def _filled(table, rows):
@@ -88,13 +113,12 @@ def _bulk(conn, model, rows):
     import io
 
     columns, extra = _filled(table, rows)
-    buf = io.StringIO()
     keys = list(rows[0])
-    for row in rows:
-        values = [row[k] for k in keys] + [make() for make in extra.values()]
-        buf.write("\t".join(_copy_text(v) for v in values))
-        buf.write("\n")
-    buf.seek(0)
+    cells = ([_copy_column([row[k] for row in rows]) for k in keys]
+             + [_copy_column([make() for _ in rows]) for make in extra.values()])
+    lines = list(map("\t".join, zip(*cells)))
+    lines.append("")
+    buf = io.StringIO("\n".join(lines))
     cols = ", ".join(f'"{c}"' for c in columns)
     cur = conn.connection.dbapi_connection.cursor()
     try:
