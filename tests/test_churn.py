@@ -767,13 +767,13 @@ def test_churn_check_refreshes_the_rollup_only_when_not_fresh(app, dbs, user_id)
     assert app.config["CHURN_ROLLUP_MAX_AGE"] == 60
     first = _preview(app, cid)                        # no rollup yet: built first
     assert first["rollup"]["refreshed"] and (None, cid) in first["opened"]
-    with dbs() as s:                                  # the customer orders again today
-        add_order(s, number, date.today())
+    with dbs() as s:      # the customer ordered again, 40 days ago (not in this month, which
+        add_order(s, number, date.today() - timedelta(days=40))   # a check may read raw)
         s.commit()
     fresh = _preview(app, cid)                        # fresh rollup: read as it is
     assert not fresh["rollup"]["refreshed"]
     assert fresh["rollup"]["refreshed_at"] == first["rollup"]["refreshed_at"]
-    assert (None, cid) in fresh["opened"]             # today's order not in it yet
+    assert (None, cid) in fresh["opened"]             # that order is not in it yet
     forced = _preview(app, cid, refresh=True)
     assert forced["rollup"]["refreshed"] and forced["opened"] == []
     with dbs() as s:                                  # a later order, then the rollup ages

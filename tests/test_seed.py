@@ -182,3 +182,24 @@ def test_search_index_ensure_heals_a_killed_load(seeded):
         assert search_index.ensure(db.session.connection()) == []      # nothing missing now
         db.session.remove()
     assert _catalog(seeded) == before
+
+
+def test_seed_leaves_the_sales_indexes_and_foreign_keys(seeded_here):
+    """The orders are loaded without their secondary indexes (and foreign keys on
+    PostgreSQL), which are created again afterwards: the sales tables end as the models
+    define them."""
+    from sqlalchemy import inspect
+
+    from app.models import Order, OrderLine
+
+    with seeded_here.app_context():
+        insp = inspect(db.engines["sales"])
+        for model in (Order, OrderLine):
+            t = model.__table__
+            assert {ix["name"] for ix in insp.get_indexes(t.name)} == {ix.name for ix in t.indexes}
+            fks = {(tuple(fk["constrained_columns"]), fk["referred_table"])
+                   for fk in insp.get_foreign_keys(t.name)}
+            assert fks == {(tuple(fk.column_keys), fk.referred_table.name)
+                           for fk in t.foreign_key_constraints}
+            assert fks or model is Order
+        db.session.remove()
