@@ -203,3 +203,30 @@ def test_seed_leaves_the_sales_indexes_and_foreign_keys(seeded_here):
                            for fk in t.foreign_key_constraints}
             assert fks or model is Order
         db.session.remove()
+
+
+def _schema(app):
+    """Every CRM table's indexes and foreign keys, as the database reports them."""
+    from sqlalchemy import inspect
+    with app.app_context():
+        insp = inspect(db.engine)
+        out = {}
+        for t in insp.get_table_names():
+            if t.startswith("crm_search_"):
+                continue
+            out[t] = (sorted((ix["name"], tuple(ix["column_names"]), bool(ix["unique"]))
+                             for ix in insp.get_indexes(t)),
+                      sorted((fk["name"] or "", tuple(fk["constrained_columns"]), fk["referred_table"],
+                              tuple(fk["referred_columns"])) for fk in insp.get_foreign_keys(t)))
+        db.session.remove()
+    return out
+
+
+def test_seed_leaves_the_crm_indexes_and_foreign_keys(app, seeded_here):
+    """The CRM tables are loaded without their secondary indexes (and PostgreSQL foreign
+    keys) and get them back exactly: the same as a freshly migrated database."""
+    fresh, after = _schema(app), _schema(seeded_here)
+    assert after.keys() == fresh.keys()
+    for table in ("crm_contact", "crm_activity", "crm_opportunity", "crm_plan_item", "crm_service"):
+        assert fresh[table][0] and fresh[table][1], table
+    assert after == fresh
