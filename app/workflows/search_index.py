@@ -18,9 +18,9 @@ The definitions below are those of migration 0008 (a migration is frozen history
 keeps its own copy; ``tests/test_seed.py`` checks that a database after a load has
 exactly the triggers and indexes a freshly migrated one has). :func:`ensure` creates
 whatever is missing and rebuilds the affected search tables: the seed's resume path and
-``crm init`` call it, so a load killed between the drop and the rebuild (SQLite runs
-DDL outside the load's transaction) heals on the next run instead of leaving a search
-that silently misses rows.
+``crm init`` call it, so a load killed between the drop and the rebuild heals on the
+next run instead of leaving a search that silently misses rows (on SQLite the DDL is
+outside the load's transaction unless the caller began it first — the seed does).
 """
 from contextlib import contextmanager
 
@@ -155,9 +155,10 @@ def suspended(conn, kinds=None):
     """Bulk-load ``kinds`` (default: all) without row-by-row search indexing: the
     triggers (SQLite) / GIN indexes (PostgreSQL) are dropped on entry and created and
     built once on a normal exit. On PostgreSQL both happen in the caller's transaction
-    (an error rolls the drop back with the load). On SQLite the DDL runs outside it; an
-    error leaves them dropped until :func:`ensure` runs (the seed and ``crm init`` call
-    it), which rebuilds from the tables."""
+    (an error rolls the drop back with the load); on SQLite too if the caller began the
+    transaction before (pysqlite begins only at the first INSERT; ``seed._begin``),
+    else an error leaves them dropped until :func:`ensure` runs (the seed and
+    ``crm init`` call it), which rebuilds from the tables."""
     kinds = list(kinds or SEARCHED)
     if _dialect(conn) == "sqlite":
         _sqlite_drop(conn, kinds)
