@@ -84,6 +84,10 @@ IMAP_MAILBOX = "INBOX"
 # --- jobs -------------------------------------------------------------------------
 SCHEDULER_ENABLED = False   # `make run` turns it on (one process)
 CHURN_MONTHS = 6
+# The churn check reads the order rollup; it refreshes it first unless the rollup is
+# *fresh*: refreshed no more than this many minutes ago (the hourly rollup job keeps it
+# so). 0 = always refresh first. `crm churn-check --refresh` forces a refresh.
+CHURN_ROLLUP_MAX_AGE = 60
 # when the scheduled churn check runs (APScheduler cron fields); default Saturday 02:00
 # e.g. CRM_CHURN_CRON='{"day_of_week": "sun", "hour": 3, "minute": 30}'
 CHURN_CRON = None

@@ -164,8 +164,32 @@ def _signed_in_user_id():
     return None
 
 
-def create_app(config=None):
-    """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars."""
+# ``flask --app run crm <command>`` for these commands runs a job and exits: it needs no
+# web page, so run.py builds the app without FAB's views and APIs (issue 23: the
+# churn check's start-up). Every other command, gunicorn and the tests get the full app.
+CLI_WITHOUT_VIEWS = ("churn-check", "rollup")
+
+
+def cli_needs_views(argv=None):
+    """False when ``argv`` (default ``sys.argv``) is ``flask … crm <command> …`` with a
+    command of ``CLI_WITHOUT_VIEWS``; True for anything else (the safe default)."""
+    import sys
+
+    argv = sys.argv if argv is None else argv
+    if not argv or os.path.basename(argv[0]) != "flask":
+        return True
+    words = list(argv[1:])
+    if "crm" not in words:
+        return True
+    rest = [w for w in words[words.index("crm") + 1:] if not w.startswith("-")]
+    return not (rest and rest[0] in CLI_WITHOUT_VIEWS and "--help" not in words)
+
+
+def create_app(config=None, views=True):
+    """Build the app. ``config`` (a dict) overrides config.py and CRM_* env vars.
+    ``views=False`` (run.py, for the commands of ``CLI_WITHOUT_VIEWS``): no HTML views,
+    REST APIs or FAB security views — models, database, Babel, security manager (users,
+    roles), audit listeners and the CLI as usual; requests would find no page."""
     from config import INSTANCE_DIR
 
     instance = (config or {}).get("INSTANCE_DIR") or os.environ.get("CRM_INSTANCE_DIR") or INSTANCE_DIR
@@ -185,9 +209,14 @@ def create_app(config=None):
     csrf.init_app(app)
 
     from .security import CrmSecurityManager
-    from .views import register_views
-    from .views.dashboard import CrmIndexView
+    if views:
+        from .views import register_views
+        from .views.dashboard import CrmIndexView
+    else:
+        from flask_appbuilder import IndexView as CrmIndexView
 
+    if not views:
+        app.config["FAB_ADD_SECURITY_VIEWS"] = False
     with app.app_context():
         menu = Menu()
         for name, label, icon in MENU_CATEGORIES:
@@ -195,9 +224,10 @@ def create_app(config=None):
         appbuilder = CrmAppBuilder(security_manager_class=CrmSecurityManager, menu=menu,
                                 indexview=CrmIndexView, base_template="crm_base.html")
         appbuilder.init_app(app, db.session)
-        register_views(appbuilder)
-        from .api import register_apis
-        register_apis(appbuilder)
+        if views:
+            register_views(appbuilder)
+            from .api import register_apis
+            register_apis(appbuilder)
         # the 操作记录 listeners (app/workflows/audit.py): installed here, once, not
         # as a side effect of importing a module
         from .workflows import audit

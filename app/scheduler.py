@@ -50,21 +50,32 @@ def run_lock(engine=None, job="churn"):
     return locks.run_lock(engine or db.engine, job)
 
 
-def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False):
-    """One churn check in the current app context, committed; returns the summary.
+def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False,
+                    refresh=None, max_age=None):
+    """One churn check in the current app context, committed; returns the summary
+    (with ``summary["rollup"]``: ``{"refreshed": bool, "refreshed_at": datetime}``).
 
-    The check reads the order rollup's last order dates; the rollup is refreshed
-    first (``run_rollup_refresh``; skipped when another refresh is running — the
-    check then reads the rollup in place).
+    The check reads the order rollup's last order dates. The rollup is refreshed first
+    (``run_rollup_refresh``; skipped when another refresh is running — the check then
+    reads the rollup in place) unless it is fresh: refreshed no more than ``max_age``
+    minutes ago (default: config ``CHURN_ROLLUP_MAX_AGE``, 60; 0 = always refresh;
+    ``rollup.is_fresh``). ``refresh=True`` always refreshes, ``False`` never does.
     ``dry_run``: a preview — computed with SELECTs only, then rolled back."""
     from .security import system_user_id
+    from .workflows import rollup
     from .workflows.churn import check_churn
 
     from flask import current_app
 
     actor = system_user_id()
     months = int(current_app.config.get("CHURN_MONTHS") or 6)
-    run_rollup_refresh()
+    if max_age is None:
+        max_age = float(current_app.config.get("CHURN_ROLLUP_MAX_AGE") or 0)
+    if refresh is None:
+        refresh = not rollup.is_fresh(db.session, max_age)
+    if refresh:
+        run_rollup_refresh()
+    built = rollup.refreshed_at(db.session)
     if progress:
         progress("rollup", 1)
     try:
@@ -78,6 +89,7 @@ def run_churn_check(as_of=None, progress=None, customer_ids=None, dry_run=False)
     except Exception:
         db.session.rollback()
         raise
+    summary["rollup"] = {"refreshed": bool(refresh), "refreshed_at": built}
     return summary
 
 

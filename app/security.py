@@ -395,7 +395,25 @@ class CrmSecurityManager(SecurityManager):
 
     def has_access(self, permission_name, view_name):
         """``menu_access`` of a governed item (FAB's navbar asks this) is the
-        permission of the page it opens; everything else as FAB."""
+        permission of the page it opens; everything else as FAB.
+
+        Within a request each (permission, view) is answered once (``g``, keyed by the
+        user): a page asks 30–45 times (menu, buttons, actions), and FAB's path for each
+        (current user, session state, roles) cost more than the set lookup. The next
+        request starts empty, so a role change applies to it."""
+        if not has_request_context():
+            return self._has_access(permission_name, view_name)
+        user = g.get("user")
+        key = (getattr(user, "id", None), bool(g.get("_api_key_user")), permission_name, view_name)
+        answers = g.get("_crm_access")
+        if answers is None:
+            answers = g._crm_access = {}
+        found = answers.get(key)
+        if found is None:
+            found = answers[key] = self._has_access(permission_name, view_name)
+        return found
+
+    def _has_access(self, permission_name, view_name):
         if permission_name == "menu_access" and view_name in self.menu_rights():
             return self.menu_visible(view_name)
         return super().has_access(permission_name, view_name)

@@ -733,3 +733,102 @@ def test_genuine_recovery_then_new_warning_shows_earlier_measures(app, dbs, web,
         assert len(s.get(ChurnWarning, wid).measures) == 1
     page = web("manager1").get(f"/churn/show/{new_id}").get_data(as_text=True)
     assert "该客户以前的预警及暂缓措施" in page and "上门拜访，提供九折报价" in page
+
+
+# ---- the rollup is refreshed first only when it is not fresh (issue 23) -----------------
+
+def _preview(app, cid, **kw):
+    from app.scheduler import run_churn_check
+    with app.app_context():
+        try:
+            return run_churn_check(customer_ids=[cid], dry_run=True, **kw)
+        finally:
+            db.session.remove()
+
+
+def _age_rollup(app, minutes):
+    from app.models.rollup import RollupState
+    with app.app_context():
+        state = db.session.get(RollupState, 1)
+        state.refreshed_at = datetime.now() - timedelta(minutes=minutes)
+        db.session.commit()
+        db.session.remove()
+
+
+def test_churn_check_refreshes_the_rollup_only_when_not_fresh(app, dbs, user_id):
+    """Fresh = refreshed no more than CHURN_ROLLUP_MAX_AGE (60) minutes ago: the check then
+    reads it as it is (an order the sales system got since is not seen until the next
+    refresh); older, missing, ``refresh=True`` or ``max_age=0`` → rebuilt first."""
+    with dbs() as s:
+        c = make_customer(s, user_id("manager1"))
+        add_order(s, c.number, date.today() - timedelta(days=400))
+        s.commit()
+        cid, number = c.id, c.number
+    assert app.config["CHURN_ROLLUP_MAX_AGE"] == 60
+    first = _preview(app, cid)                        # no rollup yet: built first
+    assert first["rollup"]["refreshed"] and (None, cid) in first["opened"]
+    with dbs() as s:      # the customer ordered again, 40 days ago (not in this month, which
+        add_order(s, number, date.today() - timedelta(days=40))   # a check may read raw)
+        s.commit()
+    fresh = _preview(app, cid)                        # fresh rollup: read as it is
+    assert not fresh["rollup"]["refreshed"]
+    assert fresh["rollup"]["refreshed_at"] == first["rollup"]["refreshed_at"]
+    assert (None, cid) in fresh["opened"]             # that order is not in it yet
+    forced = _preview(app, cid, refresh=True)
+    assert forced["rollup"]["refreshed"] and forced["opened"] == []
+    with dbs() as s:                                  # a later order, then the rollup ages
+        add_order(s, number, date.today(), status=2)  # (not counted: changes nothing)
+        s.commit()
+    _age_rollup(app, 59)
+    assert not _preview(app, cid)["rollup"]["refreshed"]
+    _age_rollup(app, 61)
+    stale = _preview(app, cid)
+    assert stale["rollup"]["refreshed"] and stale["opened"] == []
+    assert not _preview(app, cid, max_age=120)["rollup"]["refreshed"]
+    assert _preview(app, cid, max_age=0)["rollup"]["refreshed"]
+
+
+def test_cli_churn_check_refresh_options(app):
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["crm", "churn-check", "--preview", "--refresh"])
+    assert r.exit_code == 0, r.output
+    assert "本次检查前已重建" in r.output
+    r = runner.invoke(args=["crm", "churn-check", "--preview"])
+    assert r.exit_code == 0 and "足够新，未重建" in r.output, r.output
+    r = runner.invoke(args=["crm", "churn-check", "--preview", "--max-age", "0"])
+    assert r.exit_code == 0 and "本次检查前已重建" in r.output, r.output
+    r = runner.invoke(args=["crm", "churn-check", "--preview", "--max-age", "-1"])
+    assert r.exit_code != 0
+
+
+@pytest.mark.parametrize("argv, views", [
+    (["/srv/crm/.venv/bin/flask", "--app", "run", "crm", "churn-check"], False),
+    (["flask", "--app", "run", "crm", "churn-check", "--as-of", "2026-01-01", "--write"], False),
+    (["flask", "--app", "run", "crm", "rollup", "status"], False),
+    (["flask", "--app", "run", "crm", "churn-check", "--help"], True),
+    (["flask", "--app", "run", "crm", "--help"], True),
+    (["flask", "--app", "run", "crm", "init"], True),
+    (["flask", "--app", "run", "crm", "seed-demo", "--scale", "10"], True),
+    (["flask", "--app", "run", "run"], True),
+    (["/srv/crm/.venv/bin/gunicorn", "run:app"], True),
+    ([], True),
+])
+def test_cli_commands_that_start_without_views(argv, views):
+    from app import cli_needs_views
+    assert cli_needs_views(argv) is views
+
+
+def test_an_app_without_views_runs_the_churn_check(app, tmp_path):
+    """What ``flask --app run crm churn-check`` builds: no pages or APIs, the command works."""
+    from app import create_app
+    light = create_app({**{k: app.config[k] for k in (
+        "SQLALCHEMY_DATABASE_URI", "SALES_DATABASE_URI", "SECRET_KEY")},
+        "INSTANCE_DIR": str(tmp_path), "SCHEDULER_ENABLED": False, "TESTING": True}, views=False)
+    rules = {r.rule for r in light.url_map.iter_rules()}
+    assert "/customer/list/" not in rules and not any(r.startswith("/api/v1/customer") for r in rules)
+    r = light.test_cli_runner().invoke(args=["crm", "churn-check", "--preview", "--refresh"])
+    assert r.exit_code == 0, r.output
+    assert "预览结束，数据库未改变" in r.output
+    with light.app_context():
+        for engine in db.engines.values():
+            engine.dispose()

@@ -261,3 +261,25 @@ def test_permissions_read_once_per_request_and_changes_apply_next_request(app, w
             sm.add_permission_role(sm.find_role("客户经理"),
                                    sm.find_permission_view_menu("can_list", "Churn"))
     assert c.get("/churn/list/").status_code == 200
+
+
+def test_each_access_question_is_answered_once_per_request(app, web, monkeypatch):
+    """A page asks has_access(perm, view) 30–45 times; each distinct question is worked
+    out once per request (per user), and the next request asks again."""
+    sm = app.appbuilder.sm
+    asked = []
+    real = type(sm)._has_access
+
+    def counting(self, permission_name, view_name):
+        asked.append((permission_name, view_name))
+        return real(self, permission_name, view_name)
+
+    c = web("manager1")
+    monkeypatch.setattr(type(sm), "_has_access", counting)
+    assert c.get("/customer/list/").status_code == 200
+    first = list(asked)
+    assert first and len(first) == len(set(first))          # no question worked out twice
+    assert ("can_list", "Customer") in first
+    asked.clear()
+    assert c.get("/customer/list/").status_code == 200
+    assert sorted(asked) == sorted(first)                    # the next request asks again

@@ -26,10 +26,13 @@ def run_init(echo=click.echo):
     from flask_migrate import upgrade
 
     from ..security import init_roles
-    from ..workflows import dictionary
+    from ..workflows import dictionary, search_index
 
     started = time.perf_counter()
     upgrade()
+    # a bulk load killed between dropping the search triggers/indexes and building them
+    # again (app/workflows/search_index.py) heals here; a no-op when all are present
+    search_index.ensure(db.session.connection())
     granted = init_roles(current_app.appbuilder, db.session)
     actor = system_user_id()
     added = dictionary.seed_base(db.session, actor)

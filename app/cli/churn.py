@@ -3,6 +3,12 @@
 A check as of today writes (what the weekly job does). A check as of any other day
 is a **preview** that writes nothing unless ``--write`` is given; ``--preview``
 previews today's check too.
+
+The check reads the order rollup. It rebuilds it first only when the rollup is not
+*fresh* — built more than ``CHURN_ROLLUP_MAX_AGE`` minutes ago (config, default 60;
+``--max-age`` overrides it, 0 = always) — or when ``--refresh`` is given. The
+command starts without the web views (``app.cli_needs_views``): only what the check
+uses is built.
 """
 import time
 from datetime import date, datetime
@@ -12,6 +18,7 @@ import click
 from . import crm_cli
 
 STAGES = {
+    "rollup": "订单汇总已就绪",
     "last_orders": "已读取客户最近下单日期",
     "recovered": "已恢复的预警",
     "reopened": "重新打开的预警",
@@ -37,7 +44,11 @@ def _parse_day(_ctx, _param, value):
 @click.option("--preview", is_flag=True, default=False,
               help="只预览，不写入数据库（参照日期为今天时也如此）。")
 @click.option("--show", default=20, show_default=True, help="最多列出多少条新开/恢复的预警")
-def churn_check_cmd(as_of, write, preview, show):
+@click.option("--refresh", is_flag=True, default=False,
+              help="先重建订单汇总，即使它是新的（默认只在汇总超过 --max-age 分钟时重建）。")
+@click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=None, metavar="MINUTES",
+              help="订单汇总在多少分钟内算新的、不必先重建（默认取配置 CHURN_ROLLUP_MAX_AGE，60；0 = 总是重建）。")
+def churn_check_cmd(as_of, write, preview, show, refresh, max_age):
     """客户流失检查：为超过 6 个月未下单的正常客户开流失预警，已重新下单的预警标为已恢复。"""
     from sqlalchemy import select
 
@@ -60,19 +71,25 @@ def churn_check_cmd(as_of, write, preview, show):
     if dry_run:
         click.echo("预览模式：只计算，不写入数据库"
                    + ("（参照日期不是今天；确需写入请加 --write）" if not preview else "") + "。")
-        summary = run_churn_check(as_of=as_of, progress=progress, dry_run=True)
+        summary = run_churn_check(as_of=as_of, progress=progress, dry_run=True,
+                                  refresh=True if refresh else None, max_age=max_age)
     else:
         with run_lock() as acquired:
             if not acquired:
                 raise click.ClickException("另一个客户流失检查正在运行，请稍后再试。")
             try:
-                summary = run_churn_check(as_of=as_of, progress=progress)
+                summary = run_churn_check(as_of=as_of, progress=progress,
+                                          refresh=True if refresh else None, max_age=max_age)
             except Exception as exc:
                 record_job_run("churn", started_at, False, str(exc))
                 raise
             record_job_run("churn", started_at, True,
                            f"opened {len(summary['opened'])}, recovered {len(summary['recovered'])}")
     elapsed = time.perf_counter() - started
+    built = summary["rollup"]["refreshed_at"]
+    click.echo(f"订单汇总数据更新于 {built:%Y-%m-%d %H:%M:%S}"
+               + ("（本次检查前已重建）" if summary["rollup"]["refreshed"] else "（足够新，未重建；需要时加 --refresh）")
+               if built else "订单汇总尚未生成（另一个刷新正在运行？）")
     would = "将" if dry_run else ""
     click.echo(f"截止日期 {summary['cutoff'].isoformat()}（早于此日期的最后下单视为流失风险）")
     for title, rows in ((f"{would}新开流失预警", summary["opened"]),

@@ -420,3 +420,19 @@ def function_routes(app):
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             out.setdefault(target, []).append((rule.endpoint, method))
     return out
+
+
+def choices_without_count(form_cls, datamodel, rel_filters):
+    """The relation dropdowns of a search form (``search_form_query_rel_fields``) read
+    their choices with one SELECT each. FAB's ``datamodel.query()`` runs a COUNT first
+    that the dropdown never uses: on the customer list that is 3 of the 15 statements of
+    every request (issue 23, the per-request floor). Same filters, same rows."""
+    for col, flt in (rel_filters or {}).items():
+        unbound = getattr(form_cls, col, None)
+        kwargs = getattr(unbound, "kwargs", None)
+        if not kwargs or "query_func" not in kwargs:
+            continue
+        rel = datamodel.get_related_interface(col)
+        filters = rel.get_filters().add_filter_list(flt)
+        kwargs["query_func"] = (lambda rel=rel, filters=filters:
+                                rel.apply_all(rel.session.query(rel.obj), filters).all())

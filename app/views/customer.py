@@ -40,7 +40,7 @@ from ..workflows import timeline as tl_wf
 from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from .common import GuardedModelView, current_actor, show_form_errors
+from .common import GuardedModelView, choices_without_count, current_actor, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
 from .lists import ListMixin, Tab, list_bar, mine
@@ -246,6 +246,10 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
     edit_row_message = _l("保存成功")
 
     # ---- list: bounded page size; 我的客户 ---------------------------------------------------
+
+    def _init_forms(self):
+        super()._init_forms()
+        choices_without_count(self.search_form, self.datamodel, self.search_form_query_rel_fields)
 
     def _get_list_widget(self, filters, actions=None, order_column="", order_direction="",
                          page=None, page_size=None, widgets=None, **kwargs):

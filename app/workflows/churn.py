@@ -37,7 +37,7 @@ from datetime import date, datetime, time, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
-    Column, Date, Integer, MetaData, String, Table, and_, exists, func, insert, literal, or_, select,
+    Column, Date, DateTime, Integer, MetaData, String, Table, Text, and_, exists, func, insert, literal, or_, select,
     union_all, update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -185,12 +185,24 @@ def _drop_temp_tables(session):
 
 
 def _bulk_events(session, rows, action, to_status, actor_id, now, note=None):
-    """rows = [(warning_id, from_status)]; one multi-row INSERT per chunk."""
-    values = [{"entity": ENTITY, "entity_id": wid, "action": action, "from_status": frm,
-               "to_status": to_status, "note": note, "created_on": now, "changed_on": now,
-               "created_by_fk": actor_id, "changed_by_fk": actor_id} for wid, frm in rows]
-    for i in range(0, len(values), CHUNK):
-        session.execute(insert(WorkflowEvent), values[i:i + CHUNK])
+    """rows = [(warning_id, from_status)]: one WorkflowEvent per warning, written by
+    ``INSERT … SELECT`` from the warnings themselves (ids in chunks of ``CHUNK``): no
+    row passes through Python (a check at 100k customers opens tens of thousands)."""
+    W, E = ChurnWarning.__table__, WorkflowEvent.__table__
+    by_from = {}
+    for wid, frm in rows:
+        by_from.setdefault(frm, []).append(wid)
+    cols = ["entity", "entity_id", "action", "from_status", "to_status", "note", "created_on",
+            "changed_on", "created_by_fk", "changed_by_fk"]
+    for frm, ids in by_from.items():
+        ids.sort()
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i:i + CHUNK]
+            session.execute(E.insert().from_select(cols, select(
+                literal(ENTITY, String), W.c.id, literal(action, String),
+                literal(frm, String), literal(to_status, String), literal(note, Text),
+                literal(now, DateTime), literal(now, DateTime), literal(actor_id, Integer),
+                literal(actor_id, Integer)).where(W.c.id.in_(chunk)).order_by(W.c.id)))
 
 
 def _notify_managers(session, warning_ids, now):

@@ -31,7 +31,6 @@ import io
 import time
 from datetime import date, datetime, timedelta
 
-import pandas as pd
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Column, Date, MetaData, String, Table, func, literal, select, text
 
@@ -243,6 +242,21 @@ def refreshed_at(session):
     return session.scalar(select(RollupState.refreshed_at).where(RollupState.id == 1))
 
 
+def is_fresh(session, max_age_minutes, now=None):
+    """Whether the rollup in place is *fresh*: built (``refreshed_at``, the moment its
+    aggregate was read from the sales system) no more than ``max_age_minutes`` ago.
+    Never fresh before the first refresh, nor when ``max_age_minutes`` is 0/None.
+    Orders the sales system received after ``refreshed_at`` are not in it: a reader
+    that skips the refresh for a fresh rollup accepts being that many minutes behind."""
+    if not max_age_minutes or max_age_minutes <= 0:
+        return False
+    at = refreshed_at(session)
+    if at is None:
+        return False
+    now = now or datetime.now()
+    return now - at <= timedelta(minutes=max_age_minutes)
+
+
 def status(session):
     """{"refreshed_at", "seconds", "months", "customers"} of the rollup in place
     (all None before the first refresh)."""
@@ -304,6 +318,8 @@ def order_totals(session, start=None, end=None, numbers=None):
 
     Whole months come from the rollup; the days of a partial first/last month straight
     from the sales bind (just those days). ``numbers``: only these customers."""
+    import pandas as pd      # here, not at the top: the CLI (churn check) never needs it
+
     if start is not None and end is not None and start >= end:
         return pd.DataFrame({"number": pd.Series(dtype=object), "amount": pd.Series(dtype=float)})
     M = OrderMonth.__table__
