@@ -13,10 +13,17 @@ Matching is a case-insensitive substring match on the fields of ``KINDS``:
   (``pg_trgm``, migration 0006);
 * SQLite, 3 characters or more: the FTS5 trigram table ``crm_search_<kind>``, the query
   quoted as one phrase (so ``"``, ``*``, ``NEAR(``, ``OR`` are plain text);
-* SQLite, 1–2 characters (a trigram index cannot answer them): ``LIKE '%q%'`` scan,
-  bounded by ``COUNT_CAP``/``limit``.
+* 1–2 characters (a trigram index cannot answer them): a scan, newest first, that
+  stops after ``COUNT_CAP`` + 1 hits. When the query has no letter with a case (Chinese,
+  digits, punctuation: :func:`caseless`), case folding cannot change the answer, so the
+  scan compares bytes — ``LIKE`` instead of ``ILIKE`` on PostgreSQL (4–6× cheaper per
+  row: ``ILIKE`` lower-cases every value), ``instr()`` instead of ``LIKE`` on SQLite.
+  Otherwise (``ab``, ``Ab``) ``ILIKE`` / ``LIKE`` as for longer queries.
 
-Counts are exact up to ``COUNT_CAP`` (then shown as "1000+").
+One pass per kind: the ids of the first ``COUNT_CAP`` + 1 hits, newest first, give the
+count and the page (its rows are then read by primary key) — a rare term is one scan,
+not a COUNT scan and then an items scan. Counts are exact up to ``COUNT_CAP`` (then
+shown as "1000+").
 """
 import re
 import unicodedata
@@ -124,17 +131,35 @@ def _fts_phrase(q):
     return '"' + q.replace('"', '""') + '"'
 
 
+# characters that have no upper/lower case and are no case image of another character
+_CASELESS = frozenset(("Lo", "Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po",
+                       "Sm", "Sc", "Sk", "So", "Zs"))
+
+
+def caseless(q):
+    """True when case-insensitive and case-sensitive substring matching of ``q`` agree:
+    no ASCII letter and only characters without case (汉字, digits, punctuation, symbols,
+    spaces). ``lower(value)`` can then contain ``q`` only where ``value`` does."""
+    return all(not ("A" <= ch <= "Z" or "a" <= ch <= "z")
+               and unicodedata.category(ch) in _CASELESS for ch in q)
+
+
 def match_clause(session, kind, q):
     spec = KINDS[kind]
     model = spec.model
     dialect = session.get_bind(mapper=model.__mapper__).dialect.name
+    cols = [getattr(model, f) for f in spec.fields]
+    if len(q) < TRIGRAM and caseless(q):
+        # the short-query scan (module docstring): a byte comparison per value, no index
+        if dialect == "sqlite":
+            return or_(*(func.instr(c, q) > 0 for c in cols))
+        return or_(*(c.like(_like_pattern(q), escape="\\") for c in cols))
     if dialect == "sqlite" and len(q) >= TRIGRAM:
         fts = f"crm_search_{kind}"
         rowids = select(text("rowid")).select_from(text(fts)).where(
             text(f"{fts} MATCH :phrase_{kind}").bindparams(**{f"phrase_{kind}": _fts_phrase(q)}))
         return model.id.in_(rowids)
     pattern = _like_pattern(q)
-    cols = [getattr(model, f) for f in spec.fields]
     if dialect == "postgresql":
         return or_(*(c.ilike(pattern, escape="\\") for c in cols))
     # SQLite's LIKE already ignores ASCII case (no lower() per row)
@@ -157,10 +182,14 @@ def search(session, actor, q, kinds, limit=DEFAULT_LIMIT, document_scope="restri
     out = {}
     for kind in kinds:
         spec = KINDS[kind]
+        model = spec.model
         stmt = _query(session, actor, kind, q, document_scope)
-        count = session.scalar(select(func.count()).select_from(
-            stmt.with_only_columns(spec.model.id).limit(COUNT_CAP + 1).subquery()))
-        items = session.scalars(stmt.order_by(spec.model.id.desc()).limit(limit)).all() if count else []
+        # one pass: the newest COUNT_CAP + 1 hits' ids are the count and the page
+        ids = session.scalars(stmt.with_only_columns(model.id).order_by(model.id.desc())
+                              .limit(COUNT_CAP + 1)).all()
+        count = len(ids)
+        items = session.scalars(select(model).where(model.id.in_(ids[:limit]))
+                                .order_by(model.id.desc())).all() if ids else []
         out[kind] = {"count": min(count, COUNT_CAP), "capped": count > COUNT_CAP, "items": items}
     return out
 
