@@ -180,7 +180,7 @@ def test_the_board_card_offers_it_and_the_page_token_path_works(web, dbs, develo
     data = json.loads(re.search(r'<script type="application/json" id="crm-board-data">(.*?)</script>',
                                 page, re.S).group(1))
     card = next(c for col in data["columns"] for c in col["cards"] if c["id"] == developing)
-    assert card["may"]["forecast"] is True
+    assert card["may"]["update_forecast"] is True
     url = f"/api/v1/opportunity/{developing}/forecast"
     assert w.client.post(url, json={"success_rate": 60}).status_code == 400        # no token
     r = w.client.post(url, json={"success_rate": 60}, headers={"X-CSRFToken": token})
@@ -192,7 +192,7 @@ def test_workflow_rule_matches_may():
     mgr, other, sup = (Actor(id=i, roles=frozenset({r})) for i, r in
                        ((7, "客户经理"), (8, "客户经理"), (9, "销售主管")))
     opp = type("O", (), dict(status="assigned", number="XS1", created_by_fk=9, assignee_id=7))
-    assert wf.may(mgr, opp)["forecast"] and wf.may(sup, opp)["forecast"]
-    assert not wf.may(other, opp)["forecast"]
+    assert wf.may(mgr, opp)["update_forecast"] and wf.may(sup, opp)["update_forecast"]
+    assert not wf.may(other, opp)["update_forecast"]
     opp.status = "succeeded"
-    assert not any(wf.may(a, opp)["forecast"] for a in (mgr, sup))
+    assert not any(wf.may(a, opp)["update_forecast"] for a in (mgr, sup))

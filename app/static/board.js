@@ -116,7 +116,7 @@
       });
       li.appendChild(actions);
     }
-    if ((c.may || {}).forecast) {
+    if ((c.may || {}).update_forecast) {
       // 更新预计成交: the small form on the opportunity page (the same workflow step)
       var fc = el("a", "crm-card-forecast btn btn-link btn-xs", T.forecast);
       fc.href = c.url + "#forecast";

@@ -56,7 +56,7 @@ def card_json(actor, card, steps, today):
                 "succeed": steps["develop"] and opp_wf.can_succeed(actor, row),
                 "fail": steps["develop"] and opp_wf.can_fail(actor, row),
                 # 更新预计成交 (the form on the opportunity page): can_plan + the row rule
-                "forecast": steps["plan"] and opp_wf.can_update_forecast(actor, row)},
+                "update_forecast": steps["plan"] and opp_wf.can_update_forecast(actor, row)},
     }
 
 

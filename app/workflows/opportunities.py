@@ -218,10 +218,10 @@ def can_update_forecast(actor, opp):
 require_develop = require_execute
 can_develop = can_execute
 
-STEPS = ("edit", "delete", "assign", "plan", "execute", "succeed", "fail", "forecast")
+STEPS = ("edit", "delete", "assign", "plan", "execute", "succeed", "fail", "update_forecast")
 _CAN = {"edit": can_edit, "delete": can_delete, "assign": can_assign, "plan": can_plan,
         "execute": can_execute, "succeed": can_succeed, "fail": can_fail,
-        "forecast": can_update_forecast}
+        "update_forecast": can_update_forecast}
 
 
 def may(actor, opp):
