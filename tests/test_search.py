@@ -310,15 +310,16 @@ def test_short_chinese_queries_find_exactly_the_records_containing_them(dbs, use
         ids = dict(by_name=by_name.id, by_legal=by_legal.id, across=across.id,
                    ascii_mix=ascii_mix.id, contact=contact.id, opp=opp.id, ticket=ticket.id)
     with dbs() as s:
+        # (other tests' markers come from the same 16 characters: compare with the reference)
         res, found = _search_ids(s, "customer", a)
-        assert found == {ids["by_name"], ids["by_legal"], ids["ascii_mix"]} == _scan_ids(s, "customer", a)
-        assert res["count"] == 3 and not res["capped"]
-        assert ids["across"] not in _search_ids(s, "customer", a)[1]     # never across fields
+        assert found == _scan_ids(s, "customer", a) and res["count"] == len(found)
+        assert {ids["by_name"], ids["by_legal"], ids["ascii_mix"]} <= found
+        assert ids["across"] not in found                              # never across fields
         assert _search_ids(s, "customer", t[0])[1] >= {ids["across"], ids["by_name"]}
-        assert _search_ids(s, "contact", b)[1] == {ids["contact"]} == _scan_ids(s, "contact", b)
-        assert _search_ids(s, "opportunity", b)[1] == {ids["opp"]}
-        assert _search_ids(s, "opportunity", a)[1] == {ids["opp"]}
-        assert _search_ids(s, "ticket", a)[1] == {ids["ticket"]}
+        for kind, q, pk in (("contact", b, "contact"), ("opportunity", b, "opp"),
+                            ("opportunity", a, "opp"), ("ticket", a, "ticket")):
+            found = _search_ids(s, kind, q)[1]
+            assert pk and ids[pk] in found and found == _scan_ids(s, kind, q), (kind, q)
         # common words: newest first, counted up to the cap, the page is the newest
         for q in ("科", "科技"):
             res, found = _search_ids(s, "customer", q)
@@ -337,9 +338,11 @@ def test_short_chinese_queries_find_exactly_the_records_containing_them(dbs, use
         s.execute(text("DELETE FROM crm_service WHERE id = :i"), {"i": ids["ticket"]})
         s.commit()
     with dbs() as s:
-        assert _search_ids(s, "customer", a)[1] == {ids["ascii_mix"]} == _scan_ids(s, "customer", a)
-        assert _search_ids(s, "customer", b)[1] == {ids["by_name"]}
-        assert _search_ids(s, "ticket", a)[1] == set()
+        found = _search_ids(s, "customer", a)[1]
+        assert found == _scan_ids(s, "customer", a)
+        assert ids["ascii_mix"] in found and not found & {ids["by_name"], ids["by_legal"]}
+        assert ids["by_name"] in _search_ids(s, "customer", b)[1]
+        assert ids["ticket"] not in _search_ids(s, "ticket", a)[1]
 
 
 def test_short_ascii_and_wildcard_queries_are_scanned_literally(dbs, user_id):
@@ -370,9 +373,9 @@ def test_short_ascii_and_wildcard_queries_are_scanned_literally(dbs, user_id):
 
 
 def test_short_query_plans_use_no_trigram_index(app):
-    """PostgreSQL: a 1–2 character pattern has no trigram; the short-query SQL must not
-    be answerable by the trigram GIN indexes (a bitmap scan would read them whole), and a
-    Chinese one is answered by crm_search_gram. SQLite: the gram table exists and the
+    """PostgreSQL: a 1–2 character pattern has no trigram; the byte-comparing short-query
+    SQL must not be answerable by the trigram GIN indexes (a bitmap scan would read them
+    whole), and a Chinese one is answered by crm_search_gram. SQLite: the gram table exists and the
     query lists through it."""
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -387,7 +390,7 @@ def test_short_query_plans_use_no_trigram_index(app):
             stmt = search_wf._query(db.session, actor, "customer", q, "restricted")
             sql = str(stmt.compile(dialect=dialect))
             assert ("crm_search_gram" in sql) is gram, (q, sql)
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and search_wf.caseless(q):
                 plan = "\n".join(conn.execute(text("EXPLAIN " + str(stmt.compile(
                     dialect=dialect, compile_kwargs={"literal_binds": True})))).scalars())
                 assert "ix_trgm_" not in plan, (q, plan)
