@@ -9,8 +9,8 @@ decided by the caller and passed as ``kinds``.
 
 Matching is a case-insensitive substring match on the fields of ``KINDS``:
 
-* PostgreSQL: ``ILIKE '%q%'`` (wildcards escaped) over GIN trigram indexes
-  (``pg_trgm``, migration 0006);
+* PostgreSQL, 3 characters or more: ``ILIKE '%q%'`` (wildcards escaped) over GIN trigram indexes
+  (``pg_trgm``, migration 0008);
 * SQLite, 3 characters or more: the FTS5 trigram table ``crm_search_<kind>``, the query
   quoted as one phrase (so ``"``, ``*``, ``NEAR(``, ``OR`` are plain text);
 * 1–2 characters (a trigram index cannot answer them):
@@ -24,7 +24,7 @@ Matching is a case-insensitive substring match on the fields of ``KINDS``:
 
   Without a letter with a case (:func:`caseless`), case folding cannot change the
   answer, so the comparison is on bytes: ``LIKE`` instead of ``ILIKE`` on PostgreSQL
-  (``ILIKE`` lower-cases every value: 4–6× dearer), ``instr()`` on SQLite. On
+  (``ILIKE`` lower-cases every value: about 4× dearer), ``instr()`` on SQLite. On
   PostgreSQL that ``LIKE`` is written ``value COLLATE "C" LIKE …`` so that no trigram
   index serves it (a 1–2 character pattern has no trigram: a bitmap scan of the GIN
   index would read the whole index).
