@@ -176,6 +176,12 @@ def build_schemas():
             "expected_close_on": {**DATE, "description": "预计成交日期 YYYY-MM-DD，可不填"},
         }, description="新建时必填：customer_name、success_rate（0–100）、summary、description；"
                         "修改（仅未指派的机会）时只给要改的字段"),
+        "OpportunityForecastInput": obj({
+            "expected_amount": {**MONEY_IN, "description": "预计金额（元）：不小于 0、最多两位小数；null 或 \"\" 清空"},
+            "expected_close_on": {**DATE, "description": "预计成交日期 YYYY-MM-DD；null 或 \"\" 清空"},
+            "success_rate": {"type": "integer", "minimum": 0, "maximum": 100, "description": "成功机率"},
+        }, additional=False, description="开发中（assigned）的机会：被指派的客户经理或销售主管更新预计成交；"
+                                          "只给要改的字段，至少一项；其他字段 400"),
         "Service": obj({
             "id": {"type": "integer"}, "number": {"type": "string"},
             "service_type": S(description="服务类型（数据字典条目文字）", example="咨询"),
@@ -433,6 +439,7 @@ RESPONSES = {
     ("post", "/api/v1/opportunity/bulk_assign"): {"200": "OpportunityBulkAssigned"},
     ("post", "/api/v1/opportunity/{pk}/succeed"): {"200": "OpportunitySaved"},
     ("post", "/api/v1/opportunity/{pk}/fail"): {"200": "OpportunitySaved"},
+    ("post", "/api/v1/opportunity/{pk}/forecast"): {"200": "OpportunitySaved"},
     ("post", "/api/v1/opportunity/{pk}/plan_items"): {"201": "PlanItemSaved"},
     ("put", "/api/v1/opportunity/{pk}/plan_items/{item_id}"): {"200": "PlanItemSaved"},
     ("delete", "/api/v1/opportunity/{pk}/plan_items/{item_id}"): {"200": "Message"},
@@ -491,6 +498,7 @@ REQUEST_BODIES = {
                  "description": "要指派的未指派销售机会的 id"},
          "assignee_id": {"type": "integer", "description": "客户经理的用户 id"}},
         required=["ids", "assignee_id"]),
+    ("post", "/api/v1/opportunity/{pk}/forecast"): "OpportunityForecastInput",
     ("post", "/api/v1/opportunity/{pk}/plan_items"): "PlanItemInput",
     ("put", "/api/v1/opportunity/{pk}/plan_items/{item_id}"): "PlanItemInput",
     ("post", "/api/v1/mail/"): "MailInput",

@@ -214,6 +214,7 @@ TABLE = {
     ("OpportunityApi.get", "GET"): STAFF,
     ("OpportunityApi.get_list", "GET"): STAFF,
     ("OpportunityApi.info", "GET"): STAFF,
+    ("OpportunityApi.forecast", "POST"): PLANNERS,
     ("OpportunityApi.plan_item_add", "POST"): PLANNERS,
     ("OpportunityApi.plan_item_delete", "DELETE"): PLANNERS,
     ("OpportunityApi.plan_item_put", "PUT"): PLANNERS,
@@ -236,6 +237,7 @@ TABLE = {
     ("OpportunityView.fail", "POST"): MANAGERS,
     ("OpportunityView.list", "GET"): STAFF,
     ("OpportunityView.export_list", "GET"): STAFF,  # 导出: whoever sees the list
+    ("OpportunityView.forecast", "POST"): PLANNERS,
     ("OpportunityView.plan", "GET"): PLANNERS,
     ("OpportunityView.plan_add", "POST"): PLANNERS,
     ("OpportunityView.plan_delete", "POST"): PLANNERS,

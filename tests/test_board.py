@@ -101,13 +101,20 @@ def test_counts_cards_and_what_each_card_offers(app, web, dbs, user_id):
         ids = un.id, mine.id, other.id, won.id
     counts = db_counts(dbs)
     expect = {  # user → {opportunity: (column, may)}
-        "supervisor": {ids[0]: ("unassigned", dict(assign=True, succeed=False, fail=False)),
-                       ids[1]: ("assigned", dict(assign=False, succeed=False, fail=False))},
-        "manager1": {ids[0]: ("unassigned", dict(assign=False, succeed=False, fail=False)),
-                     ids[1]: ("assigned", dict(assign=False, succeed=True, fail=True)),
-                     ids[2]: ("assigned", dict(assign=False, succeed=False, fail=False))},
-        "exec": {ids[1]: ("assigned", dict(assign=False, succeed=False, fail=False)),
-                 ids[3]: ("succeeded", dict(assign=False, succeed=False, fail=False))},
+        "supervisor": {ids[0]: ("unassigned", dict(assign=True, succeed=False, fail=False,
+                                                   update_forecast=False)),
+                       ids[1]: ("assigned", dict(assign=False, succeed=False, fail=False,
+                                                 update_forecast=True))},
+        "manager1": {ids[0]: ("unassigned", dict(assign=False, succeed=False, fail=False,
+                                                 update_forecast=False)),
+                     ids[1]: ("assigned", dict(assign=False, succeed=True, fail=True,
+                                               update_forecast=True)),
+                     ids[2]: ("assigned", dict(assign=False, succeed=False, fail=False,
+                                               update_forecast=False))},
+        "exec": {ids[1]: ("assigned", dict(assign=False, succeed=False, fail=False,
+                                           update_forecast=False)),
+                 ids[3]: ("succeeded", dict(assign=False, succeed=False, fail=False,
+                                            update_forecast=False))},
     }
     for username, cards in expect.items():
         data = board_data(web(username).get("/opportunity/board/").text)

@@ -665,13 +665,16 @@ def test_can_and_require_are_one_rule_per_step(dbs, user_id):
     with dbs() as s:
         u, a = s.get(Opportunity, pks[0]), s.get(Opportunity, pks[1])
         assert wf.may(m1, u) == dict(edit=True, delete=True, assign=False, plan=False,
-                                     execute=False, succeed=False, fail=False)
+                                     execute=False, succeed=False, fail=False,
+                                     update_forecast=False)
         assert wf.may(sup, u) == dict(edit=True, delete=False, assign=True, plan=False,
-                                      execute=False, succeed=False, fail=False)
+                                      execute=False, succeed=False, fail=False,
+                                      update_forecast=False)
         assert wf.may(m2, u)["edit"] is False and wf.may(ex, u)["edit"] is False
         assert wf.may(m1, a) == dict(edit=False, delete=False, assign=False, plan=True,
-                                     execute=True, succeed=True, fail=True)
+                                     execute=True, succeed=True, fail=True, update_forecast=True)
         assert wf.may(sup, a)["plan"] and not wf.may(sup, a)["succeed"]
+        assert wf.may(sup, a)["update_forecast"]
         assert not any(wf.may(m2, a).values())
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, select, text, update
 
 from app.extensions import db
 from app.models import Customer, Document, DocumentBlob, MailMessage
@@ -268,3 +268,144 @@ def test_index_exists_on_the_backend(app):
                 "EXPLAIN SELECT id FROM crm_customer WHERE name ILIKE '%星辰科技%'")).scalars())
             assert "ix_trgm_crm_customer_name" in plan, plan
         db.session.rollback()
+
+
+# ---- 1–2 character queries (issue 21: speed; docs/modules/search.md "短查询") ---------------
+
+def _scan_ids(s, kind, q):
+    """The reference: every record of ``kind`` whose searched fields contain ``q`` (Python
+    substring test on the values, case-insensitive as the search is)."""
+    from app.workflows import search as search_wf
+
+    spec = search_wf.KINDS[kind]
+    rows = s.execute(select(spec.model.id, *[getattr(spec.model, f) for f in spec.fields])).all()
+    return {r[0] for r in rows if any(v is not None and q.lower() in v.lower() for v in r[1:])}
+
+
+def _search_ids(s, kind, q):
+    from app.workflows import search as search_wf
+    from app.workflows.actors import Actor
+
+    res = search_wf.search(s, Actor(id=1, roles=frozenset({"系统管理员"})), q, [kind],
+                           limit=search_wf.MAX_LIMIT)[kind]
+    return res, {row.id for row in res["items"]}
+
+
+def test_short_chinese_queries_find_exactly_the_records_containing_them(dbs, user_id):
+    """`科`, `科技` and a word only this test has: the index of 1–2 character pieces
+    (crm_search_gram) answers exactly what a substring test over the fields answers —
+    in every searched field, never across two fields, after updates and deletes."""
+    t = _tag()                                    # 6 CJK characters unique to this test
+    a, b = t[:2], t[2:4]                          # two 2-character words of it
+    m1 = user_id("manager1")
+    with dbs() as s:
+        by_name = f.customer(s, m1, name=f"北京{a}科技有限公司")
+        by_legal = f.customer(s, m1, name=f"上海{t[4]}贸易", legal_person=f"张{a}")
+        across = f.customer(s, m1, name=f"跨字段{t[0]}", legal_person=f"{t[1]}某")   # a split in two
+        ascii_mix = f.customer(s, m1, name=f"X{a}Y公司", phone=None)
+        contact = f.contact(s, by_name, m1, name=f"联系{b}", email=f"Li.{b}@KeHu.cn")
+        opp = f.opportunity(s, m1, customer_name=f"意向{b}集团", summary=f"科{a}服务")
+        ticket = f.service(s, by_name, m1, summary=f"咨询{a}价格")
+        s.commit()
+        ids = dict(by_name=by_name.id, by_legal=by_legal.id, across=across.id,
+                   ascii_mix=ascii_mix.id, contact=contact.id, opp=opp.id, ticket=ticket.id)
+    with dbs() as s:
+        # (other tests' markers come from the same 16 characters: compare with the reference)
+        res, found = _search_ids(s, "customer", a)
+        assert found == _scan_ids(s, "customer", a) and res["count"] == len(found)
+        assert {ids["by_name"], ids["by_legal"], ids["ascii_mix"]} <= found
+        assert ids["across"] not in found                              # never across fields
+        assert _search_ids(s, "customer", t[0])[1] >= {ids["across"], ids["by_name"]}
+        for kind, q, pk in (("contact", b, "contact"), ("opportunity", b, "opp"),
+                            ("opportunity", a, "opp"), ("ticket", a, "ticket")):
+            found = _search_ids(s, kind, q)[1]
+            assert pk and ids[pk] in found and found == _scan_ids(s, kind, q), (kind, q)
+        # common words: newest first, counted up to the cap, the page is the newest
+        for q in ("科", "科技"):
+            res, found = _search_ids(s, "customer", q)
+            assert ids["by_name"] in found or res["count"] >= 100, q
+            got = [row.id for row in res["items"]]
+            assert got == sorted(got, reverse=True)
+            expected = _scan_ids(s, "customer", q)
+            assert res["count"] == min(len(expected), 1000) and res["capped"] == (len(expected) > 1000)
+            assert got == sorted(expected, reverse=True)[:len(got)]
+    # updates and deletes reach the index (the triggers of migration 0012)
+    with dbs() as s:
+        s.execute(update(Customer).where(Customer.id == ids["by_name"])
+                  .values(name=f"改名{b}公司", changed_by_fk=m1))
+        s.execute(update(Customer).where(Customer.id == ids["by_legal"])
+                  .values(legal_person=None, changed_by_fk=m1))
+        s.execute(text("DELETE FROM crm_service WHERE id = :i"), {"i": ids["ticket"]})
+        s.commit()
+    with dbs() as s:
+        found = _search_ids(s, "customer", a)[1]
+        assert found == _scan_ids(s, "customer", a)
+        assert ids["ascii_mix"] in found and not found & {ids["by_name"], ids["by_legal"]}
+        assert ids["by_name"] in _search_ids(s, "customer", b)[1]
+        assert ids["ticket"] not in _search_ids(s, "ticket", a)[1]
+
+
+def test_short_ascii_and_wildcard_queries_are_scanned_literally(dbs, user_id):
+    """`%`, `_`, mixed-case e-mail pieces (1–2 characters: the scan path) are plain text
+    and case-insensitive, the same answer as a substring test."""
+    t = _tag()
+    m1 = user_id("manager1")
+    with dbs() as s:
+        c = f.customer(s, m1, name=f"百分{t}公司")
+        pct = f.contact(s, c, m1, name=f"百{t}", email=f"a%b.{t}@kehu.cn")
+        und = f.contact(s, c, m1, name=f"下{t}", email=f"a_b.{t}@kehu.cn")
+        mixed = f.contact(s, c, m1, name=f"混{t}", email=f"Qz.{t}@KeHu.cn")
+        s.commit()
+        ids = pct.id, und.id, mixed.id
+    with dbs() as s:
+        for q in ("%", "_", "qz", "QZ", "Qz", "z.", "@k"):
+            res, found = _search_ids(s, "contact", q)
+            expected = _scan_ids(s, "contact", q)
+            if len(expected) <= 100:                  # the page holds them all: compare sets
+                assert found == expected, q
+            else:
+                assert res["count"] == min(len(expected), 1000), q
+        # this test's records are the newest: on the first page whatever the count
+        for q, pk, not_pk in (("%", ids[0], ids[1]), ("_", ids[1], ids[0]), ("qz", ids[2], None),
+                              ("QZ", ids[2], None)):
+            found = _search_ids(s, "contact", q)[1]
+            assert pk in found and not_pk not in found, q
+
+
+def test_short_query_plans_use_no_trigram_index(app):
+    """PostgreSQL: a 1–2 character pattern has no trigram; the byte-comparing short-query
+    SQL must not be answerable by the trigram GIN indexes (a bitmap scan would read them
+    whole), and a Chinese one is answered by crm_search_gram. SQLite: the gram table exists and the
+    query lists through it."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from app.workflows import search as search_wf
+    from app.workflows.actors import Actor
+
+    actor = Actor(id=1, roles=frozenset({"系统管理员"}))
+    with app.app_context():
+        conn = db.session.connection()
+        dialect = postgresql.dialect() if conn.dialect.name == "postgresql" else sqlite.dialect()
+        for q, gram in (("科技", True), ("科", True), ("qz", False), ("%", False)):
+            stmt = search_wf._query(db.session, actor, "customer", q, "restricted")
+            sql = str(stmt.compile(dialect=dialect))
+            assert ("crm_search_gram" in sql) is gram, (q, sql)
+            if conn.dialect.name == "postgresql" and search_wf.caseless(q):
+                compiled = stmt.compile(dialect=conn.dialect)
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+                    "EXPLAIN " + str(compiled), compiled.params).fetchall())
+                assert "ix_trgm_" not in plan, (q, plan)
+        if conn.dialect.name == "sqlite":
+            names = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")).scalars())
+            assert {"crm_search_gram", "crm_search_n", "crm_search_gram_customer_au"} <= names
+        db.session.rollback()
+
+
+def test_caseless_and_gram_rules():
+    from app.workflows.search import caseless, gram_query
+
+    assert caseless("科技") and caseless("62") and caseless("%") and caseless("科-")
+    assert not caseless("ab") and not caseless("É") and not caseless("科a")
+    assert gram_query("科") and gram_query("科技") and gram_query("（科")
+    assert not gram_query("科技园") and not gram_query("62") and not gram_query("科1")
+    assert not gram_query("Éé")

@@ -64,7 +64,7 @@ class OpportunityApi(CrmModelRestApi):
     # FAB's BaseApi takes an unmapped method's *name* as its permission: map them all
     method_permission_name = dict(API_CRUD, assign="assign", plan_item_add="plan",
                                   plan_item_put="plan", plan_item_delete="plan",
-                                  succeed="develop", fail="develop",
+                                  succeed="develop", fail="develop", forecast="plan",
                                   bulk_assign="assign")
     openapi_spec_tag = "opportunity"
     datamodel = SQLAInterface(Opportunity)
@@ -237,6 +237,33 @@ class OpportunityApi(CrmModelRestApi):
         """
         wf.delete_plan_item(db.session, current_actor(), pk, item_id)
         return self.response(200, message=_("删除成功"))
+
+    @expose("/<int:pk>/forecast", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("plan")
+    @api_step
+    def forecast(self, pk):
+        """更新预计成交 while 开发中 (the assignee, 销售主管): only the fields given change.
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {type: object}
+                example: {expected_amount: "120000.50", expected_close_on: "2027-03-31", success_rate: 70}
+          responses:
+            200: {description: saved (the opportunity)}
+            400: {$ref: '#/components/responses/400'}
+            403: {description: not the assignee / 销售主管}
+            404: {$ref: '#/components/responses/404'}
+            409: {description: not 开发中 (any more)}
+        """
+        opp = wf.update_forecast(db.session, current_actor(), pk, json_body())
+        return self._ok(200, opp, message=_("预计成交已更新"))
 
     @expose("/<int:pk>/succeed", methods=["POST"])
     @protect()

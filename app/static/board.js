@@ -116,6 +116,13 @@
       });
       li.appendChild(actions);
     }
+    if ((c.may || {}).update_forecast) {
+      // 更新预计成交: the small form on the opportunity page (the same workflow step)
+      var fc = el("a", "crm-card-forecast btn btn-link btn-xs", T.forecast);
+      fc.href = c.url + "#forecast";
+      fc.setAttribute("aria-label", T.forecast + " " + c.number + " " + c.customer_name);
+      li.appendChild(fc);
+    }
     var msg = el("div", "crm-card-msg");
     msg.setAttribute("role", "alert");
     li.appendChild(msg);

@@ -54,12 +54,15 @@ def card_json(actor, card, steps, today):
         "url": url_for("OpportunityView.show", pk=card.id),
         "may": {"assign": steps["assign"] and opp_wf.can_assign(actor, row),
                 "succeed": steps["develop"] and opp_wf.can_succeed(actor, row),
-                "fail": steps["develop"] and opp_wf.can_fail(actor, row)},
+                "fail": steps["develop"] and opp_wf.can_fail(actor, row),
+                # 更新预计成交 (the form on the opportunity page): can_plan + the row rule
+                "update_forecast": steps["plan"] and opp_wf.can_update_forecast(actor, row)},
     }
 
 
 def _steps():
-    return {"assign": _may_step("can_assign"), "develop": _may_step("can_develop")}
+    return {"assign": _may_step("can_assign"), "develop": _may_step("can_develop"),
+            "plan": _may_step("can_plan")}
 
 
 def board_json(actor, today=None):
@@ -81,6 +84,7 @@ def _texts():
         "no_plan": _("无待执行计划"), "overdue": _("已过期"), "unassigned": _("未指派"),
         "amount": _("预计金额"), "close_on": _("预计成交"), "details": _("详情"),
         "assign": _("指派…"), "succeed": _("开发成功"), "fail": _("终止开发"),
+        "forecast": _("更新预计成交"),
         "confirm_succeed": _("确定开发成功？将自动建立客户。"),
         "confirm_fail": _("确定终止开发？"),
         "not_allowed": _("不能移到这一列：%(why)s", why="{why}"),

@@ -263,12 +263,37 @@ class OpportunityView(ListMixin, ExportMixin, _OpportunityColumns, GuardedModelV
     @expose("/show/<pk>", methods=["GET"])
     @has_access
     def show(self, pk):
-        pk = self._deserialize_pk_if_composite(pk)
+        return self._show_page(self._deserialize_pk_if_composite(pk))
+
+    def _show_page(self, pk, forecast_errors=None, forecast_values=None):
         widgets = self._show(pk)                      # 404 when there is no such row
         opp = self.datamodel.get(pk, self._base_filters)
         return self.render_template(self.show_template, pk=pk, title=self.show_title,
                                     widgets=widgets, related_views=self._related_views,
-                                    opp=opp, may=wf.may(current_actor(), opp))
+                                    opp=opp, may=wf.may(current_actor(), opp),
+                                    forecast_errors=dict(forecast_errors or ()),
+                                    forecast_values=forecast_values)
+
+    # ---- 更新预计成交 (开发中) -------------------------------------------------------------
+
+    @expose("/forecast/<int:pk>", methods=["POST"])
+    @has_access
+    @permission_name("plan")
+    @html_step
+    def forecast(self, pk):
+        """The small form of the show page: 预计金额, 预计成交日期, 成功机率."""
+        data = {f: request.form.get(f, "") for f in wf.FORECAST_FIELDS if f in request.form}
+        try:
+            wf.update_forecast(db.session, current_actor(), pk, data)
+        except ValidationError as e:                  # the form again, every problem shown
+            flash("；".join(dict.fromkeys(str(m) for _f, m in e.errors)), "danger")
+            return self._show_page(pk, forecast_errors=[(f, str(m)) for f, m in e.errors],
+                                   forecast_values=data), 400
+        flash(_("预计成交已更新"), "success")
+        back = request.referrer or ""
+        if "/opportunity/board" in back:
+            return redirect(back)
+        return redirect(url_for("OpportunityView.show", pk=pk))
 
     # ---- 指派 ---------------------------------------------------------------------------
 

@@ -593,7 +593,9 @@ def _target_rows(engine):
 
 
 def _pg_clear(engine):
-    """Drop every table and sequence of the current schema (the target is empty or forced)."""
+    """Drop every table, sequence and function of the current schema (the target is empty
+    or forced). Functions: the search triggers' (migration 0012) — a dump creates them
+    again; those of an extension (pg_trgm) stay with it."""
     with engine.begin() as conn:
         for (name,) in conn.execute(text(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")):
@@ -602,6 +604,13 @@ def _pg_clear(engine):
                 "SELECT sequence_name FROM information_schema.sequences "
                 "WHERE sequence_schema = current_schema()")):
             conn.execute(text(f'DROP SEQUENCE IF EXISTS "{name}" CASCADE'))
+        for (signature,) in conn.execute(text(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = current_schema() AND NOT EXISTS ("
+                "SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+                "AND d.objid = p.oid AND d.deptype = 'e')")):
+            conn.execute(text(f"DROP FUNCTION IF EXISTS {signature} CASCADE"))
 
 
 def _restore_sqlite_file(engine, path):

@@ -9,6 +9,7 @@ the caller rolls back, so nothing is half-written.
 Status: ``unassigned`` 未指派 → ``assigned`` 已指派（开发中） → ``succeeded`` 开发成功 |
 ``failed`` 开发失败.
 """
+import json
 import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -195,13 +196,32 @@ def can_fail(actor, opp):
     return _allowed(require_fail, actor, opp)
 
 
+def require_update_forecast(actor, opp):
+    """更新预计成交 (预计金额, 预计成交日期, 成功机率) while 开发中: the people who make
+    the development plan — the assignee, 销售主管, admin (403) — on an ``assigned``
+    opportunity (409). Before assignment these are ordinary fields of 编辑; after
+    开发成功/终止开发 the forecast is history and stays as it was."""
+    if opp.status == UNASSIGNED:
+        raise Conflict(_l("销售机会 %(number)s 还没有指派：未指派时请用“编辑”修改预计金额和预计成交日期。",
+                          number=opp.number))
+    if not may_plan(actor, opp):
+        raise Forbidden(_l("只有被指派的客户经理或销售主管可以更新该销售机会的预计成交。"))
+    if opp.status != ASSIGNED:
+        raise _not_assigned(opp)
+
+
+def can_update_forecast(actor, opp):
+    return _allowed(require_update_forecast, actor, opp)
+
+
 # 执行计划 + 开发成功 + 终止开发 share the FAB permission ``can_develop``
 require_develop = require_execute
 can_develop = can_execute
 
-STEPS = ("edit", "delete", "assign", "plan", "execute", "succeed", "fail")
+STEPS = ("edit", "delete", "assign", "plan", "execute", "succeed", "fail", "update_forecast")
 _CAN = {"edit": can_edit, "delete": can_delete, "assign": can_assign, "plan": can_plan,
-        "execute": can_execute, "succeed": can_succeed, "fail": can_fail}
+        "execute": can_execute, "succeed": can_succeed, "fail": can_fail,
+        "update_forecast": can_update_forecast}
 
 
 def may(actor, opp):
@@ -609,6 +629,61 @@ def delete_plan_item(session, actor, opp_id, item_id):
     _lock_assigned(session, opp, actor)
     session.delete(item)
     session.flush()
+
+
+# ---- 预计成交 while 开发中 ------------------------------------------------------------
+
+FORECAST_FIELDS = ("expected_amount", "expected_close_on", "success_rate")
+
+
+def clean_forecast(data):
+    """The fields of :data:`FORECAST_FIELDS` present in ``data``, validated by the rules
+    of the edit form (every problem at once); any other field, or none, is a 400."""
+    fields = str(_l("、")).join(str(LABELS[f]) for f in FORECAST_FIELDS)
+    for key in data:
+        if key not in FORECAST_FIELDS:
+            raise ValidationError(
+                _l("开发中只能更新%(fields)s；“%(field)s”只有未指派时才能编辑。",
+                   fields=fields, field=LABELS.get(key, key)), field=key)
+    if not data:
+        raise ValidationError(_l("请填写要更新的%(fields)s中的至少一项。", fields=fields),
+                              field="expected_amount")
+    return clean(data, partial=True)
+
+
+def update_forecast(session, actor, opp_id, data):
+    """更新预计成交 of an ``assigned`` opportunity: only the fields given change (an empty
+    预计金额/预计成交日期 clears it). Compare-and-set on status and assignee: when a
+    concurrent 开发成功/终止开发 got there first, 409 and nothing changed. One
+    WorkflowEvent ``forecast`` records the changes as ``{"field": [old, new]}``."""
+    opp = get(session, opp_id)
+    require_update_forecast(actor, opp)
+    values = clean_forecast(data)
+    before = {f: getattr(opp, f) for f in values}
+    result = session.execute(
+        update(Opportunity)
+        .where(Opportunity.id == opp.id, Opportunity.status == ASSIGNED,
+               Opportunity.assignee_id == opp.assignee_id)
+        .values(**values, **_audit_values(actor))
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise Conflict(_l("销售机会 %(number)s 的状态已改变（已开发成功或已终止），不能再更新预计成交。",
+                          number=opp.number))
+    changes = {f: [_json_value(before[f]), _json_value(v)] for f, v in values.items()
+               if _json_value(before[f]) != _json_value(v)}
+    events.record_event(session, ENTITY, opp.id, "forecast", ASSIGNED, ASSIGNED,
+                        note=json.dumps(changes, ensure_ascii=False, sort_keys=True),
+                        actor_id=actor.id)
+    session.refresh(opp)
+    return opp
+
+
+def _json_value(v):
+    if isinstance(v, Decimal):
+        return f"{v:.2f}"
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
 
 
 # ---- closing: 开发成功 / 终止开发 -------------------------------------------------------
