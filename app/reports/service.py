@@ -6,7 +6,11 @@ resolution deadline or still open past it) and 按时率 (the share of the ticke
 *with* deadlines that missed none; tickets from before the deadlines existed count in
 服务数量 only; no such ticket → empty).
 
-Service figures (issue 22.4), each one SQL aggregation, same date range:
+Service figures (issue 22.4), same date range. Two reads of the tickets in all: one
+GROUP BY (type, priority) gives the main table (summed per type), 类型 × 优先级 and
+未结服务 (conditional sums), :func:`run` hands it to :func:`figures` (see there); one
+GROUP BY month gives 满意度. Averages are Σ / count of the non-null values, so the
+totals come from the same rows (docs/modules/reports.md, 性能).
 
 * 类型 × 优先级: 平均首次响应（小时）= created → first 服务处理, 平均解决（小时）=
   created → archived, 时限内解决率 = archived tickets with a resolution deadline
