@@ -3,6 +3,8 @@ figures (issue 22.4), exports and bad input. Figures are checked against hand-co
 fixtures; each fixture lives in a range of its own (1980s dates) or behind a unique
 customer name, since the database is shared."""
 import io
+import json
+import re
 from datetime import date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -258,8 +260,13 @@ def test_composition_range_compare_and_customer_list(api, web, dbs, user_id, uni
 
 @pytest.fixture
 def tickets(dbs, user_id, uniq):
+    return make_tickets(dbs, user_id, uniq, 1986)
+
+
+def make_tickets(dbs, user_id, uniq, year):
+    """Six tickets of ``year`` (May–June, one in April: the previous period)."""
     m1 = user_id("manager1")
-    t0 = datetime(1986, 5, 10, 8, 0)
+    t0 = datetime(year, 5, 10, 8, 0)
     with dbs() as s:
         cust = f.customer(s, m1, name=uniq("服务区间"))
         specs = [  # type, priority, created, first response after h, resolved after h, due h, sat
@@ -267,8 +274,8 @@ def tickets(dbs, user_id, uniq):
             ("咨询", "普通", t0 + timedelta(days=1), 4, 30, 24, 3),
             ("咨询", "紧急", t0 + timedelta(days=2), 1, None, 24, None),
             ("投诉", "普通", t0 + timedelta(days=3), None, None, 24, None),
-            ("投诉", "普通", datetime(1986, 6, 2), 3, 5, 24, 4),
-            ("咨询", "普通", datetime(1986, 4, 20), 1, 2, 24, 1),  # the previous period
+            ("投诉", "普通", datetime(year, 6, 2), 3, 5, 24, 4),
+            ("咨询", "普通", datetime(year, 4, 20), 1, 2, 24, 1),  # the previous period
         ]
         for st, pr, created, resp, res, due, sat in specs:
             status = "archived" if res else ("handled" if resp else "created")
@@ -330,6 +337,91 @@ def test_service_page_shows_figures(web, tickets):
     for text in ("服务时效（类型 × 优先级）", "满意度（按创建月份）", "未结服务（按已开启时长）",
                  "&gt;30 天", "/service/archive/?status=all"):
         assert text in r.text
+
+
+
+def test_service_report_scans_the_tickets_twice(app, api, web, dbs, user_id, uniq):
+    """The tickets of the range are read twice: one GROUP BY (type, priority) for the
+    main table, 类型 × 优先级 and 未结服务, one GROUP BY month for 满意度 (it was six
+    aggregations); a comparison adds one scan of the other period. Every statement of
+    the report is counted too: the two scans plus the service types."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+    from app.reports import build
+
+    make_tickets(dbs, user_id, uniq, 1987)  # (1986 is the figures tests' range)
+    scans = []
+
+    def count(_conn, _cur, stmt, *_a, **_k):
+        if re.search(r"\bFROM crm_service\b", stmt):
+            scans.append(stmt)
+    with app.app_context():
+        engine = db.engines[None]
+    client, page = api("supervisor"), web("supervisor")
+    rng = {"from": "1987-05-01", "to": "1987-06-30"}
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for args, want in ((rng, 2), ({}, 2), ({"from": "1987-05-01", "to": "1987-05-31"}, 2),
+                           (dict(rng, compare="previous"), 3), (dict(rng, format="csv"), 2)):
+            scans.clear()
+            r = client.get("/api/v1/report/service", query_string=args)
+            assert r.status_code == 200 and len(scans) == want, (args, scans)
+        scans.clear()
+        assert page.get("/reports/service/", query_string=rng).status_code == 200
+        assert len(scans) == 2, scans
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    every = []
+
+    def count_all(_conn, _cur, stmt, *_a, **_k):
+        every.append(stmt)
+    with app.app_context():
+        event.listen(engine, "before_cursor_execute", count_all)
+        try:
+            report = build(db.session, "service", rng)
+        finally:
+            event.remove(engine, "before_cursor_execute", count_all)
+            db.session.remove()
+    assert len(every) == 3, every
+    assert [t.key for t in report.extras] == ["by_priority", "satisfaction", "open_age"]
+    assert "_service_scan" not in report.params  # figures() took the shared scan out
+
+
+def test_service_figures_alone_and_sqlite_index_paths_agree(app, api, dbs, user_id, uniq,
+                                                            monkeypatch):
+    """figures() without run() first (its own scan) gives the tables run()+figures()
+    give; on SQLite the whole-table read and the index path (short ranges) agree."""
+    from app.extensions import db
+    from app.reports import parse_params, service
+
+    make_tickets(dbs, user_id, uniq, 1988)
+    rng = {"from": "1988-05-01", "to": "1988-06-30", "compare": "previous"}
+    want = get(api, "service", **rng)
+    by = {(r["service_type"], r["priority"]): r for r in want["tables"]["by_priority"]["rows"]}
+    assert by[("咨询", "普通")]["resolution_hours"] == 20.0  # the fixture's figures
+    assert want["tables"]["open_age"]["total"]["open"] == 2
+    for days in (0, 1000):  # 0: never the index on SQLite; 1000: always
+        monkeypatch.setattr(service, "SQLITE_INDEX_MAX_DAYS", days)
+        assert get(api, "service", **rng) == want
+    now = datetime.now()
+    with app.app_context():
+        try:
+            params = parse_params(rng)
+            service.run(db.session, params, now)
+            shared = service.figures(db.session, params, now)
+            alone = service.figures(db.session, parse_params(rng), now)
+        finally:
+            db.session.remove()
+    for (k1, _, c1, df1, tot1, ch1), (k2, _, c2, df2, tot2, ch2) in zip(shared, alone):
+        assert k1 == k2 and list(c1) == list(c2) and tot1 == tot2
+        assert json.dumps(ch1, default=str) == json.dumps(ch2, default=str)  # NaN == NaN
+        assert json.dumps(df1.to_dict("records"), default=str) == \
+            json.dumps(df2.to_dict("records"), default=str)
+    assert {k: t["total"] for k, t in want["tables"].items()} == {
+        key: {k: (str(v) if k in ("service_type", "month", "age") else v) for k, v in tot.items()}
+        for key, _, _, _, tot, _ in alone}
 
 
 # ---- 客户流失分析 ------------------------------------------------------------------------
