@@ -3,6 +3,7 @@ the forbidden paths (nothing changed), racing assigns — through the workflow, 
 HTML screens (CSRF on) and the REST API."""
 import threading
 from datetime import date, datetime
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
@@ -174,25 +175,29 @@ def test_full_loop_html_with_csrf(web, customer, user_id, dbs, uniq, app):
     assert r.status_code == 400
     assert snapshot(dbs, tid)[0]["status"] == "created"
 
-    lst = sup.get("/service/assign/")
-    assert lst.status_code == 200 and summary in lst.text and "新创建" in lst.text
+    # the lists are oldest first and paged: earlier tests may have left more than a page,
+    # so each list is searched for this ticket, as a user would (and on its 全部 tab)
+    mine = f"tab=all&search={quote(summary)}"
+    lst = sup.get(f"/service/assign/?search={quote(summary)}")
+    row = f'href="/service/archive/{tid}"'       # the row (the search box echoes the summary)
+    assert lst.status_code == 200 and row in lst.text and "新创建" in lst.text
     r = sup.post_form(f"/service/assign/{tid}", {"assignee_id": str(user_id("manager2"))},
                       form_url="/service/assign/")
     assert r.status_code == 302
 
     m2 = web("manager2")
-    assert summary in m2.get("/service/handle/").text
-    assert summary not in web("manager1").get("/service/handle/").text
+    assert row in m2.get(f"/service/handle/?{mine}").text
+    assert row not in web("manager1").get(f"/service/handle/?{mine}").text
     form = m2.get(f"/service/handle/{tid}")
     assert form.status_code == 200 and "已分配" in form.text
     r = m2.post_form(f"/service/handle/{tid}", {"handling": "远程排查，更换路由器"})
     assert r.status_code == 302
-    assert "处理已保存" in m2.get("/service/handle/").text
+    assert "处理已保存" in m2.get(f"/service/handle/?{mine}").text
 
-    assert summary in m1.get("/service/feedback/").text
+    assert row in m1.get(f"/service/feedback/?{mine}").text
     r = m1.post_form(f"/service/feedback/{tid}", {"result": "仍然掉线", "satisfaction": "1"})
     assert r.status_code == 302
-    assert "退回" in m1.get("/service/feedback/").text
+    assert "退回" in m1.get(f"/service/feedback/?{mine}").text
     assert snapshot(dbs, tid)[0]["status"] == "assigned"
 
     r = m2.post_form(f"/service/handle/{tid}", {"handling": "上门更换交换机"})
@@ -321,8 +326,11 @@ def test_feedback_list_shows_only_own_tickets_to_managers(web, ticket, dbs):
     tid = ticket("handled", assignee="supervisor", creator="supervisor")
     with dbs() as s:
         summary = s.get(ServiceTicket, tid).summary
-    assert summary not in web("manager2").get("/service/feedback/").text
-    assert summary in web("supervisor").get("/service/feedback/").text
+    # searched for (the list is oldest first and paged; earlier tests may fill page 1)
+    mine = f"/service/feedback/?tab=all&search={quote(summary)}"
+    row = f'href="/service/archive/{tid}"'       # the row (the search box echoes the summary)
+    assert row not in web("manager2").get(mine).text
+    assert row in web("supervisor").get(mine).text
     assert web("manager2").get(f"/service/feedback/{tid}").status_code == 403
 
 
@@ -838,6 +846,7 @@ def test_deactivated_assignee_tickets_need_reassignment(app, web, ticket, dbs, u
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/service/archive/{tid}")
     assert snapshot(dbs, tid)[0]["assignee_id"] == user_id("manager1")
     assert link not in sup.get("/service/assign/?tab=stuck").text
-    assert number in web("manager1").get("/service/handle/").text
+    assert f'href="/service/archive/{tid}"' in web("manager1").get(
+        f"/service/handle/?tab=all&search={number}").text
     # a 客户经理 sees no re-assign control on the ticket page
     assert "crm-reassign" not in web("manager1").get(f"/service/archive/{tid}").text
