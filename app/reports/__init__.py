@@ -157,6 +157,10 @@ class Report:
     order: str = None
     # orders come from the rollup (客户贡献分析): when it was built; None = live data
     data_as_of: object = None
+    # paged in SQL (客户贡献分析 over the rollup): main.df holds only the page shown;
+    # ``row_count`` is the whole report's, ``frame_fn()`` gives every row (exports)
+    row_count: int = None
+    frame_fn: object = None
 
     # ---- compatibility -------------------------------------------------------------
     @property
@@ -186,7 +190,7 @@ class Report:
     # ---- paging --------------------------------------------------------------------
     @property
     def count(self):
-        return len(self.main.df)
+        return len(self.main.df) if self.row_count is None else self.row_count
 
     @property
     def page_size(self):
@@ -205,6 +209,8 @@ class Report:
         return slice(lo, lo + self.page_size)
 
     def page_frame(self):
+        if self.row_count is not None:      # paged in SQL: the frame is the page
+            return self.main.df
         return self.main.df.iloc[self.page_slice()]
 
     def page_links(self):
@@ -254,6 +260,8 @@ class Report:
 
     def file_tables(self):
         """[(title, header, rows)]: the main table (every row) then the extra tables."""
+        if self.frame_fn is not None:       # paged in SQL: now read every row
+            self.main.df, self.frame_fn, self.row_count = self.frame_fn(), None, None
         labels, cells = self.period_columns()
         main_labels, main_cells = labels, cells
         out = [(self.title, [str(v) for v in self.main.columns.values()] + main_labels,
@@ -355,29 +363,45 @@ def _chart(module, df, params, chart, table):
     return chart
 
 
+def _columns(module, params):
+    """The visible columns (key → label); comparing, each measure is followed by its
+    comparison value and the change in %."""
+    columns = module.columns(params) if hasattr(module, "columns") else dict(module.COLUMNS)
+    if not (params["compare"] and module.MEASURES):
+        return columns
+    out = {}
+    for k, label in columns.items():
+        out[k] = label
+        if k in module.MEASURES:
+            out[f"{k}_compare"] = _l("%(label)s（%(kind)s）", label=label,
+                                     kind=COMPARE_CHOICES[params["compare"]])
+            out[f"{k}_change"] = CHANGE_LABEL
+    return out
+
+
+def _check_sort(params, columns):
+    sort = params["sort"]
+    if sort is not None and sort not in columns:
+        raise ValidationError(
+            _l("排序列 sort 只能是：%(keys)s。", keys="、".join(columns)), field="sort")
+
+
 def build(session, name, args):
     """Validate ``args`` (a mapping of query args) and run report ``name``."""
     module = get_module(name)
     params = parse_params(args)
+    columns = _columns(module, params)
+    _check_sort(params, columns)
+    query = module.paged(session, params) if hasattr(module, "paged") else None
+    if query is not None:
+        return _build_paged(session, module, name, params, columns, query)
     df = module.run(session, params)
-    columns = module.columns(params) if hasattr(module, "columns") else dict(module.COLUMNS)
     compare = params["compare"] and module.MEASURES
     if compare:
         cp = params["compare_period"]
         prev = module.run(session, dict(params, start=cp.start, stop=cp.stop))
         df = merge_compare(df, prev, module)
-        extra_cols = {}
-        for k, label in columns.items():
-            extra_cols[k] = label
-            if k in module.MEASURES:
-                extra_cols[f"{k}_compare"] = _l("%(label)s（%(kind)s）", label=label,
-                                                kind=COMPARE_CHOICES[params["compare"]])
-                extra_cols[f"{k}_change"] = CHANGE_LABEL
-        columns = extra_cols
     sort, order = params["sort"], params["order"]
-    if sort is not None and sort not in columns:
-        raise ValidationError(
-            _l("排序列 sort 只能是：%(keys)s。", keys="、".join(columns)), field="sort")
     default = module.DEFAULT_SORT
     if default:
         df = sort_frame(df, default[0], default[1] == "desc", module.TIE_BREAK)
@@ -417,6 +441,52 @@ def build(session, name, args):
     data_as_of = module.data_as_of(session) if hasattr(module, "data_as_of") else None
     return Report(name=name, title=str(module.TITLE), params=params, main=main, extras=extras,
                   chart=chart, sort=sort, order=order, data_as_of=data_as_of)
+
+
+def _build_paged(session, module, name, params, columns, query):
+    """The report paged in SQL (``module.paged``): only the page shown and the chart's
+    top rows are read; the count and the totals come with the page."""
+    default = module.DEFAULT_SORT
+    sort = params["sort"] or default[0]
+    kind = kind_of(sort, module.CENTS)
+    if params["order"]:
+        desc = params["order"] == "desc"
+    elif params["sort"]:
+        desc = kind != "text"
+    else:
+        desc = default[1] == "desc"
+    size = params["page_size"]
+    page = params["page"]
+    df, count, total = query.page(sort, desc, page * size, size)
+    pages = max(1, (count + size - 1) // size)
+    if page > pages - 1:                  # past the last page: show the last one
+        page = pages - 1
+        df, count, total = query.page(sort, desc, page * size, size)
+    total = dict(module.total(df), **total)
+    if params["compare"]:
+        for m in module.MEASURES:
+            total[f"{m}_change"] = float(_change([total[m]], [total[f"{m}_compare"]])[0])
+    main = Table("main", module.TITLE, columns, df, total, cents=module.CENTS)
+    link = getattr(module, "link", None)
+    main.link_fn = (lambda r: link(r, params)) if link else None
+    is_default = (sort, desc) == (default[0], default[1] == "desc")
+    top_n = module.CHART_TOP
+    chart_df = (df.head(top_n) if is_default and page == 0 and size >= top_n
+                else query.frame(default[0], default[1] == "desc", limit=top_n))
+    chart_df = chart_df.reset_index(drop=True)
+    chart = module.chart(chart_df, count)
+    chart_table = Table("chart", "", columns, chart_df, cents=module.CENTS)
+    keys = chart["keys"]
+    chart_table.links = ([link(r, params) for r in _link_records(chart_df.iloc[keys])]
+                         if link else None)
+    chart["keys"] = list(range(len(keys)))
+    chart = _chart(module, chart_df.iloc[keys].reset_index(drop=True), params, chart,
+                   chart_table)
+    report = Report(name=name, title=str(module.TITLE), params=dict(params, page=page),
+                    main=main, chart=chart, sort=sort, order="desc" if desc else "asc",
+                    data_as_of=module.data_as_of(session), row_count=count,
+                    frame_fn=lambda: query.frame(sort, desc))
+    return report
 
 
 def _link_records(df):

@@ -8,15 +8,27 @@ Two statements on two databases, never one join across them:
 2. the CRM side maps customer numbers to names (name filter, contains).
 pandas merges the two aggregated frames; amounts are integer cents (numpy int64)
 so sorting, paging and totals never touch a Decimal: only the page shown (or the
-export) is turned into money.
+export) is turned into money. That frame path serves a fresh install, before the
+order rollup was first built.
+
+Once the rollup is built (``crm_order_month`` lives in the CRM database) the report
+is **one SQL statement per page** (:class:`RollupQuery`): the rollup's months of
+the period (and of the comparison period) summed per customer number, the numbers
+mapped to their customer (merged customers' aliases to the survivor), joined to
+the names, filtered, sorted, paged; the count and the totals come with the page
+(window functions), so Python only sees the rows shown. The days of a partial
+first/last month come from the sales bind and join the statement through a
+temporary table. Exports read every row through the same statement.
 """
 import numpy as np
 import pandas as pd
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import (BigInteger, Column, Integer, MetaData, Numeric, String, Table, and_,
+                        case, cast, func, literal, or_, select, union_all)
 
 from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
+from ..models.rollup import OrderMonth
 from ..models.sales import COUNTED_ORDER_STATUSES
 
 NAME = "contribution"
@@ -148,12 +160,14 @@ def total(df):
     return {"customer_name": _l("合计"), "amount": int(df["amount"].sum()) if len(df) else 0}
 
 
-def chart(df):
-    """The top customers by amount (``df`` is sorted by the caller)."""
+def chart(df, count=None):
+    """The top customers by amount (``df`` is sorted by the caller; ``count``: how
+    many rows the whole report has when ``df`` holds only the top ones)."""
     head = df.head(CHART_TOP)
+    count = len(df) if count is None else count
     return {
         "type": "bar",
-        "title": (_l("订单金额前 %(n)d 名客户", n=CHART_TOP) if len(df) > CHART_TOP
+        "title": (_l("订单金额前 %(n)d 名客户", n=CHART_TOP) if count > CHART_TOP
                   else _l("各客户订单金额")),
         "categories": head["customer_name"].tolist(),
         "keys": head.index.tolist(),
@@ -174,3 +188,216 @@ def link(row, params):
     if params.get("stop"):
         args.append(("_flt_2_date", params["stop"].isoformat()))
     return "/order/list/?" + urlencode(args)
+
+
+# ---- the rollup path: one statement per page --------------------------------------------
+
+_EDGE_META = MetaData()
+# the partial-month days of the period(s), fetched from the sales bind per request
+EDGE = Table("tmp_contribution_edge", _EDGE_META,
+             Column("number", String(32), nullable=False),
+             Column("part", Integer, nullable=False),
+             Column("amount", Numeric(16, 2), nullable=False),
+             prefixes=["TEMPORARY"])
+
+
+def _cents(expr):
+    """Σ amount (Numeric, whole cents) → integer cents."""
+    return cast(func.round(expr * 100), BigInteger)
+
+
+def paged(session, params):
+    """The report as :class:`RollupQuery` once the order rollup is built, else None
+    (the caller then takes the frame path, :func:`run`)."""
+    if data_as_of(session) is None:
+        return None
+    return RollupQuery(session, params)
+
+
+class RollupQuery:
+    """客户贡献分析 over the rollup, in the CRM database. Part 0 is the period, part 1
+    the comparison period (when comparing).
+
+    Rows: customer_id, customer_name, _number (the survivor's own number, for the
+    drill-down link), amount (cents), and with a comparison amount_compare (cents)
+    and amount_change (%, NULL where the comparison is 0). A customer is a row when
+    its amount in the period — or, comparing, in either period — is above 0, as
+    on the frame path."""
+
+    def __init__(self, session, params):
+        self.session = session
+        self.params = params
+        self.compare = bool(params.get("compare"))
+        periods = [(params.get("start"), params.get("stop"))]
+        if self.compare:
+            cp = params["compare_period"]
+            periods.append((cp.start, cp.stop))
+        self.specs = []                 # per part: (first_full, end_full) or None
+        self.edges = []                 # [(number, part, amount)] from the sales bind
+        for part, (start, stop) in enumerate(periods):
+            if start is not None and stop is not None and start >= stop:
+                self.specs.append(None)
+                continue
+            months, edges = rollup.split_range(start, stop)
+            self.specs.append(months)
+            for a, b in edges:
+                self.edges.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
+                                  if n is not None and amt is not None)
+        self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
+        self.parts = len(periods)
+
+    # -- SQL --------------------------------------------------------------------------
+    def _sources(self):
+        """(number, part, amount) rows of every part: rollup months, then edge days."""
+        M = OrderMonth.__table__
+        selects = []
+        for part, months in enumerate(self.specs):
+            if months is None:
+                continue
+            first_full, end_full = months
+            q = select(M.c.number.label("number"), literal(part).label("part"),
+                       M.c.amount.label("amount"))
+            if first_full is not None:
+                q = q.where(M.c.month >= first_full)
+            if end_full is not None:
+                q = q.where(M.c.month < end_full)
+            selects.append(q)
+        if self.edges:
+            selects.append(select(EDGE.c.number, EDGE.c.part, EDGE.c.amount))
+        return selects
+
+    def _per_number(self):
+        """Σ amount per sales customer number and part, in cents (as the frame path:
+        each number's sum rounded to cents first)."""
+        selects = self._sources()
+        if not selects:
+            return None
+        if len(selects) == 1 and self.parts == 1:
+            src = selects[0].subquery("src")
+            sums = [func.sum(src.c.amount)]
+        else:
+            src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
+            sums = [func.sum(case((src.c.part == i, src.c.amount))) for i in range(self.parts)]
+        return (select(src.c.number, *[_cents(s).label(f"a{i}") for i, s in enumerate(sums)])
+                .group_by(src.c.number).subquery("per_number"))
+
+    def _rows(self):
+        """The report's rows (no order): per customer, the numbers of the customer and
+        of its aliases summed."""
+        pn = self._per_number()
+        if pn is None:
+            return None
+        C1 = Customer.__table__.alias("own")
+        A = CustomerNumberAlias.__table__
+        owner = func.coalesce(C1.c.id, A.c.customer_id)
+        sums = [func.sum(func.coalesce(pn.c[f"a{i}"], 0)) for i in range(self.parts)]
+        per_customer = (
+            select(owner.label("customer_id"),
+                   *[case((s > 0, s), else_=0).label(f"a{i}") for i, s in enumerate(sums)])
+            .select_from(pn.outerjoin(C1, and_(C1.c.number == pn.c.number,
+                                               C1.c.status != "merged"))
+                         .outerjoin(A, A.c.number == pn.c.number))
+            .where(owner.isnot(None))
+            .group_by(owner)
+            .having(or_(*[s > 0 for s in sums]))
+            .subquery("per_customer"))
+        C = Customer.__table__
+        cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
+                C.c.number.label("_number"), per_customer.c.a0.label("amount")]
+        if self.compare:
+            cur, prev = per_customer.c.a0, per_customer.c.a1
+            cols += [prev.label("amount_compare"),
+                     case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
+                                                      Numeric(30, 10)), 1))
+                          ).label("amount_change")]
+        q = select(*cols).select_from(per_customer.join(C, C.c.id == per_customer.c.customer_id))
+        if self.params.get("customer"):
+            q = q.where(C.c.name.icontains(self.params["customer"], autoescape=True))
+        return q.subquery("report")
+
+    def _order(self, r, sort, desc):
+        name = r.c.customer_name
+        if self.dialect == "postgresql":
+            name = name.collate("C")         # code point order, as Python sorts text
+        default = [r.c.amount.desc(), name.asc(), r.c.customer_id.asc()]
+        if sort in (None, "amount") and desc:
+            return default
+        key = name if sort == "customer_name" else r.c[sort]
+        first = [key.is_(None)] if sort == "amount_change" else []   # empty cells last
+        return first + [key.desc() if desc else key.asc()] + \
+            ([] if sort == "customer_name" else [name.asc()]) + default
+
+    def _execute(self, stmt):
+        conn = self.session.connection(bind_arguments={"mapper": Customer.__mapper__})
+        if not self.edges:
+            return conn.execute(stmt).all()
+        EDGE.create(conn, checkfirst=True)
+        try:
+            conn.execute(EDGE.delete())
+            conn.execute(EDGE.insert(), [{"number": n, "part": p, "amount": a}
+                                         for n, p, a in self.edges])
+            return conn.execute(stmt).all()
+        finally:
+            EDGE.drop(conn, checkfirst=True)
+
+    def _frame(self, rows):
+        cols = ["customer_id", "customer_name", "_number", "amount"]
+        if self.compare:
+            cols += ["amount_compare", "amount_change"]
+        df = pd.DataFrame.from_records([tuple(r)[:len(cols)] for r in rows], columns=cols)
+        for c in ("customer_id", "amount", "amount_compare"):
+            if c in df.columns:
+                df[c] = df[c].astype(np.int64) if len(df) else pd.Series(dtype=np.int64)
+        if self.compare:
+            from . import _change
+            df["amount_change"] = (_change(df["amount"], df["amount_compare"]) if len(df)
+                                   else pd.Series(dtype=float))
+        return df
+
+    # -- what the report framework asks ------------------------------------------------
+    def page(self, sort, desc, offset, limit):
+        """(rows of the page as a frame, count, totals {amount, amount_compare})."""
+        r = self._rows()
+        if r is None:
+            return self._frame([]), 0, self._totals(None)
+        over = [func.count().over().label("n"), func.sum(r.c.amount).over().label("t0")]
+        if self.compare:
+            over.append(func.sum(r.c.amount_compare).over().label("t1"))
+        stmt = (select(*r.c, *over).order_by(*self._order(r, sort, desc))
+                .limit(limit).offset(offset))
+        rows = self._execute(stmt)
+        if not rows:
+            return self._frame([]), *self.count_totals()
+        width = len(r.c)
+        first = rows[0]
+        totals = {"amount": int(first[width + 1] or 0)}
+        if self.compare:
+            totals["amount_compare"] = int(first[width + 2] or 0)
+        return self._frame([row[:width] for row in rows]), int(first[width]), totals
+
+    def count_totals(self):
+        r = self._rows()
+        if r is None:
+            return 0, self._totals(None)
+        cols = [func.count(), func.coalesce(func.sum(r.c.amount), 0)]
+        if self.compare:
+            cols.append(func.coalesce(func.sum(r.c.amount_compare), 0))
+        row = self._execute(select(*cols))[0]
+        return int(row[0]), self._totals(row[1:])
+
+    def _totals(self, values):
+        values = list(values or [0, 0])
+        out = {"amount": int(values[0] or 0)}
+        if self.compare:
+            out["amount_compare"] = int(values[1] or 0) if len(values) > 1 else 0
+        return out
+
+    def frame(self, sort, desc, limit=None):
+        """Every row (or the first ``limit``) in the given order (exports, chart)."""
+        r = self._rows()
+        if r is None:
+            return self._frame([])
+        stmt = select(*r.c).order_by(*self._order(r, sort, desc))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._frame(self._execute(stmt))

@@ -311,6 +311,32 @@ def _raw_totals(session, start, end):
         return conn.execute(q).all()
 
 
+def split_range(start, end):
+    """How ``start`` ≤ date < ``end`` (either None = open; start < end) is read:
+    ``(months, edges)`` — ``months`` = ``(first_full, end_full)``, the whole months
+    read from ``crm_order_month`` (``month >= first_full AND month < end_full``, a
+    None bound open), or None when the range holds no whole month; ``edges`` =
+    ``[(a, b)]``, the days of a partial first/last month, read from the sales bind
+    (:func:`raw_totals`)."""
+    first_full = None if start is None else (start if start.day == 1 else _next_month(start))
+    end_full = None if end is None else _month_start(end)
+    if first_full is not None and end_full is not None and first_full >= end_full:
+        return None, [(start, end)]                # within one month: all raw
+    edges = []
+    if start is not None and start != first_full:
+        edges.append((start, first_full))
+    if end is not None and end != end_full:
+        edges.append((end_full, end))
+    return (first_full, end_full), edges
+
+
+def raw_totals(session, start, end):
+    """[(customer number as in the sales system, amount)] of the counted orders with
+    ``start`` ≤ date < ``end``, straight from the sales bind (the partial edge months
+    of :func:`split_range`)."""
+    return _raw_totals(session, start, end)
+
+
 def order_totals(session, start=None, end=None, numbers=None):
     """Σ amount of the counted orders per CRM customer number, for ``start`` ≤ date <
     ``end`` (dates, either None = open): ``DataFrame[number, amount]`` (amount float,
@@ -323,23 +349,16 @@ def order_totals(session, start=None, end=None, numbers=None):
     if start is not None and end is not None and start >= end:
         return pd.DataFrame({"number": pd.Series(dtype=object), "amount": pd.Series(dtype=float)})
     M = OrderMonth.__table__
-    first_full = None if start is None else (start if start.day == 1 else _next_month(start))
-    end_full = None if end is None else _month_start(end)
+    months, edges = split_range(start, end)
     parts = []
-    edges = []
-    if first_full is not None and end_full is not None and first_full >= end_full:
-        edges.append((start, end))                # within one month: all raw
-    else:
+    if months is not None:
+        first_full, end_full = months
         q = select(M.c.number, func.sum(M.c.amount)).group_by(M.c.number)
         if first_full is not None:
             q = q.where(M.c.month >= first_full)
         if end_full is not None:
             q = q.where(M.c.month < end_full)
         parts.extend(session.execute(q).all())
-        if start is not None and start != first_full:
-            edges.append((start, first_full))
-        if end is not None and end != end_full:
-            edges.append((end_full, end))
     for a, b in edges:
         parts.extend(_raw_totals(session, a, b))
     df = pd.DataFrame(parts, columns=["number", "amount"])

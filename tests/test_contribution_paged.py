@@ -1,0 +1,211 @@
+"""客户贡献分析 paged in SQL over the order rollup (issue 23.2/23.3): once the rollup is
+built the report is one statement per page (app/reports/contribution.py,
+``RollupQuery``). It must give exactly what the frame path (pandas over the raw
+aggregate, used before the first refresh) gives: the same rows in the same order, the
+same count, totals, chart and drill-down links, the same CSV and XLSX — for ranges of
+whole months, partial months (edge days from the sales system), a range inside one
+month, both comparisons, every sort, every page, a name filter and merged customers.
+And it reads only the page: a bounded number of statements, never every row."""
+from datetime import date
+from itertools import product as combos
+
+import pytest
+from sqlalchemy import event, text
+
+from app import reports
+from app.extensions import db
+from app.models import CustomerNumberAlias
+from app.workflows import rollup
+
+from . import factories as f
+
+
+def _build(app, args):
+    with app.app_context():
+        try:
+            return reports.build(db.session, "contribution", args)
+        finally:
+            db.session.remove()
+
+
+def _outputs(app, args):
+    with app.app_context():
+        try:
+            r = reports.build(db.session, "contribution", args)
+            body = r.to_json()
+            body.pop("data_as_of")
+            return body, r.chart, r.to_csv()
+        finally:
+            db.session.remove()
+
+
+def _refresh(app):
+    with app.app_context():
+        try:
+            rollup.refresh(db.session)
+        finally:
+            db.session.remove()
+
+
+def _forget_rollup(app):
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM crm_rollup_state"))
+
+
+@pytest.fixture
+def shop(app, dbs, user_id, uniq):
+    """Seven customers named 贡献<tag>… with orders in 2033-2034 (whole and partial
+    months, statuses that do not count, equal amounts so the name decides, a customer
+    with orders only in the comparison period) and one merged customer whose old
+    number's orders count for the survivor."""
+    tag = uniq()[-6:]
+    prefix = f"贡献{tag}"
+    with dbs() as s:
+        m = user_id("manager1")
+        names = ["甲", "乙", "丙", "丁", "戊", "己", "庚"]
+        cs = [f.customer(s, m, name=f"{prefix}{n}公司") for n in names]
+        alias = f"KHP{tag}"
+        s.add(CustomerNumberAlias(number=alias, customer_id=cs[0].id, note="合并",
+                                  created_by_fk=user_id("admin"), changed_by_fk=user_id("admin")))
+        p = f.product(s, price="10.00")
+        rows = [
+            (cs[0].number, date(2033, 1, 5), 6, 3, "10.00"),
+            (cs[0].number, date(2034, 1, 10), 5, 2, "10.00"),
+            (alias, date(2034, 2, 15), 6, 1, "10.05"),          # merged: counts for 甲
+            (cs[1].number, date(2034, 1, 31), 6, 5, "10.00"),   # equal to 丙 in Jan 2034
+            (cs[2].number, date(2034, 1, 1), 5, 5, "10.00"),
+            (cs[2].number, date(2034, 3, 20), 6, 1, "0.01"),
+            (cs[3].number, date(2033, 2, 10), 6, 7, "10.00"),   # only in 2033
+            (cs[4].number, date(2034, 2, 28), 4, 9, "10.00"),   # cancelled: not counted
+            (cs[4].number, date(2034, 2, 14), 6, 4, "12.34"),
+            (cs[5].number, date(2034, 12, 31), 6, 1, "99.99"),
+            (cs[5].number, date(2033, 12, 1), 5, 1, "99.99"),
+            (cs[6].number, date(2034, 3, 5), 2, 8, "10.00"),    # not shipped: not counted
+        ]
+        for number, day, status, qty, price in rows:
+            f.order(s, number, [(p, qty, price)], status=status, day=day)
+        s.commit()
+    return prefix
+
+
+RANGES = [
+    {},
+    {"year": "2034"},
+    {"from": "2034-01-01", "to": "2034-03-31"},       # whole months
+    {"from": "2034-01-01", "to": "2034-02-28"},       # 乙 and 丙 equal: the name decides
+    {"from": "2034-01-10", "to": "2034-02-20"},       # partial first and last month
+    {"from": "2034-02-01", "to": "2034-02-14"},       # inside one month
+    {"from": "2033-12-15", "to": "2035-01-01"},
+]
+COMPARES = [None, "previous", "last_year"]
+
+
+def _cases(prefix):
+    for rng, cmp in combos(RANGES, COMPARES):
+        if cmp and not rng:
+            continue                                   # a comparison needs a range
+        base = dict(rng, customer=prefix)
+        if cmp:
+            base["compare"] = cmp
+        sorts = [None, "customer_name", "amount"] + (["amount_compare", "amount_change"]
+                                                      if cmp else [])
+        for sort, order in combos(sorts, (None, "asc", "desc")):
+            if sort is None and order:
+                continue
+            args = dict(base)
+            if sort:
+                args["sort"] = sort
+            if order:
+                args["order"] = order
+            yield dict(args, page_size="3")
+            if sort in (None, "amount_change"):
+                yield dict(args, page_size="2", page="1")
+                yield dict(args, page_size="2", page="9")   # past the end: the last page
+
+
+def test_paged_equals_the_frame_path_for_every_range_compare_sort_and_page(app, shop):
+    cases = list(_cases(shop))
+    _forget_rollup(app)
+    before = [_outputs(app, a) for a in cases]
+    _refresh(app)
+    with app.app_context():
+        assert reports.contribution.paged(db.session, reports.parse_params({})) is not None
+        db.session.remove()
+    after = [_outputs(app, a) for a in cases]
+    for args, b, a in zip(cases, before, after):
+        assert a[0] == b[0], args
+        assert a[1] == b[1], args
+        assert a[2] == b[2], args
+    # the fixture's figures, by hand. 2034: 己 99.99, 丙 50 + 0.01, 乙 50, 戊 4 × 12.34
+    # (the cancelled order not counted), 甲 2 × 10 + 10.05 (its merged number's order)
+    body = after[cases.index(dict(year="2034", customer=shop, page_size="3"))][0]
+    assert body["count"] == 5 and body["total"]["amount"] == "279.41"
+    assert [(r["customer_name"][-3:], r["amount"]) for r in body["rows"]] == [
+        ("己公司", "99.99"), ("丙公司", "50.01"), ("乙公司", "50.00")]
+    tie = after[cases.index(dict(RANGES[3], customer=shop, page_size="3"))][0]
+    assert [r["customer_name"][-3:] for r in tie["rows"]] == ["丙公司", "乙公司", "戊公司"]
+    assert body["rows"][0]["link"].startswith("/order/list/?_flt_3_customer_number=")
+
+
+def test_xlsx_and_an_unfiltered_report_agree_too(app, shop):
+    args = {"year": "2034", "compare": "previous", "sort": "amount_change", "page_size": "5"}
+    _forget_rollup(app)
+    with app.app_context():
+        r = reports.build(db.session, "contribution", dict(args, customer=shop))
+        xlsx_before = r.to_xlsx()
+        full = reports.build(db.session, "contribution", args)
+        full_before = (full.count, full.json_total(), full.chart["title"],
+                       len(full.to_csv()))
+        db.session.remove()
+    _refresh(app)
+    with app.app_context():
+        r = reports.build(db.session, "contribution", dict(args, customer=shop))
+        assert r.row_count is not None                      # the paged path
+        from openpyxl import load_workbook
+        import io
+        rows = lambda b: [[c.value for c in row] for row in load_workbook(io.BytesIO(b)).active]
+        assert rows(r.to_xlsx()) == rows(xlsx_before)
+        full = reports.build(db.session, "contribution", args)
+        assert (full.count, full.json_total(), full.chart["title"],
+                len(full.to_csv())) == full_before
+        db.session.remove()
+
+
+def test_a_page_reads_only_the_page(app, shop):
+    """The paged path runs a few statements and fetches the page's rows (plus the
+    chart's top 20), never every customer; the frame path fetches them all."""
+    _refresh(app)
+    fetched = []
+    with app.app_context():
+        engine = db.engine
+
+        def count_rows(conn, cursor, statement, parameters, context, executemany):
+            fetched.append(statement)
+        event.listen(engine, "after_cursor_execute", count_rows)
+        try:
+            r = reports.build(db.session, "contribution", {"page_size": "2", "sort": "customer_name"})
+            assert len(r.main.df) == 2 and r.count > 2
+            assert len(r.chart["categories"]) == min(20, r.count)
+        finally:
+            event.remove(engine, "after_cursor_execute", count_rows)
+            db.session.remove()
+    report_sql = [s for s in fetched if "crm_order_month" in s]
+    assert len(report_sql) == 2            # the page (with count and totals), the chart's top
+    assert all("LIMIT" in s.upper() for s in report_sql)
+
+
+def test_api_and_page_read_the_rollup(app, api, web, shop):
+    _refresh(app)
+    body = api("supervisor").get("/api/v1/report/contribution",
+                                 query_string={"customer": shop, "year": "2034",
+                                               "compare": "last_year", "page_size": "2"}).json
+    assert body["data_as_of"] and body["count"] == 6 and len(body["rows"]) == 2
+    assert body["total"]["amount_compare"] == "199.99"   # 2033: 甲 30, 丁 70, 己 99.99
+    page = web("supervisor").get("/reports/contribution/", query_string={
+        "customer": shop, "year": "2034", "page_size": "2"})
+    assert page.status_code == 200
+    assert "订单数据更新于" in page.text and f"{shop}己公司" in page.text
+    bad = api("supervisor").get("/api/v1/report/contribution",
+                                query_string={"sort": "nope"})
+    assert bad.status_code == 400 and "排序列" in bad.json["message"]
