@@ -190,9 +190,37 @@ def test_a_page_reads_only_the_page(app, shop):
         finally:
             event.remove(engine, "after_cursor_execute", count_rows)
             db.session.remove()
-    report_sql = [s for s in fetched if "crm_order_month" in s]
-    assert len(report_sql) == 2            # the page (with count and totals), the chart's top
-    assert all("LIMIT" in s.upper() for s in report_sql)
+    report_sql = [s for s in fetched if "crm_order_customer" in s]
+    # all time is one row per customer in crm_order_customer (year 0): the page, its
+    # count and totals, the chart's top 20 — the page and the chart are LIMITed
+    assert len(report_sql) == 3, report_sql
+    assert sum("LIMIT" in s.upper() for s in report_sql) == 2
+    assert all("LIMIT" in s.upper() or "count(*)" in s.lower() for s in report_sql)
+    assert not any("crm_order_month" in s or "GROUP BY" in s.upper() for s in report_sql)
+
+
+def test_a_merge_after_the_refresh_counts_for_the_survivor_at_once(app, api, dbs, shop):
+    """crm_order_customer is per customer: a merge folds the merged customer's years
+    into the survivor's in its own transaction — the report equals the frame path
+    (which maps the new alias at read time) without a refresh."""
+    from app.models import Customer
+
+    _refresh(app)
+    with dbs() as s:
+        ids = dict(s.query(Customer.name, Customer.id).filter(Customer.name.like(f"{shop}%")))
+    # 己 (2033 + 2034) into 丙 (2034): both have 2034, only 己 has 2033
+    r = api("supervisor").post("/api/v1/import/merge", json={
+        "survivor_id": ids[f"{shop}丙公司"], "merged_id": ids[f"{shop}己公司"]})
+    assert r.status_code == 200, r.text
+    cases = [dict(rng, customer=shop, page_size="10") for rng in RANGES]
+    cases += [dict(RANGES[1], customer=shop, compare="previous", page_size="10")]
+    after = [_outputs(app, a) for a in cases]
+    _forget_rollup(app)
+    before = [_outputs(app, a) for a in cases]
+    for args, b, a in zip(cases, before, after):
+        assert a == b, args
+    rows = {r["customer_name"][-3:]: r["amount"] for r in after[0][0]["rows"]}
+    assert "己公司" not in rows and rows["丙公司"] == "249.99"   # 50 + 0.01 + 99.99 + 99.99
 
 
 def test_api_and_page_read_the_rollup(app, api, web, shop):
@@ -209,3 +237,42 @@ def test_api_and_page_read_the_rollup(app, api, web, shop):
     bad = api("supervisor").get("/api/v1/report/contribution",
                                 query_string={"sort": "nope"})
     assert bad.status_code == 400 and "排序列" in bad.json["message"]
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
+    """An install upgraded to 0013 with its rollup built reads crm_order_customer at
+    once: the migration fills it with what the next refresh would build."""
+    import os
+
+    from flask_migrate import downgrade, upgrade
+
+    from .conftest import build_app, dispose_app
+
+    if backend_name == "postgresql" and not os.environ.get("CRM_TEST_DATABASE_URL"):
+        pytest.skip("PostgreSQL runs when CRM_TEST_DATABASE_URL is set")
+    app = build_app(tmp_path, backend_name)
+    try:
+        with app.app_context():
+            from app.models import Customer
+            m = db.session.scalar(text("SELECT id FROM ab_user WHERE username = 'manager1'"))
+            c1, c2 = f.customer(db.session, m), f.customer(db.session, m)
+            p = f.product(db.session, price="2.50")
+            for number, day, qty in ((c1.number, date(2035, 1, 2), 4), (c1.number, date(2036, 5, 1), 1),
+                                     (c2.number, date(2036, 7, 9), 3)):
+                f.order(db.session, number, [(p, qty, "2.50")], status=6, day=day)
+            db.session.commit()
+            rollup.refresh(db.session)
+            built = sorted(tuple(r) for r in db.session.execute(text(
+                "SELECT year, customer_id, amount, orders FROM crm_order_customer")))
+            assert (0, c1.id, 1250, 2) in built and (2036, c2.id, 750, 1) in built
+            db.session.remove()
+            downgrade(revision="0012")
+            upgrade()
+            again = sorted(tuple(r) for r in db.session.execute(text(
+                "SELECT year, customer_id, amount, orders FROM crm_order_customer")))
+            assert again == built
+            assert Customer  # the model still maps the table
+            db.session.remove()
+    finally:
+        dispose_app(app)

@@ -13,4 +13,4 @@ from .sales import Order, OrderLine, Product, Stock  # noqa: F401
 from .notification import JobRun, Notification, NotificationSetting  # noqa: F401
 from .session import LoginSession  # noqa: F401
 from .list_prefs import ListPreference  # noqa: F401
-from .rollup import OrderLast, OrderMonth, RollupState  # noqa: F401
+from .rollup import OrderCustomer, OrderLast, OrderMonth, RollupState  # noqa: F401

@@ -7,10 +7,11 @@ customer's old numbers (``CustomerNumberAlias``) are mapped to the survivor when
 the rollup is read, so a merge needs no refresh. ``crm_rollup_state`` is one row
 (id 1): when the rollup now in place was built.
 
-A refresh builds ``*_next`` tables next to these and swaps them in one
+``crm_order_customer`` sums the months per CRM customer and year (aliases folded in)
+for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
 transaction (app/workflows/rollup.py); the ``*_next`` tables are not models.
 """
-from sqlalchemy import Column, Date, DateTime, Float, Integer, Numeric, String
+from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, Numeric, String
 
 from .base import Model
 
@@ -35,6 +36,22 @@ class OrderLast(Model):
 
     number = Column(String(32), primary_key=True)
     last_date = Column(Date, nullable=False)
+
+
+class OrderCustomer(Model):
+    """Σ of the rollup per CRM customer and calendar year (``year`` 0 = all time), in
+    integer cents: the numbers of a customer and of its aliases summed. Built by the
+    refresh from ``crm_order_month``; a merge folds the merged customer's rows into
+    the survivor's in its own transaction (``rollup.fold_merged``), so it never waits
+    for the next refresh. What 客户贡献分析 reads for whole years and for all time."""
+
+    __tablename__ = "crm_order_customer"
+    __table_args__ = (Index("ix_order_customer_year_amount", "year", "amount"),)
+
+    year = Column(Integer, primary_key=True, autoincrement=False)
+    customer_id = Column(Integer, primary_key=True, autoincrement=False)
+    amount = Column(BigInteger, nullable=False)          # cents
+    orders = Column(Integer, nullable=False)
 
 
 class RollupState(Model):

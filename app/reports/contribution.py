@@ -20,6 +20,8 @@ the names, filtered, sorted, paged; the count and the totals come with the page
 first/last month come from the sales bind and join the statement through a
 temporary table. Exports read every row through the same statement.
 """
+from datetime import date
+
 import numpy as np
 import pandas as pd
 from flask_babel import lazy_gettext as _l
@@ -28,7 +30,7 @@ from sqlalchemy import (BigInteger, Column, Integer, MetaData, Numeric, String, 
 
 from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
-from ..models.rollup import OrderMonth
+from ..models.rollup import OrderCustomer, OrderMonth
 from ..models.sales import COUNTED_ORDER_STATUSES
 
 NAME = "contribution"
@@ -218,6 +220,12 @@ class RollupQuery:
     """客户贡献分析 over the rollup, in the CRM database. Part 0 is the period, part 1
     the comparison period (when comparing).
 
+    A period is read in three grains: its whole calendar years (and all time) from
+    ``crm_order_customer`` (per customer, aliases already folded, cents), its other
+    whole months from ``crm_order_month`` (per sales number: summed, rounded to cents,
+    mapped to the customer here), the days of a partial first/last month from the
+    sales bind (a temporary table).
+
     Rows: customer_id, customer_name, _number (the survivor's own number, for the
     drill-down link), amount (cents), and with a comparison amount_compare (cents)
     and amount_change (%, NULL where the comparison is 0). A customer is a row when
@@ -232,88 +240,116 @@ class RollupQuery:
         if self.compare:
             cp = params["compare_period"]
             periods.append((cp.start, cp.stop))
-        self.specs = []                 # per part: (first_full, end_full) or None
+        self.years = []                 # per part: None, 0 (all time) or (y0, y1) [y0, y1)
+        self.months = []                # per part: [(first, end)] month ranges
         self.edges = []                 # [(number, part, amount)] from the sales bind
         for part, (start, stop) in enumerate(periods):
-            if start is not None and stop is not None and start >= stop:
-                self.specs.append(None)
-                continue
-            months, edges = rollup.split_range(start, stop)
-            self.specs.append(months)
-            for a, b in edges:
-                self.edges.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
-                                  if n is not None and amt is not None)
+            years, months = None, []
+            if start is None or stop is None or start < stop:
+                whole, edges = rollup.split_range(start, stop)
+                if whole is not None:
+                    years, months = _split_years(*whole)
+                for a, b in edges:
+                    self.edges.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
+                                      if n is not None and amt is not None)
+            self.years.append(years)
+            self.months.append(months)
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
 
     # -- SQL --------------------------------------------------------------------------
-    def _sources(self):
-        """(number, part, amount) rows of every part: rollup months, then edge days."""
+    def _year_where(self, T, years):
+        if years == 0:
+            return T.c.year == 0
+        y0, y1 = years
+        cond = [T.c.year > 0]
+        if y0 is not None:
+            cond.append(T.c.year >= y0)
+        if y1 is not None:
+            cond.append(T.c.year < y1)
+        return and_(*cond)
+
+    def _single_year(self):
+        """The one ``crm_order_customer`` year (0 = all time) that is the whole report,
+        or None (a comparison, months, edge days or several years)."""
+        years = self.years[0]
+        if self.parts != 1 or self.months[0] or self.edges or years is None:
+            return None
+        if years == 0:
+            return 0
+        y0, y1 = years
+        return y0 if (y0 is not None and y1 == y0 + 1) else None
+
+    def _by_number(self):
+        """(customer_id, part, cents) of the month rows and edge days: Σ per sales
+        number and part, rounded to cents, mapped to the customer (alias → survivor)."""
         M = OrderMonth.__table__
         selects = []
-        for part, months in enumerate(self.specs):
-            if months is None:
-                continue
-            first_full, end_full = months
-            q = select(M.c.number.label("number"), literal(part).label("part"),
-                       M.c.amount.label("amount"))
-            if first_full is not None:
-                q = q.where(M.c.month >= first_full)
-            if end_full is not None:
-                q = q.where(M.c.month < end_full)
-            selects.append(q)
+        for part, ranges in enumerate(self.months):
+            for first, end in ranges:
+                q = select(M.c.number.label("number"), literal(part).label("part"),
+                           M.c.amount.label("amount"))
+                if first is not None:
+                    q = q.where(M.c.month >= first)
+                if end is not None:
+                    q = q.where(M.c.month < end)
+                selects.append(q)
         if self.edges:
             selects.append(select(EDGE.c.number, EDGE.c.part, EDGE.c.amount))
-        return selects
-
-    def _per_number(self):
-        """Σ amount per sales customer number and part, in cents (as the frame path:
-        each number's sum rounded to cents first)."""
-        selects = self._sources()
         if not selects:
             return None
-        if len(selects) == 1 and self.parts == 1:
-            src = selects[0].subquery("src")
-            sums = [func.sum(src.c.amount)]
-        else:
-            src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
-            sums = [func.sum(case((src.c.part == i, src.c.amount))) for i in range(self.parts)]
-        return (select(src.c.number, *[_cents(s).label(f"a{i}") for i, s in enumerate(sums)])
-                .group_by(src.c.number).subquery("per_number"))
-
-    def _rows(self):
-        """The report's rows (no order): per customer, the numbers of the customer and
-        of its aliases summed."""
-        pn = self._per_number()
-        if pn is None:
-            return None
+        src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
+        pn = (select(src.c.number, src.c.part, _cents(func.sum(src.c.amount)).label("cents"))
+              .group_by(src.c.number, src.c.part).subquery("per_number"))
         C1 = Customer.__table__.alias("own")
         A = CustomerNumberAlias.__table__
         owner = func.coalesce(C1.c.id, A.c.customer_id)
-        sums = [func.sum(func.coalesce(pn.c[f"a{i}"], 0)) for i in range(self.parts)]
-        per_customer = (
-            select(owner.label("customer_id"),
-                   *[case((s > 0, s), else_=0).label(f"a{i}") for i, s in enumerate(sums)])
-            .select_from(pn.outerjoin(C1, and_(C1.c.number == pn.c.number,
-                                               C1.c.status != "merged"))
-                         .outerjoin(A, A.c.number == pn.c.number))
-            .where(owner.isnot(None))
-            .group_by(owner)
-            .having(or_(*[s > 0 for s in sums]))
-            .subquery("per_customer"))
+        return (select(owner.label("customer_id"), pn.c.part, pn.c.cents.label("amount"))
+                .select_from(pn.outerjoin(C1, and_(C1.c.number == pn.c.number,
+                                                   C1.c.status != "merged"))
+                             .outerjoin(A, A.c.number == pn.c.number))
+                .where(owner.isnot(None)))
+
+    def _rows(self):
+        """The report's rows (no order), or None when no grain has any."""
         C = Customer.__table__
-        cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
-                C.c.number.label("_number"), per_customer.c.a0.label("amount")]
-        if self.compare:
-            cur, prev = per_customer.c.a0, per_customer.c.a1
-            cols += [prev.label("amount_compare"),
-                     case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
-                                                      Numeric(30, 10)), 1))
-                          ).label("amount_change")]
-        q = select(*cols).select_from(per_customer.join(C, C.c.id == per_customer.c.customer_id))
+        T = OrderCustomer.__table__
+        single = self._single_year()
+        if single is not None:                       # one row per customer already
+            q = (select(T.c.customer_id, C.c.name.label("customer_name"),
+                        C.c.number.label("_number"), T.c.amount.label("amount"))
+                 .select_from(T.join(C, C.c.id == T.c.customer_id))
+                 .where(T.c.year == single, T.c.amount > 0))
+        else:
+            selects = [select(T.c.customer_id, literal(part).label("part"), T.c.amount)
+                       .where(self._year_where(T, years))
+                       for part, years in enumerate(self.years) if years is not None]
+            by_number = self._by_number()
+            if by_number is not None:
+                selects.append(by_number)
+            if not selects:
+                return None
+            src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
+            sums = [func.sum(case((src.c.part == i, src.c.amount), else_=0))
+                    for i in range(self.parts)]
+            per_customer = (
+                select(src.c.customer_id,
+                       *[case((s > 0, s), else_=0).label(f"a{i}") for i, s in enumerate(sums)])
+                .group_by(src.c.customer_id)
+                .having(or_(*[s > 0 for s in sums]))
+                .subquery("per_customer"))
+            cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
+                    C.c.number.label("_number"), per_customer.c.a0.label("amount")]
+            if self.compare:
+                cur, prev = per_customer.c.a0, per_customer.c.a1
+                cols += [prev.label("amount_compare"),
+                         case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
+                                                          Numeric(30, 10)), 1))
+                              ).label("amount_change")]
+            q = select(*cols).select_from(per_customer.join(C, C.c.id == per_customer.c.customer_id))
         if self.params.get("customer"):
             q = q.where(C.c.name.icontains(self.params["customer"], autoescape=True))
-        return q.subquery("report")
+        return q
 
     def _order(self, r, sort, desc):
         name = r.c.customer_name
@@ -355,11 +391,23 @@ class RollupQuery:
         return df
 
     # -- what the report framework asks ------------------------------------------------
+    def _report(self):
+        q = self._rows()
+        return None if q is None else q.subquery("report")
+
     def page(self, sort, desc, offset, limit):
-        """(rows of the page as a frame, count, totals {amount, amount_compare})."""
-        r = self._rows()
+        """(rows of the page as a frame, count, totals {amount, amount_compare}).
+        One year: the page walks the (year, amount) index and the count is its own
+        statement; otherwise the count and totals come with the page (window)."""
+        r = self._report()
         if r is None:
             return self._frame([]), 0, self._totals(None)
+        width = len(r.c)
+        if self._single_year() is not None:
+            stmt = select(*r.c).order_by(*self._order(r, sort, desc)).limit(limit).offset(offset)
+            rows = self._execute(stmt)
+            count, totals = self.count_totals()
+            return self._frame(rows), count, totals
         over = [func.count().over().label("n"), func.sum(r.c.amount).over().label("t0")]
         if self.compare:
             over.append(func.sum(r.c.amount_compare).over().label("t1"))
@@ -368,7 +416,6 @@ class RollupQuery:
         rows = self._execute(stmt)
         if not rows:
             return self._frame([]), *self.count_totals()
-        width = len(r.c)
         first = rows[0]
         totals = {"amount": int(first[width + 1] or 0)}
         if self.compare:
@@ -376,7 +423,7 @@ class RollupQuery:
         return self._frame([row[:width] for row in rows]), int(first[width]), totals
 
     def count_totals(self):
-        r = self._rows()
+        r = self._report()
         if r is None:
             return 0, self._totals(None)
         cols = [func.count(), func.coalesce(func.sum(r.c.amount), 0)]
@@ -394,10 +441,28 @@ class RollupQuery:
 
     def frame(self, sort, desc, limit=None):
         """Every row (or the first ``limit``) in the given order (exports, chart)."""
-        r = self._rows()
+        r = self._report()
         if r is None:
             return self._frame([])
         stmt = select(*r.c).order_by(*self._order(r, sort, desc))
         if limit is not None:
             stmt = stmt.limit(limit)
         return self._frame(self._execute(stmt))
+
+
+def _split_years(first, end):
+    """Whole months [first, end) (either None = open) → (years, month ranges): the
+    whole calendar years inside as ``(y0, y1)`` (``year >= y0 AND year < y1``, None
+    open) — or 0 for all time, None for none — and the months before and after them."""
+    if first is None and end is None:
+        return 0, []
+    y0 = None if first is None else (first.year if first.month == 1 else first.year + 1)
+    y1 = None if end is None else end.year
+    if y0 is not None and y1 is not None and y0 >= y1:
+        return None, [(first, end)]
+    months = []
+    if first is not None and first < date(y0, 1, 1):
+        months.append((first, date(y0, 1, 1)))
+    if end is not None and date(y1, 1, 1) < end:
+        months.append((date(y1, 1, 1), end))
+    return (y0, y1), months

@@ -35,13 +35,17 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Column, Date, MetaData, String, Table, func, literal, select, text
 
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
-from ..models.rollup import OrderLast, OrderMonth, RollupState
+from ..models.rollup import OrderCustomer, OrderLast, OrderMonth, RollupState
 from ..models.sales import COUNTED_ORDER_STATUSES
 from .errors import Conflict, Forbidden
 
 JOB = "rollup"
 MONTH_NEXT = "crm_order_month_next"
 LAST_NEXT = "crm_order_last_next"
+CUSTOMER_NEXT = "crm_order_customer_next"
+# a merge and the swap of a refresh both fold numbers into customers: on PostgreSQL they
+# take this transaction lock first (SQLite has one writer at a time anyway)
+FOLD_LOCK_KEY = 0x43524D46  # "CRMF"
 CHUNK = 20000
 STATUSES = ", ".join(str(s) for s in COUNTED_ORDER_STATUSES)
 
@@ -98,6 +102,7 @@ def raw_aggregate_sql(dialect):
 def _create_next(conn, dialect):
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {MONTH_NEXT}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LAST_NEXT}")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {CUSTOMER_NEXT}")
     # the live tables' shape (migration 0009); keys added after the load (faster)
     conn.exec_driver_sql(
         f"CREATE TABLE {MONTH_NEXT} (number VARCHAR(32) NOT NULL, month DATE NOT NULL, "
@@ -106,6 +111,57 @@ def _create_next(conn, dialect):
     conn.exec_driver_sql(
         f"CREATE TABLE {LAST_NEXT} (number VARCHAR(32) NOT NULL, last_date DATE NOT NULL, "
         f"PRIMARY KEY (number))")
+
+
+def _year_sql(dialect, col):
+    if dialect == "postgresql":
+        return f"CAST(EXTRACT(YEAR FROM {col}) AS INTEGER)"
+    return f"CAST(substr({col}, 1, 4) AS INTEGER)"
+
+
+def _build_customer_next(conn, dialect):
+    """crm_order_customer_next from crm_order_month_next: per CRM customer (a merged
+    customer's numbers → the survivor, through ``crm_customer_alias``) and year, and
+    year 0 = all time; cents rounded per number and year, then summed."""
+    conn.exec_driver_sql(
+        f"CREATE TABLE {CUSTOMER_NEXT} (year INTEGER NOT NULL, customer_id INTEGER NOT NULL, "
+        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (year, customer_id))")
+    conn.exec_driver_sql(
+        f"INSERT INTO {CUSTOMER_NEXT} (year, customer_id, amount, orders) "
+        f"SELECT y, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
+        f"SELECT number, {_year_sql(dialect, 'month')} AS y, "
+        f"CAST(ROUND(SUM(amount) * 100) AS BIGINT) AS cents, SUM(orders) AS n "
+        f"FROM {MONTH_NEXT} GROUP BY number, {_year_sql(dialect, 'month')}) m "
+        f"LEFT JOIN crm_customer own ON own.number = m.number AND own.status <> 'merged' "
+        f"LEFT JOIN crm_customer_alias a ON a.number = m.number "
+        f"WHERE COALESCE(own.id, a.customer_id) IS NOT NULL "
+        f"GROUP BY y, COALESCE(own.id, a.customer_id)")
+    conn.exec_driver_sql(
+        f"INSERT INTO {CUSTOMER_NEXT} (year, customer_id, amount, orders) "
+        f"SELECT 0, customer_id, SUM(amount), SUM(orders) FROM {CUSTOMER_NEXT} "
+        f"WHERE year > 0 GROUP BY customer_id")
+
+
+def fold_merged(session, survivor_id, merged_id):
+    """A merge (app/workflows/imports/merge.py), in its transaction: the merged
+    customer's rows of crm_order_customer are added to the survivor's (its numbers now
+    count for the survivor; crm_order_month is keyed by number and needs nothing)."""
+    T = OrderCustomer.__table__
+    if session.get_bind(mapper=OrderCustomer.__mapper__).dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FOLD_LOCK_KEY})
+    m = T.alias("m")
+    theirs = select(m.c.year).where(m.c.customer_id == merged_id)
+    both = T.c.year.in_(theirs)
+    same_year = lambda col: (select(getattr(m.c, col)).where(m.c.customer_id == merged_id,  # noqa: E731
+                                                             m.c.year == T.c.year)
+                             .scalar_subquery())
+    session.execute(T.update().where(T.c.customer_id == survivor_id, both)
+                    .values(amount=T.c.amount + same_year("amount"),
+                            orders=T.c.orders + same_year("orders")))
+    session.execute(T.delete().where(T.c.customer_id == merged_id, T.c.year.in_(
+        select(m.c.year).where(m.c.customer_id == survivor_id))))
+    session.execute(T.update().where(T.c.customer_id == merged_id)
+                    .values(customer_id=survivor_id))
 
 
 def _sqlite_file(engine):
@@ -197,11 +253,19 @@ def refresh(session, now=None):
                 # pysqlite opens its transaction before the first DML only, and DDL
                 # would otherwise run in autocommit: make the swap one transaction
                 conn.exec_driver_sql("DELETE FROM crm_rollup_state WHERE id = 0")
-            for live, nxt in (("crm_order_month", MONTH_NEXT), ("crm_order_last", LAST_NEXT)):
+            else:
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % FOLD_LOCK_KEY)
+            # per customer and year, with the numbers → customers of this moment (a merge
+            # waits for the lock above, then folds into the new table)
+            _build_customer_next(conn, dialect)
+            for live, nxt in (("crm_order_month", MONTH_NEXT), ("crm_order_last", LAST_NEXT),
+                              ("crm_order_customer", CUSTOMER_NEXT)):
                 conn.exec_driver_sql(f"DROP TABLE {live}")
                 conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
                 if dialect == "postgresql":
                     conn.exec_driver_sql(f"ALTER INDEX {nxt}_pkey RENAME TO {live}_pkey")
+            conn.exec_driver_sql("CREATE INDEX ix_order_customer_year_amount "
+                                 "ON crm_order_customer (year, amount)")
             seconds = round(time.perf_counter() - started, 3)
             state = RollupState.__table__
             conn.execute(state.delete())
@@ -210,6 +274,7 @@ def refresh(session, now=None):
         if dialect == "postgresql":
             conn.exec_driver_sql("ANALYZE crm_order_month")
             conn.exec_driver_sql("ANALYZE crm_order_last")
+            conn.exec_driver_sql("ANALYZE crm_order_customer")
             conn.commit()
     return {"refreshed_at": now, "seconds": seconds, "months": months, "customers": customers}
 

@@ -108,6 +108,10 @@ def merge(session, actor, survivor_id, merged_id, field_choices=None, confirm_lo
                                  .values(customer_id=sid)
                                  .execution_options(synchronize_session=False))
         moved[key] = result.rowcount
+    # the per-customer order rollup (客户贡献分析): the merged customer's years count
+    # for the survivor from now on, as its numbers do (aliases below)
+    from ..rollup import fold_merged
+    fold_merged(session, sid, mid)
     A = CustomerNumberAlias
     moved["aliases"] = session.execute(
         update(A).where(A.customer_id == mid).values(customer_id=sid, changed_on=now,
