@@ -276,3 +276,25 @@ def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
             db.session.remove()
     finally:
         dispose_app(app)
+
+
+def test_a_deleted_customer_leaves_the_report_at_once(app, api, dbs, shop):
+    """The CRM has no customer delete (customers are merged, not deleted), but a row
+    removed in the database takes its crm_order_customer rows with it (ON DELETE
+    CASCADE), so the count and totals (read without a join) still equal the rows."""
+    from app.models import Customer
+
+    _refresh(app)
+    with dbs() as s:
+        gone = s.query(Customer.id).filter(Customer.name == f"{shop}乙公司").scalar()
+        s.execute(text("DELETE FROM crm_customer WHERE id = :c"), {"c": gone})
+        s.commit()
+    with app.app_context():
+        assert not db.session.execute(text(
+            "SELECT count(*) FROM crm_order_customer WHERE customer_id = :c"), {"c": gone}).scalar()
+        db.session.remove()
+    cases = [{"customer": shop}, {"year": "2034", "customer": shop}]
+    after = [_outputs(app, a) for a in cases]
+    _forget_rollup(app)
+    assert after == [_outputs(app, a) for a in cases]
+    assert all(row["customer_name"] != f"{shop}乙公司" for row in after[0][0]["rows"])

@@ -11,7 +11,8 @@ the rollup is read, so a merge needs no refresh. ``crm_rollup_state`` is one row
 for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
 transaction (app/workflows/rollup.py); the ``*_next`` tables are not models.
 """
-from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, Numeric, String
+from sqlalchemy import (BigInteger, Column, Date, DateTime, Float, ForeignKey, Index, Integer,
+                        Numeric, String)
 
 from .base import Model
 
@@ -40,7 +41,8 @@ class OrderLast(Model):
 
 class OrderCustomer(Model):
     """Σ of the rollup per CRM customer and calendar year (``year`` 0 = all time), in
-    integer cents: the numbers of a customer and of its aliases summed. Built by the
+    integer cents: the numbers of a customer and of its aliases summed (a deleted
+    customer's rows go with it: ON DELETE CASCADE). Built by the
     refresh from ``crm_order_month``; a merge folds the merged customer's rows into
     the survivor's in its own transaction (``rollup.fold_merged``), so it never waits
     for the next refresh. What 客户贡献分析 reads for whole years and for all time."""
@@ -48,8 +50,10 @@ class OrderCustomer(Model):
     __tablename__ = "crm_order_customer"
     __table_args__ = (Index("ix_order_customer_year_amount", "year", "amount"),)
 
+    customer_id = Column(Integer, ForeignKey("crm_customer.id", ondelete="CASCADE",
+                                             name="fk_order_customer_customer"),
+                         primary_key=True, autoincrement=False)
     year = Column(Integer, primary_key=True, autoincrement=False)
-    customer_id = Column(Integer, primary_key=True, autoincrement=False)
     amount = Column(BigInteger, nullable=False)          # cents
     orders = Column(Integer, nullable=False)
 

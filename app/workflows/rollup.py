@@ -123,9 +123,14 @@ def _build_customer_next(conn, dialect):
     """crm_order_customer_next from crm_order_month_next: per CRM customer (a merged
     customer's numbers → the survivor, through ``crm_customer_alias``) and year, and
     year 0 = all time; cents rounded per number and year, then summed."""
+    # SQLite: the foreign key is declared here (checked per row, a primary key probe);
+    # PostgreSQL: added after the load, validated in one pass
+    fk = ("" if dialect == "postgresql" else
+          ", CONSTRAINT fk_order_customer_customer FOREIGN KEY (customer_id) "
+          "REFERENCES crm_customer (id) ON DELETE CASCADE")
     conn.exec_driver_sql(
-        f"CREATE TABLE {CUSTOMER_NEXT} (year INTEGER NOT NULL, customer_id INTEGER NOT NULL, "
-        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (year, customer_id))")
+        f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, year INTEGER NOT NULL, "
+        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, year){fk})")
     conn.exec_driver_sql(
         f"INSERT INTO {CUSTOMER_NEXT} (year, customer_id, amount, orders) "
         f"SELECT y, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
@@ -140,6 +145,10 @@ def _build_customer_next(conn, dialect):
         f"INSERT INTO {CUSTOMER_NEXT} (year, customer_id, amount, orders) "
         f"SELECT 0, customer_id, SUM(amount), SUM(orders) FROM {CUSTOMER_NEXT} "
         f"WHERE year > 0 GROUP BY customer_id")
+    if dialect == "postgresql":
+        conn.exec_driver_sql(
+            f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT fk_order_customer_customer "
+            f"FOREIGN KEY (customer_id) REFERENCES crm_customer (id) ON DELETE CASCADE")
 
 
 def fold_merged(session, survivor_id, merged_id):

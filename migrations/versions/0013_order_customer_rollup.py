@@ -17,11 +17,13 @@ depends_on = None
 def upgrade():
     op.create_table(
         "crm_order_customer",
-        sa.Column("year", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("year", sa.Integer(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("orders", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("year", "customer_id"),
+        sa.ForeignKeyConstraint(["customer_id"], ["crm_customer.id"], ondelete="CASCADE",
+                                name="fk_order_customer_customer"),
+        sa.PrimaryKeyConstraint("customer_id", "year"),
     )
     op.create_index("ix_order_customer_year_amount", "crm_order_customer", ["year", "amount"])
     # a rollup already built is summed per customer now (else 客户贡献分析 would read an
