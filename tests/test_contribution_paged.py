@@ -96,6 +96,7 @@ RANGES = [
     {"from": "2034-01-01", "to": "2034-02-28"},       # 乙 and 丙 equal: the name decides
     {"from": "2034-01-10", "to": "2034-02-20"},       # partial first and last month
     {"from": "2034-02-01", "to": "2034-02-14"},       # inside one month
+    {"from": "2034-02-01", "to": "2034-02-28"},       # one whole month
     {"from": "2033-12-15", "to": "2035-01-01"},
 ]
 COMPARES = [None, "previous", "last_year"]
@@ -191,7 +192,7 @@ def test_a_page_reads_only_the_page(app, shop):
             event.remove(engine, "after_cursor_execute", count_rows)
             db.session.remove()
     report_sql = [s for s in fetched if "crm_order_customer" in s]
-    # all time is one row per customer in crm_order_customer (year 0): the page, its
+    # all time is one row per customer in crm_order_customer (period 0): the page, its
     # count and totals, the chart's top 20 — the page and the chart are LIMITed
     assert len(report_sql) == 3, report_sql
     assert sum("LIMIT" in s.upper() for s in report_sql) == 2
@@ -264,13 +265,14 @@ def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
             db.session.commit()
             rollup.refresh(db.session)
             built = sorted(tuple(r) for r in db.session.execute(text(
-                "SELECT year, customer_id, amount, orders FROM crm_order_customer")))
+                "SELECT period, customer_id, amount, orders FROM crm_order_customer")))
             assert (0, c1.id, 1250, 2) in built and (2036, c2.id, 750, 1) in built
+            assert (203501, c1.id, 1000, 1) in built and (203605, c1.id, 250, 1) in built
             db.session.remove()
             downgrade(revision="0012")
             upgrade()
             again = sorted(tuple(r) for r in db.session.execute(text(
-                "SELECT year, customer_id, amount, orders FROM crm_order_customer")))
+                "SELECT period, customer_id, amount, orders FROM crm_order_customer")))
             assert again == built
             assert Customer  # the model still maps the table
             db.session.remove()

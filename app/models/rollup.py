@@ -7,7 +7,8 @@ customer's old numbers (``CustomerNumberAlias``) are mapped to the survivor when
 the rollup is read, so a merge needs no refresh. ``crm_rollup_state`` is one row
 (id 1): when the rollup now in place was built.
 
-``crm_order_customer`` sums the months per CRM customer and year (aliases folded in)
+``crm_order_customer`` sums the months per CRM customer and month / year / all time
+(aliases folded in)
 for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
 transaction (app/workflows/rollup.py); the ``*_next`` tables are not models.
 """
@@ -40,20 +41,20 @@ class OrderLast(Model):
 
 
 class OrderCustomer(Model):
-    """Σ of the rollup per CRM customer and calendar year (``year`` 0 = all time), in
-    integer cents: the numbers of a customer and of its aliases summed (a deleted
+    """Σ of the rollup per CRM customer and period — ``period`` YYYYMM a month, YYYY a
+    calendar year, 0 all time — in integer cents: the numbers of a customer and of its aliases summed (a deleted
     customer's rows go with it: ON DELETE CASCADE). Built by the
     refresh from ``crm_order_month``; a merge folds the merged customer's rows into
     the survivor's in its own transaction (``rollup.fold_merged``), so it never waits
-    for the next refresh. What 客户贡献分析 reads for whole years and for all time."""
+    for the next refresh. What 客户贡献分析 reads for whole months, years and all time."""
 
     __tablename__ = "crm_order_customer"
-    __table_args__ = (Index("ix_order_customer_year_amount", "year", "amount"),)
+    __table_args__ = (Index("ix_order_customer_period_amount", "period", "amount"),)
 
     customer_id = Column(Integer, ForeignKey("crm_customer.id", ondelete="CASCADE",
                                              name="fk_order_customer_customer"),
                          primary_key=True, autoincrement=False)
-    year = Column(Integer, primary_key=True, autoincrement=False)
+    period = Column(Integer, primary_key=True, autoincrement=False)
     amount = Column(BigInteger, nullable=False)          # cents
     orders = Column(Integer, nullable=False)
 

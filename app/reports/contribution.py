@@ -30,7 +30,7 @@ from sqlalchemy import (BigInteger, Column, Integer, MetaData, Numeric, String, 
 
 from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
-from ..models.rollup import OrderCustomer, OrderMonth
+from ..models.rollup import OrderCustomer
 from ..models.sales import COUNTED_ORDER_STATUSES
 
 NAME = "contribution"
@@ -220,11 +220,10 @@ class RollupQuery:
     """客户贡献分析 over the rollup, in the CRM database. Part 0 is the period, part 1
     the comparison period (when comparing).
 
-    A period is read in three grains: its whole calendar years (and all time) from
-    ``crm_order_customer`` (per customer, aliases already folded, cents), its other
-    whole months from ``crm_order_month`` (per sales number: summed, rounded to cents,
-    mapped to the customer here), the days of a partial first/last month from the
-    sales bind (a temporary table).
+    A period is read from ``crm_order_customer`` (per customer, aliases already
+    folded, cents): its whole calendar years (or all time) as year rows, its other
+    whole months as month rows; the days of a partial first/last month come from the
+    sales bind (a temporary table, per sales number, mapped to the customer here).
 
     Rows: customer_id, customer_name, _number (the survivor's own number, for the
     drill-down link), amount (cents), and with a comparison amount_compare (cents)
@@ -258,22 +257,39 @@ class RollupQuery:
         self.parts = len(periods)
 
     # -- SQL --------------------------------------------------------------------------
-    def _year_where(self, T, years):
+    def _grain_where(self, T, part):
+        """``crm_order_customer`` rows of a part: its whole years (or all time) and its
+        other whole months; None when it has neither."""
+        conds = []
+        years = self.years[part]
         if years == 0:
-            return T.c.year == 0
-        y0, y1 = years
-        cond = [T.c.year > 0]
-        if y0 is not None:
-            cond.append(T.c.year >= y0)
-        if y1 is not None:
-            cond.append(T.c.year < y1)
-        return and_(*cond)
+            conds.append(T.c.period == 0)
+        elif years is not None:
+            y0, y1 = years
+            cond = [T.c.period > 0, T.c.period < 10000]
+            if y0 is not None:
+                cond.append(T.c.period >= y0)
+            if y1 is not None:
+                cond.append(T.c.period < y1)
+            conds.append(and_(*cond))
+        for first, end in self.months[part]:
+            conds.append(and_(T.c.period >= first.year * 100 + first.month,
+                              T.c.period < end.year * 100 + end.month))
+        return or_(*conds) if conds else None
 
     def _single_year(self):
-        """The one ``crm_order_customer`` year (0 = all time) that is the whole report,
-        or None (a comparison, months, edge days or several years)."""
-        years = self.years[0]
-        if self.parts != 1 or self.months[0] or self.edges or years is None:
+        """The one ``crm_order_customer`` period (0 = all time, a year YYYY or a month
+        YYYYMM) that is the whole report, or None (a comparison, edge days, several
+        periods)."""
+        years, months = self.years[0], self.months[0]
+        if self.parts != 1 or self.edges:
+            return None
+        if years is None and len(months) == 1:          # one calendar month
+            first, end = months[0]
+            return (first.year * 100 + first.month
+                    if (end.year * 12 + end.month) - (first.year * 12 + first.month) == 1
+                    else None)
+        if months or years is None:
             return None
         if years == 0:
             return 0
@@ -281,24 +297,11 @@ class RollupQuery:
         return y0 if (y0 is not None and y1 == y0 + 1) else None
 
     def _by_number(self):
-        """(customer_id, part, cents) of the month rows and edge days: Σ per sales
-        number and part, rounded to cents, mapped to the customer (alias → survivor)."""
-        M = OrderMonth.__table__
-        selects = []
-        for part, ranges in enumerate(self.months):
-            for first, end in ranges:
-                q = select(M.c.number.label("number"), literal(part).label("part"),
-                           M.c.amount.label("amount"))
-                if first is not None:
-                    q = q.where(M.c.month >= first)
-                if end is not None:
-                    q = q.where(M.c.month < end)
-                selects.append(q)
-        if self.edges:
-            selects.append(select(EDGE.c.number, EDGE.c.part, EDGE.c.amount))
-        if not selects:
+        """(customer_id, part, cents) of the edge days: Σ per sales number and part,
+        rounded to cents, mapped to the customer (alias → survivor)."""
+        if not self.edges:
             return None
-        src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
+        src = select(EDGE.c.number, EDGE.c.part, EDGE.c.amount).subquery("src")
         pn = (select(src.c.number, src.c.part, _cents(func.sum(src.c.amount)).label("cents"))
               .group_by(src.c.number, src.c.part).subquery("per_number"))
         C1 = Customer.__table__.alias("own")
@@ -310,46 +313,93 @@ class RollupQuery:
                              .outerjoin(A, A.c.number == pn.c.number))
                 .where(owner.isnot(None)))
 
+    def _per_customer(self):
+        """The many-grain case: (customer_id, a0[, a1]) — cents per part, Σ over the
+        grains, a customer kept when a part is above 0; names not joined (a name
+        filter is an ``IN`` on the customer ids). None when no grain has rows."""
+        C = Customer.__table__
+        T = OrderCustomer.__table__
+        selects = [select(T.c.customer_id, literal(part).label("part"), T.c.amount)
+                   .where(self._grain_where(T, part))
+                   for part in range(self.parts) if self._grain_where(T, part) is not None]
+        by_number = self._by_number()
+        if by_number is not None:
+            selects.append(by_number)
+        if not selects:
+            return None
+        src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
+        sums = [func.sum(case((src.c.part == i, src.c.amount), else_=0))
+                for i in range(self.parts)]
+        q = (select(src.c.customer_id,
+                    *[case((s > 0, s), else_=0).label(f"a{i}") for i, s in enumerate(sums)])
+             .group_by(src.c.customer_id)
+             .having(or_(*[s > 0 for s in sums])))
+        if self.params.get("customer"):
+            q = q.where(src.c.customer_id.in_(
+                select(C.c.id).where(C.c.name.icontains(self.params["customer"],
+                                                        autoescape=True))))
+        return q
+
+    def _named(self, per_customer):
+        """The rows of ``per_customer`` (a subquery or CTE) with names, the survivor's
+        number and, comparing, the comparison and the change."""
+        C = Customer.__table__
+        cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
+                C.c.number.label("_number"), per_customer.c.a0.label("amount")]
+        if self.compare:
+            cur, prev = per_customer.c.a0, per_customer.c.a1
+            cols += [prev.label("amount_compare"),
+                     case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
+                                                      Numeric(30, 10)), 1))
+                          ).label("amount_change")]
+        return select(*cols).select_from(per_customer.join(C, C.c.id == per_customer.c.customer_id))
+
     def _rows(self):
         """The report's rows (no order), or None when no grain has any."""
         C = Customer.__table__
         T = OrderCustomer.__table__
         single = self._single_year()
-        if single is not None:                       # one row per customer already
-            q = (select(T.c.customer_id, C.c.name.label("customer_name"),
-                        C.c.number.label("_number"), T.c.amount.label("amount"))
-                 .select_from(T.join(C, C.c.id == T.c.customer_id))
-                 .where(T.c.year == single, T.c.amount > 0))
-        else:
-            selects = [select(T.c.customer_id, literal(part).label("part"), T.c.amount)
-                       .where(self._year_where(T, years))
-                       for part, years in enumerate(self.years) if years is not None]
-            by_number = self._by_number()
-            if by_number is not None:
-                selects.append(by_number)
-            if not selects:
-                return None
-            src = (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("src")
-            sums = [func.sum(case((src.c.part == i, src.c.amount), else_=0))
-                    for i in range(self.parts)]
-            per_customer = (
-                select(src.c.customer_id,
-                       *[case((s > 0, s), else_=0).label(f"a{i}") for i, s in enumerate(sums)])
-                .group_by(src.c.customer_id)
-                .having(or_(*[s > 0 for s in sums]))
-                .subquery("per_customer"))
-            cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
-                    C.c.number.label("_number"), per_customer.c.a0.label("amount")]
-            if self.compare:
-                cur, prev = per_customer.c.a0, per_customer.c.a1
-                cols += [prev.label("amount_compare"),
-                         case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
-                                                          Numeric(30, 10)), 1))
-                              ).label("amount_change")]
-            q = select(*cols).select_from(per_customer.join(C, C.c.id == per_customer.c.customer_id))
+        if single is None:
+            pc = self._per_customer()
+            return None if pc is None else self._named(pc.subquery("per_customer"))
+        q = (select(T.c.customer_id, C.c.name.label("customer_name"),   # one row per customer
+                    C.c.number.label("_number"), T.c.amount.label("amount"))
+             .select_from(T.join(C, C.c.id == T.c.customer_id))
+             .where(T.c.period == single, T.c.amount > 0))
         if self.params.get("customer"):
             q = q.where(C.c.name.icontains(self.params["customer"], autoescape=True))
         return q
+
+    def _cut_page(self, sort, desc, offset, limit):
+        """Many grains, sorted by an amount: the aggregate is built once (a
+        materialised CTE) and names are joined only for the rows up to the page's
+        last one and its ties — the (offset + limit)-th amount is the cut. The count
+        and totals come from the CTE in the same statement. (rows, count, totals) or
+        None when the page is past the end."""
+        pc_select = self._per_customer()
+        if pc_select is None:
+            return [], 0, self._totals(None)
+        pc = pc_select.cte("pc").prefix_with("MATERIALIZED")
+        col = "a0" if sort == "amount" else "a1"
+        key = pc.c[col]
+        cut = (select(key).order_by(key.desc() if desc else key.asc())
+               .limit(1).offset(offset + limit - 1).scalar_subquery())
+        named = self._named(pc).where(or_(cut.is_(None), key >= cut if desc else key <= cut))
+        extra = [select(func.count()).select_from(pc).scalar_subquery().label("n"),
+                 select(func.coalesce(func.sum(pc.c.a0), 0)).scalar_subquery().label("t0")]
+        if self.compare:
+            extra.append(select(func.coalesce(func.sum(pc.c.a1), 0)).scalar_subquery()
+                         .label("t1"))
+        r = named.subquery("report")
+        stmt = (select(*r.c, *extra).order_by(*self._order(r, sort, desc))
+                .limit(limit).offset(offset))
+        rows = self._execute(stmt)
+        if not rows:
+            return None
+        width = len(r.c)
+        first = rows[0]
+        totals = self._totals(first[width + 1:])
+        return [row[:width] for row in rows], int(first[width]), totals
 
     def _order(self, r, sort, desc):
         name = r.c.customer_name
@@ -397,7 +447,7 @@ class RollupQuery:
 
     def page(self, sort, desc, offset, limit):
         """(rows of the page as a frame, count, totals {amount, amount_compare}).
-        One year: the page walks the (year, amount) index and the count is its own
+        One year: the page walks the (period, amount) index and the count is its own
         statement; otherwise the count and totals come with the page (window)."""
         r = self._report()
         if r is None:
@@ -407,6 +457,12 @@ class RollupQuery:
             stmt = select(*r.c).order_by(*self._order(r, sort, desc)).limit(limit).offset(offset)
             rows = self._execute(stmt)
             count, totals = self.count_totals()
+            return self._frame(rows), count, totals
+        if sort in ("amount", "amount_compare"):
+            got = self._cut_page(sort, desc, offset, limit)
+            if got is None:
+                return self._frame([]), *self.count_totals()
+            rows, count, totals = got
             return self._frame(rows), count, totals
         over = [func.count().over().label("n"), func.sum(r.c.amount).over().label("t0")]
         if self.compare:
@@ -428,7 +484,7 @@ class RollupQuery:
             # every row has its customer (foreign key): the count needs no join
             T = OrderCustomer.__table__
             row = self._execute(select(func.count(), func.coalesce(func.sum(T.c.amount), 0))
-                                .where(T.c.year == single, T.c.amount > 0))[0]
+                                .where(T.c.period == single, T.c.amount > 0))[0]
             return int(row[0]), self._totals(row[1:])
         r = self._report()
         if r is None:
@@ -448,6 +504,10 @@ class RollupQuery:
 
     def frame(self, sort, desc, limit=None):
         """Every row (or the first ``limit``) in the given order (exports, chart)."""
+        if limit is not None and sort in ("amount", "amount_compare") \
+                and self._single_year() is None:
+            got = self._cut_page(sort, desc, 0, limit)
+            return self._frame(got[0] if got else [])
         r = self._report()
         if r is None:
             return self._frame([])

@@ -113,38 +113,50 @@ def _create_next(conn, dialect):
         f"PRIMARY KEY (number))")
 
 
-def _year_sql(dialect, col):
+def _ym_sql(dialect, col):
+    """The month ``col`` (a first day) as the integer YYYYMM."""
     if dialect == "postgresql":
-        return f"CAST(EXTRACT(YEAR FROM {col}) AS INTEGER)"
-    return f"CAST(substr({col}, 1, 4) AS INTEGER)"
+        return f"CAST(EXTRACT(YEAR FROM {col}) * 100 + EXTRACT(MONTH FROM {col}) AS INTEGER)"
+    return f"CAST(substr({col}, 1, 4) || substr({col}, 6, 2) AS INTEGER)"
+
+
+def customer_rollup_sql(dialect, months_table, target):
+    """The statements that fill ``target`` (crm_order_customer's shape) from
+    ``months_table`` (crm_order_month's): per CRM customer (a merged customer's numbers
+    → the survivor, through ``crm_customer_alias``) and period — each month (YYYYMM),
+    each year (YYYY) and all time (0) — in cents (each number's month rounded to
+    cents, then summed). Migration 0013 holds a frozen copy (it fills the table once)."""
+    ym = _ym_sql(dialect, "month")
+    return [
+        f"INSERT INTO {target} (period, customer_id, amount, orders) "
+        f"SELECT p, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
+        f"SELECT number, {ym} AS p, CAST(ROUND(amount * 100) AS BIGINT) AS cents, "
+        f"orders AS n FROM {months_table}) m "
+        f"LEFT JOIN crm_customer own ON own.number = m.number AND own.status <> 'merged' "
+        f"LEFT JOIN crm_customer_alias a ON a.number = m.number "
+        f"WHERE COALESCE(own.id, a.customer_id) IS NOT NULL "
+        f"GROUP BY p, COALESCE(own.id, a.customer_id)",
+        f"INSERT INTO {target} (period, customer_id, amount, orders) "
+        f"SELECT period / 100, customer_id, SUM(amount), SUM(orders) FROM {target} "
+        f"WHERE period >= 100000 GROUP BY period / 100, customer_id",
+        f"INSERT INTO {target} (period, customer_id, amount, orders) "
+        f"SELECT 0, customer_id, SUM(amount), SUM(orders) FROM {target} "
+        f"WHERE period > 0 AND period < 10000 GROUP BY customer_id",
+    ]
 
 
 def _build_customer_next(conn, dialect):
-    """crm_order_customer_next from crm_order_month_next: per CRM customer (a merged
-    customer's numbers → the survivor, through ``crm_customer_alias``) and year, and
-    year 0 = all time; cents rounded per number and year, then summed."""
+    """crm_order_customer_next from crm_order_month_next (:func:`customer_rollup_sql`)."""
     # SQLite: the foreign key is declared here (checked per row, a primary key probe);
     # PostgreSQL: added after the load, validated in one pass
     fk = ("" if dialect == "postgresql" else
           ", CONSTRAINT fk_order_customer_customer FOREIGN KEY (customer_id) "
           "REFERENCES crm_customer (id) ON DELETE CASCADE")
     conn.exec_driver_sql(
-        f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, year INTEGER NOT NULL, "
-        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, year){fk})")
-    conn.exec_driver_sql(
-        f"INSERT INTO {CUSTOMER_NEXT} (year, customer_id, amount, orders) "
-        f"SELECT y, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
-        f"SELECT number, {_year_sql(dialect, 'month')} AS y, "
-        f"CAST(ROUND(SUM(amount) * 100) AS BIGINT) AS cents, SUM(orders) AS n "
-        f"FROM {MONTH_NEXT} GROUP BY number, {_year_sql(dialect, 'month')}) m "
-        f"LEFT JOIN crm_customer own ON own.number = m.number AND own.status <> 'merged' "
-        f"LEFT JOIN crm_customer_alias a ON a.number = m.number "
-        f"WHERE COALESCE(own.id, a.customer_id) IS NOT NULL "
-        f"GROUP BY y, COALESCE(own.id, a.customer_id)")
-    conn.exec_driver_sql(
-        f"INSERT INTO {CUSTOMER_NEXT} (year, customer_id, amount, orders) "
-        f"SELECT 0, customer_id, SUM(amount), SUM(orders) FROM {CUSTOMER_NEXT} "
-        f"WHERE year > 0 GROUP BY customer_id")
+        f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, period INTEGER NOT NULL, "
+        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, period){fk})")
+    for sql in customer_rollup_sql(dialect, MONTH_NEXT, CUSTOMER_NEXT):
+        conn.exec_driver_sql(sql)
     if dialect == "postgresql":
         conn.exec_driver_sql(
             f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT fk_order_customer_customer "
@@ -159,16 +171,16 @@ def fold_merged(session, survivor_id, merged_id):
     if session.get_bind(mapper=OrderCustomer.__mapper__).dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FOLD_LOCK_KEY})
     m = T.alias("m")
-    theirs = select(m.c.year).where(m.c.customer_id == merged_id)
-    both = T.c.year.in_(theirs)
+    theirs = select(m.c.period).where(m.c.customer_id == merged_id)
+    both = T.c.period.in_(theirs)
     same_year = lambda col: (select(getattr(m.c, col)).where(m.c.customer_id == merged_id,  # noqa: E731
-                                                             m.c.year == T.c.year)
+                                                             m.c.period == T.c.period)
                              .scalar_subquery())
     session.execute(T.update().where(T.c.customer_id == survivor_id, both)
                     .values(amount=T.c.amount + same_year("amount"),
                             orders=T.c.orders + same_year("orders")))
-    session.execute(T.delete().where(T.c.customer_id == merged_id, T.c.year.in_(
-        select(m.c.year).where(m.c.customer_id == survivor_id))))
+    session.execute(T.delete().where(T.c.customer_id == merged_id, T.c.period.in_(
+        select(m.c.period).where(m.c.customer_id == survivor_id))))
     session.execute(T.update().where(T.c.customer_id == merged_id)
                     .values(customer_id=survivor_id))
 
@@ -264,7 +276,7 @@ def refresh(session, now=None):
                 conn.exec_driver_sql("DELETE FROM crm_rollup_state WHERE id = 0")
             else:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % FOLD_LOCK_KEY)
-            # per customer and year, with the numbers → customers of this moment (a merge
+            # per customer and period, with the numbers → customers of this moment (a merge
             # waits for the lock above, then folds into the new table)
             _build_customer_next(conn, dialect)
             for live, nxt in (("crm_order_month", MONTH_NEXT), ("crm_order_last", LAST_NEXT),
@@ -273,8 +285,8 @@ def refresh(session, now=None):
                 conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
                 if dialect == "postgresql":
                     conn.exec_driver_sql(f"ALTER INDEX {nxt}_pkey RENAME TO {live}_pkey")
-            conn.exec_driver_sql("CREATE INDEX ix_order_customer_year_amount "
-                                 "ON crm_order_customer (year, amount)")
+            conn.exec_driver_sql("CREATE INDEX ix_order_customer_period_amount "
+                                 "ON crm_order_customer (period, amount)")
             seconds = round(time.perf_counter() - started, 3)
             state = RollupState.__table__
             conn.execute(state.delete())

@@ -1,6 +1,6 @@
-"""order rollup per customer and year: the month rollup summed per CRM customer (merged
-customers' numbers folded into the survivor) per calendar year, and year 0 = all time,
-in integer cents — what 客户贡献分析 reads for whole years (issue 23)
+"""order rollup per customer: the month rollup summed per CRM customer (merged customers'
+numbers folded into the survivor) per month (period YYYYMM), calendar year (YYYY) and
+all time (0), in integer cents — what 客户贡献分析 reads (issue 23)
 
 Revision ID: 0013
 Revises: 0012
@@ -18,34 +18,37 @@ def upgrade():
     op.create_table(
         "crm_order_customer",
         sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("year", sa.Integer(), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("orders", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["customer_id"], ["crm_customer.id"], ondelete="CASCADE",
                                 name="fk_order_customer_customer"),
-        sa.PrimaryKeyConstraint("customer_id", "year"),
+        sa.PrimaryKeyConstraint("customer_id", "period"),
     )
-    op.create_index("ix_order_customer_year_amount", "crm_order_customer", ["year", "amount"])
+    op.create_index("ix_order_customer_period_amount", "crm_order_customer", ["period", "amount"])
     # a rollup already built is summed per customer now (else 客户贡献分析 would read an
     # empty table until the next refresh); the same SQL as the refresh's
     pg = op.get_bind().dialect.name == "postgresql"
-    year = ("CAST(EXTRACT(YEAR FROM month) AS INTEGER)" if pg
-            else "CAST(substr(month, 1, 4) AS INTEGER)")
+    ym = ("CAST(EXTRACT(YEAR FROM month) * 100 + EXTRACT(MONTH FROM month) AS INTEGER)" if pg
+          else "CAST(substr(month, 1, 4) || substr(month, 6, 2) AS INTEGER)")
+    t = "crm_order_customer"
     op.execute(
-        "INSERT INTO crm_order_customer (year, customer_id, amount, orders) "
-        "SELECT y, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
-        f"SELECT number, {year} AS y, CAST(ROUND(SUM(amount) * 100) AS BIGINT) AS cents, "
-        f"SUM(orders) AS n FROM crm_order_month GROUP BY number, {year}) m "
+        f"INSERT INTO {t} (period, customer_id, amount, orders) "
+        "SELECT p, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
+        f"SELECT number, {ym} AS p, CAST(ROUND(amount * 100) AS BIGINT) AS cents, "
+        "orders AS n FROM crm_order_month) m "
         "LEFT JOIN crm_customer own ON own.number = m.number AND own.status <> 'merged' "
         "LEFT JOIN crm_customer_alias a ON a.number = m.number "
         "WHERE COALESCE(own.id, a.customer_id) IS NOT NULL "
-        "GROUP BY y, COALESCE(own.id, a.customer_id)")
-    op.execute(
-        "INSERT INTO crm_order_customer (year, customer_id, amount, orders) "
-        "SELECT 0, customer_id, SUM(amount), SUM(orders) FROM crm_order_customer "
-        "WHERE year > 0 GROUP BY customer_id")
+        "GROUP BY p, COALESCE(own.id, a.customer_id)")
+    op.execute(f"INSERT INTO {t} (period, customer_id, amount, orders) "
+               f"SELECT period / 100, customer_id, SUM(amount), SUM(orders) FROM {t} "
+               "WHERE period >= 100000 GROUP BY period / 100, customer_id")
+    op.execute(f"INSERT INTO {t} (period, customer_id, amount, orders) "
+               f"SELECT 0, customer_id, SUM(amount), SUM(orders) FROM {t} "
+               "WHERE period > 0 AND period < 10000 GROUP BY customer_id")
 
 
 def downgrade():
-    op.drop_index("ix_order_customer_year_amount", table_name="crm_order_customer")
+    op.drop_index("ix_order_customer_period_amount", table_name="crm_order_customer")
     op.drop_table("crm_order_customer")
