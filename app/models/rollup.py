@@ -12,8 +12,7 @@ the rollup is read, so a merge needs no refresh. ``crm_rollup_state`` is one row
 for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
 transaction (app/workflows/rollup.py); the ``*_next`` tables are not models.
 """
-from sqlalchemy import (BigInteger, Column, Date, DateTime, Float, ForeignKey, Index, Integer,
-                        Numeric, String)
+from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, Numeric, String
 
 from .base import Model
 
@@ -51,9 +50,7 @@ class OrderCustomer(Model):
     __tablename__ = "crm_order_customer"
     __table_args__ = (Index("ix_order_customer_period_amount", "period", "amount"),)
 
-    customer_id = Column(Integer, ForeignKey("crm_customer.id", ondelete="CASCADE",
-                                             name="fk_order_customer_customer"),
-                         primary_key=True, autoincrement=False)
+    customer_id = Column(Integer, primary_key=True, autoincrement=False)
     period = Column(Integer, primary_key=True, autoincrement=False)
     amount = Column(BigInteger, nullable=False)          # cents
     orders = Column(Integer, nullable=False)

@@ -481,7 +481,8 @@ class RollupQuery:
     def count_totals(self):
         single = self._single_year()
         if single is not None and not self.params.get("customer"):
-            # every row has its customer (foreign key): the count needs no join
+            # every row has its customer (customers are merged, never deleted; a merge
+            # folds its rows): the count needs no join
             T = OrderCustomer.__table__
             row = self._execute(select(func.count(), func.coalesce(func.sum(T.c.amount), 0))
                                 .where(T.c.period == single, T.c.amount > 0))[0]

@@ -147,20 +147,13 @@ def customer_rollup_sql(dialect, months_table, target):
 
 def _build_customer_next(conn, dialect):
     """crm_order_customer_next from crm_order_month_next (:func:`customer_rollup_sql`)."""
-    # SQLite: the foreign key is declared here (checked per row, a primary key probe);
-    # PostgreSQL: added after the load, validated in one pass
-    fk = ("" if dialect == "postgresql" else
-          ", CONSTRAINT fk_order_customer_customer FOREIGN KEY (customer_id) "
-          "REFERENCES crm_customer (id) ON DELETE CASCADE")
+    # no foreign key to crm_customer: dropping one (the swap drops the live table) would
+    # lock crm_customer exclusively on PostgreSQL
     conn.exec_driver_sql(
         f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, period INTEGER NOT NULL, "
-        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, period){fk})")
+        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, period))")
     for sql in customer_rollup_sql(dialect, MONTH_NEXT, CUSTOMER_NEXT):
         conn.exec_driver_sql(sql)
-    if dialect == "postgresql":
-        conn.exec_driver_sql(
-            f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT fk_order_customer_customer "
-            f"FOREIGN KEY (customer_id) REFERENCES crm_customer (id) ON DELETE CASCADE")
 
 
 def fold_merged(session, survivor_id, merged_id):

@@ -21,8 +21,6 @@ def upgrade():
         sa.Column("period", sa.Integer(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("orders", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["customer_id"], ["crm_customer.id"], ondelete="CASCADE",
-                                name="fk_order_customer_customer"),
         sa.PrimaryKeyConstraint("customer_id", "period"),
     )
     op.create_index("ix_order_customer_period_amount", "crm_order_customer", ["period", "amount"])
