@@ -255,6 +255,7 @@ class RollupQuery:
             self.months.append(months)
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
+        self._edges_loaded = None       # the DB-API connection the edge rows are in
 
     # -- SQL --------------------------------------------------------------------------
     def _grain_where(self, T, part):
@@ -415,16 +416,19 @@ class RollupQuery:
 
     def _execute(self, stmt):
         conn = self.session.connection(bind_arguments={"mapper": Customer.__mapper__})
-        if not self.edges:
-            return conn.execute(stmt).all()
-        EDGE.create(conn, checkfirst=True)
-        try:
+        if self.edges and self._edges_loaded is not conn.connection.dbapi_connection:
+            # the connection's own temporary table (each connection has its own; it
+            # lives as long as the connection or, created in a transaction rolled
+            # back, until then): emptied and filled once for this report
+            conn.exec_driver_sql(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS tmp_contribution_edge "
+                "(number VARCHAR(32) NOT NULL, part INTEGER NOT NULL, "
+                "amount NUMERIC(16, 2) NOT NULL)")
             conn.execute(EDGE.delete())
             conn.execute(EDGE.insert(), [{"number": n, "part": p, "amount": a}
                                          for n, p, a in self.edges])
-            return conn.execute(stmt).all()
-        finally:
-            EDGE.drop(conn, checkfirst=True)
+            self._edges_loaded = conn.connection.dbapi_connection   # (another → fill again)
+        return conn.execute(stmt).all()
 
     def _frame(self, rows):
         cols = ["customer_id", "customer_name", "_number", "amount"]
