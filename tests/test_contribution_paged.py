@@ -73,6 +73,7 @@ def shop(app, dbs, user_id, uniq):
             (cs[0].number, date(2033, 1, 5), 6, 3, "10.00"),
             (cs[0].number, date(2034, 1, 10), 5, 2, "10.00"),
             (alias, date(2034, 2, 15), 6, 1, "10.05"),          # merged: counts for 甲
+            (alias, date(2034, 1, 20), 6, 2, "10.00"),          # … in a month 甲 has too
             (cs[1].number, date(2034, 1, 31), 6, 5, "10.00"),   # equal to 丙 in Jan 2034
             (cs[2].number, date(2034, 1, 1), 5, 5, "10.00"),
             (cs[2].number, date(2034, 3, 20), 6, 1, "0.01"),
@@ -138,14 +139,15 @@ def test_paged_equals_the_frame_path_for_every_range_compare_sort_and_page(app, 
         assert a[0] == b[0], args
         assert a[1] == b[1], args
         assert a[2] == b[2], args
-    # the fixture's figures, by hand. 2034: 己 99.99, 丙 50 + 0.01, 乙 50, 戊 4 × 12.34
-    # (the cancelled order not counted), 甲 2 × 10 + 10.05 (its merged number's order)
+    # the fixture's figures, by hand. 2034: 己 99.99, 甲 2 × 10 + 2 × 10 + 10.05 (two
+    # orders of its merged number), 丙 50 + 0.01, 乙 50, 戊 4 × 12.34 (the cancelled
+    # order not counted)
     body = after[cases.index(dict(year="2034", customer=shop, page_size="3"))][0]
-    assert body["count"] == 5 and body["total"]["amount"] == "279.41"
+    assert body["count"] == 5 and body["total"]["amount"] == "299.41"
     assert [(r["customer_name"][-3:], r["amount"]) for r in body["rows"]] == [
-        ("己公司", "99.99"), ("丙公司", "50.01"), ("乙公司", "50.00")]
+        ("己公司", "99.99"), ("甲公司", "50.05"), ("丙公司", "50.01")]
     tie = after[cases.index(dict(RANGES[3], customer=shop, page_size="3"))][0]
-    assert [r["customer_name"][-3:] for r in tie["rows"]] == ["丙公司", "乙公司", "戊公司"]
+    assert [r["customer_name"][-3:] for r in tie["rows"]] == ["甲公司", "丙公司", "乙公司"]
     assert body["rows"][0]["link"].startswith("/order/list/?_flt_3_customer_number=")
 
 

@@ -121,26 +121,34 @@ def _ym_sql(dialect, col):
 
 
 def customer_rollup_sql(dialect, months_table, target):
-    """The statements that fill ``target`` (crm_order_customer's shape) from
-    ``months_table`` (crm_order_month's): per CRM customer (a merged customer's numbers
-    → the survivor, through ``crm_customer_alias``) and period — each month (YYYYMM),
-    each year (YYYY) and all time (0) — in cents (each number's month rounded to
-    cents, then summed). Migration 0013 holds a frozen copy (it fills the table once)."""
-    ym = _ym_sql(dialect, "month")
+    """The statements that fill ``target`` (crm_order_customer's shape; its primary key
+    in place before the second statement) from ``months_table`` (crm_order_month's):
+    per CRM customer and period — each month (YYYYMM), each year (YYYY) and all time
+    (0) — in cents. First the customers' own numbers, in (customer, month) order and
+    without a GROUP BY (a number belongs to one customer, a month is one row); then the
+    numbers of merged customers (``crm_customer_alias``) added to the survivor's
+    months (an upsert: there are few); then years and all time from the months.
+    Migration 0013 holds a frozen, simpler copy (it fills the table once)."""
+    ym = _ym_sql(dialect, "m.month")
     return [
-        f"INSERT INTO {target} (period, customer_id, amount, orders) "
-        f"SELECT p, COALESCE(own.id, a.customer_id), SUM(cents), SUM(n) FROM ("
-        f"SELECT number, {ym} AS p, CAST(ROUND(amount * 100) AS BIGINT) AS cents, "
-        f"orders AS n FROM {months_table}) m "
-        f"LEFT JOIN crm_customer own ON own.number = m.number AND own.status <> 'merged' "
-        f"LEFT JOIN crm_customer_alias a ON a.number = m.number "
-        f"WHERE COALESCE(own.id, a.customer_id) IS NOT NULL "
-        f"GROUP BY p, COALESCE(own.id, a.customer_id)",
-        f"INSERT INTO {target} (period, customer_id, amount, orders) "
-        f"SELECT period / 100, customer_id, SUM(amount), SUM(orders) FROM {target} "
-        f"WHERE period >= 100000 GROUP BY period / 100, customer_id",
-        f"INSERT INTO {target} (period, customer_id, amount, orders) "
-        f"SELECT 0, customer_id, SUM(amount), SUM(orders) FROM {target} "
+        f"INSERT INTO {target} (customer_id, period, amount, orders) "
+        f"SELECT own.id, {ym}, CAST(ROUND(m.amount * 100) AS BIGINT), m.orders "
+        f"FROM crm_customer own JOIN {months_table} m ON m.number = own.number "
+        f"WHERE own.status <> 'merged' ORDER BY own.id, m.month",
+        None,                                    # the caller's cue: primary key now
+        f"INSERT INTO {target} (customer_id, period, amount, orders) "
+        f"SELECT customer_id, p, SUM(cents), SUM(n) FROM ("
+        f"SELECT a.customer_id, {ym} AS p, CAST(ROUND(m.amount * 100) AS BIGINT) AS cents, "
+        f"m.orders AS n FROM crm_customer_alias a JOIN {months_table} m ON m.number = a.number "
+        f"WHERE NOT EXISTS (SELECT 1 FROM crm_customer own WHERE own.number = a.number "
+        f"AND own.status <> 'merged')) x GROUP BY customer_id, p "
+        f"ON CONFLICT (customer_id, period) DO UPDATE SET amount = {target}.amount + "
+        f"excluded.amount, orders = {target}.orders + excluded.orders",
+        f"INSERT INTO {target} (customer_id, period, amount, orders) "
+        f"SELECT customer_id, period / 100, SUM(amount), SUM(orders) FROM {target} "
+        f"WHERE period >= 100000 GROUP BY customer_id, period / 100",
+        f"INSERT INTO {target} (customer_id, period, amount, orders) "
+        f"SELECT customer_id, 0, SUM(amount), SUM(orders) FROM {target} "
         f"WHERE period > 0 AND period < 10000 GROUP BY customer_id",
     ]
 
@@ -148,11 +156,18 @@ def customer_rollup_sql(dialect, months_table, target):
 def _build_customer_next(conn, dialect):
     """crm_order_customer_next from crm_order_month_next (:func:`customer_rollup_sql`)."""
     # no foreign key to crm_customer: dropping one (the swap drops the live table) would
-    # lock crm_customer exclusively on PostgreSQL
+    # lock crm_customer exclusively on PostgreSQL. PostgreSQL: the primary key after the
+    # first load (faster); SQLite: declared (the rows arrive in its order)
+    pk = "" if dialect == "postgresql" else ", PRIMARY KEY (customer_id, period)"
     conn.exec_driver_sql(
         f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, period INTEGER NOT NULL, "
-        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL, PRIMARY KEY (customer_id, period))")
+        f"amount BIGINT NOT NULL, orders INTEGER NOT NULL{pk})")
     for sql in customer_rollup_sql(dialect, MONTH_NEXT, CUSTOMER_NEXT):
+        if sql is None:
+            if dialect == "postgresql":
+                conn.exec_driver_sql(f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT "
+                                     f"{CUSTOMER_NEXT}_pkey PRIMARY KEY (customer_id, period)")
+            continue
         conn.exec_driver_sql(sql)
 
 
