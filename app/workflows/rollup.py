@@ -121,29 +121,33 @@ def _ym_sql(dialect, col):
 
 
 def customer_rollup_sql(dialect, months_table, target):
-    """The statements that fill ``target`` (crm_order_customer's shape; its primary key
-    in place before the second statement) from ``months_table`` (crm_order_month's):
-    per CRM customer and period — each month (YYYYMM), each year (YYYY) and all time
-    (0) — in cents. First the customers' own numbers, in (customer, month) order and
-    without a GROUP BY (a number belongs to one customer, a month is one row); then the
-    numbers of merged customers (``crm_customer_alias``) added to the survivor's
-    months (an upsert: there are few); then years and all time from the months.
+    """The statements that fill ``target`` (crm_order_customer's shape) from
+    ``months_table`` (crm_order_month's): per CRM customer and period — each month
+    (YYYYMM), each year (YYYY) and all time (0) — in cents. First the customers' own
+    numbers, in (customer, month) order and without a GROUP BY (a number belongs to
+    one customer, a month is one row); then the numbers of merged customers
+    (``crm_customer_alias``, few) added to the survivor's months (an UPDATE for the
+    months it has, an INSERT for the others); then years and all time from the
+    months. No unique index is needed on the way (PostgreSQL adds the key last).
     Migration 0013 holds a frozen, simpler copy (it fills the table once)."""
     ym = _ym_sql(dialect, "m.month")
+    merged = (
+        f"SELECT a.customer_id, {ym} AS p, SUM(CAST(ROUND(m.amount * 100) AS BIGINT)) AS cents, "
+        f"SUM(m.orders) AS n FROM crm_customer_alias a JOIN {months_table} m "
+        f"ON m.number = a.number WHERE NOT EXISTS (SELECT 1 FROM crm_customer own "
+        f"WHERE own.number = a.number AND own.status <> 'merged') GROUP BY a.customer_id, {ym}")
     return [
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
         f"SELECT own.id, {ym}, CAST(ROUND(m.amount * 100) AS BIGINT), m.orders "
         f"FROM crm_customer own JOIN {months_table} m ON m.number = own.number "
-        f"WHERE own.status <> 'merged' ORDER BY own.id, m.month",
-        None,                                    # the caller's cue: primary key now
+        f"WHERE own.status <> 'merged'"
+        + (" ORDER BY own.id, m.month" if dialect == "sqlite" else ""),   # SQLite: key order
+        f"UPDATE {target} SET amount = {target}.amount + x.cents, "
+        f"orders = {target}.orders + x.n FROM ({merged}) x "
+        f"WHERE {target}.customer_id = x.customer_id AND {target}.period = x.p",
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
-        f"SELECT customer_id, p, SUM(cents), SUM(n) FROM ("
-        f"SELECT a.customer_id, {ym} AS p, CAST(ROUND(m.amount * 100) AS BIGINT) AS cents, "
-        f"m.orders AS n FROM crm_customer_alias a JOIN {months_table} m ON m.number = a.number "
-        f"WHERE NOT EXISTS (SELECT 1 FROM crm_customer own WHERE own.number = a.number "
-        f"AND own.status <> 'merged')) x GROUP BY customer_id, p "
-        f"ON CONFLICT (customer_id, period) DO UPDATE SET amount = {target}.amount + "
-        f"excluded.amount, orders = {target}.orders + excluded.orders",
+        f"SELECT x.customer_id, x.p, x.cents, x.n FROM ({merged}) x WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {target} t WHERE t.customer_id = x.customer_id AND t.period = x.p)",
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
         f"SELECT customer_id, period / 100, SUM(amount), SUM(orders) FROM {target} "
         f"WHERE period >= 100000 GROUP BY customer_id, period / 100",
@@ -157,18 +161,16 @@ def _build_customer_next(conn, dialect):
     """crm_order_customer_next from crm_order_month_next (:func:`customer_rollup_sql`)."""
     # no foreign key to crm_customer: dropping one (the swap drops the live table) would
     # lock crm_customer exclusively on PostgreSQL. PostgreSQL: the primary key after the
-    # first load (faster); SQLite: declared (the rows arrive in its order)
+    # load (faster); SQLite: declared (the month rows arrive in its order)
     pk = "" if dialect == "postgresql" else ", PRIMARY KEY (customer_id, period)"
     conn.exec_driver_sql(
         f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, period INTEGER NOT NULL, "
         f"amount BIGINT NOT NULL, orders INTEGER NOT NULL{pk})")
     for sql in customer_rollup_sql(dialect, MONTH_NEXT, CUSTOMER_NEXT):
-        if sql is None:
-            if dialect == "postgresql":
-                conn.exec_driver_sql(f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT "
-                                     f"{CUSTOMER_NEXT}_pkey PRIMARY KEY (customer_id, period)")
-            continue
         conn.exec_driver_sql(sql)
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT "
+                             f"{CUSTOMER_NEXT}_pkey PRIMARY KEY (customer_id, period)")
 
 
 def fold_merged(session, survivor_id, merged_id):
