@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (BigInteger, Column, Integer, MetaData, Numeric, String, Table, and_,
-                        case, cast, func, literal, or_, select, union_all)
+                        case, cast, func, literal, or_, select, text, union_all)
 
 from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
@@ -195,12 +195,57 @@ def link(row, params):
 # ---- the rollup path: one statement per page --------------------------------------------
 
 _EDGE_META = MetaData()
-# the partial-month days of the period(s), fetched from the sales bind per request
-EDGE = Table("tmp_contribution_edge", _EDGE_META,
-             Column("number", String(32), nullable=False),
+# the partial-month days of the period(s): fetched from the sales bind per request,
+# mapped to customers in Python, then joined to the statement as this temporary table
+EDGE = Table("tmp_contribution_days", _EDGE_META,
+             Column("customer_id", Integer, nullable=False),
              Column("part", Integer, nullable=False),
-             Column("amount", Numeric(16, 2), nullable=False),
+             Column("amount", BigInteger, nullable=False),
              prefixes=["TEMPORARY"])
+MAP_CHUNK = 5000
+
+
+def _day_rows(session, raw):
+    """[(customer_id, part, cents)] of the edge days ``raw`` [(number, part, amount)]:
+    Σ per number and part rounded to cents (as the rollup rounds), each number mapped
+    to its customer (a merged customer's number → the survivor) by an ``IN`` lookup on
+    the unique number index — never a join of the day rows to crm_customer, which
+    PostgreSQL may plan through the trigram index of the number (a nested loop that
+    took minutes at 1M customers)."""
+    from decimal import Decimal
+
+    per_number = {}
+    for number, part, amount in raw:
+        key = (number, part)
+        per_number[key] = per_number.get(key, Decimal(0)) + Decimal(amount)
+    numbers = sorted({n for n, _ in per_number})
+    C, A = Customer.__table__, CustomerNumberAlias.__table__
+    owner = {}
+    pg = session.get_bind(mapper=Customer.__mapper__).dialect.name == "postgresql"
+    if pg and numbers:
+        # a long IN list may otherwise be planned as trigram (GIN) bitmap scans, one per
+        # number; without bitmap scans the unique btree index is the only index left
+        session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    try:
+        for i in range(0, len(numbers), MAP_CHUNK):
+            chunk = numbers[i:i + MAP_CHUNK]
+            owner.update(session.execute(select(C.c.number, C.c.id).where(
+                C.c.number.in_(chunk), C.c.status != "merged")).all())
+        for i in range(0, len(numbers), MAP_CHUNK):
+            chunk = [n for n in numbers[i:i + MAP_CHUNK] if n not in owner]
+            if chunk:
+                owner.update(session.execute(select(A.c.number, A.c.customer_id)
+                                             .where(A.c.number.in_(chunk))).all())
+    finally:
+        if pg and numbers:
+            session.execute(text("SET LOCAL enable_bitmapscan = on"))
+    out = {}
+    for (number, part), amount in per_number.items():
+        cid = owner.get(number)
+        if cid is not None:
+            cents = int((amount * 100).quantize(Decimal(1), rounding="ROUND_HALF_EVEN"))
+            out[(cid, part)] = out.get((cid, part), 0) + cents
+    return [(cid, part, cents) for (cid, part), cents in out.items()]
 
 
 def _cents(expr):
@@ -241,7 +286,7 @@ class RollupQuery:
             periods.append((cp.start, cp.stop))
         self.years = []                 # per part: None, 0 (all time) or (y0, y1) [y0, y1)
         self.months = []                # per part: [(first, end)] month ranges
-        self.edges = []                 # [(number, part, amount)] from the sales bind
+        raw_days = []                   # [(number, part, amount)] from the sales bind
         for part, (start, stop) in enumerate(periods):
             years, months = None, []
             if start is None or stop is None or start < stop:
@@ -249,13 +294,14 @@ class RollupQuery:
                 if whole is not None:
                     years, months = _split_years(*whole)
                 for a, b in edges:
-                    self.edges.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
-                                      if n is not None and amt is not None)
+                    raw_days.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
+                                    if n is not None and amt is not None)
             self.years.append(years)
             self.months.append(months)
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
         self._edges_loaded = None       # the DB-API connection the edge rows are in
+        self.edges = _day_rows(session, raw_days)   # [(customer_id, part, cents)]
 
     # -- SQL --------------------------------------------------------------------------
     def _grain_where(self, T, part):
@@ -298,21 +344,10 @@ class RollupQuery:
         return y0 if (y0 is not None and y1 == y0 + 1) else None
 
     def _by_number(self):
-        """(customer_id, part, cents) of the edge days: Σ per sales number and part,
-        rounded to cents, mapped to the customer (alias → survivor)."""
+        """(customer_id, part, cents) of the edge days (already mapped to customers)."""
         if not self.edges:
             return None
-        src = select(EDGE.c.number, EDGE.c.part, EDGE.c.amount).subquery("src")
-        pn = (select(src.c.number, src.c.part, _cents(func.sum(src.c.amount)).label("cents"))
-              .group_by(src.c.number, src.c.part).subquery("per_number"))
-        C1 = Customer.__table__.alias("own")
-        A = CustomerNumberAlias.__table__
-        owner = func.coalesce(C1.c.id, A.c.customer_id)
-        return (select(owner.label("customer_id"), pn.c.part, pn.c.cents.label("amount"))
-                .select_from(pn.outerjoin(C1, and_(C1.c.number == pn.c.number,
-                                                   C1.c.status != "merged"))
-                             .outerjoin(A, A.c.number == pn.c.number))
-                .where(owner.isnot(None)))
+        return select(EDGE.c.customer_id, EDGE.c.part, EDGE.c.amount)
 
     def _per_customer(self):
         """The many-grain case: (customer_id, a0[, a1]) — cents per part, Σ over the
@@ -421,12 +456,11 @@ class RollupQuery:
             # lives as long as the connection or, created in a transaction rolled
             # back, until then): emptied and filled once for this report
             conn.exec_driver_sql(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS tmp_contribution_edge "
-                "(number VARCHAR(32) NOT NULL, part INTEGER NOT NULL, "
-                "amount NUMERIC(16, 2) NOT NULL)")
+                "CREATE TEMPORARY TABLE IF NOT EXISTS tmp_contribution_days "
+                "(customer_id INTEGER NOT NULL, part INTEGER NOT NULL, amount BIGINT NOT NULL)")
             conn.execute(EDGE.delete())
-            conn.execute(EDGE.insert(), [{"number": n, "part": p, "amount": a}
-                                         for n, p, a in self.edges])
+            conn.execute(EDGE.insert(), [{"customer_id": c, "part": p, "amount": a}
+                                         for c, p, a in self.edges])
             self._edges_loaded = conn.connection.dbapi_connection   # (another → fill again)
         return conn.execute(stmt).all()
 
