@@ -25,8 +25,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import (BigInteger, Column, Integer, MetaData, Numeric, String, Table, and_,
-                        case, cast, func, literal, or_, select, text, union_all)
+from sqlalchemy import (ARRAY, BigInteger, Column, Integer, MetaData, Numeric, String, Table,
+                        and_, any_, bindparam, case, cast, func, literal, or_, select, text,
+                        union_all)
 
 from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
@@ -205,6 +206,17 @@ EDGE = Table("tmp_contribution_days", _EDGE_META,
 MAP_CHUNK = 5000
 
 
+def pg_array(values):
+    """A PostgreSQL array literal (``{"a","b"}``) of ``values``, sent as one text
+    parameter: the server parses one constant, not an ``ARRAY[…]`` expression of
+    thousands (what a Python list becomes)."""
+    def item(v):
+        if isinstance(v, int):
+            return str(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "{" + ",".join(item(v) for v in values) + "}"
+
+
 def _day_rows(session, raw):
     """[(customer_id, part, cents)] of the edge days ``raw`` [(number, part, amount)]:
     Σ per number and part rounded to cents (as the rollup rounds), each number mapped
@@ -227,15 +239,26 @@ def _day_rows(session, raw):
         # number; without bitmap scans the unique btree index is the only index left
         session.execute(text("SET LOCAL enable_bitmapscan = off"))
     try:
-        for i in range(0, len(numbers), MAP_CHUNK):
-            chunk = numbers[i:i + MAP_CHUNK]
+        if pg:
+            # one array parameter (= ANY): a single statement, no 5,000-literal lists
+            arr = cast(bindparam("numbers", pg_array(numbers), type_=String), ARRAY(String))
             owner.update(session.execute(select(C.c.number, C.c.id).where(
-                C.c.number.in_(chunk), C.c.status != "merged")).all())
-        for i in range(0, len(numbers), MAP_CHUNK):
-            chunk = [n for n in numbers[i:i + MAP_CHUNK] if n not in owner]
-            if chunk:
+                C.c.number == any_(arr), C.c.status != "merged")).all())
+            rest = [n for n in numbers if n not in owner]
+            if rest:
+                arr = cast(bindparam("numbers", pg_array(rest), type_=String), ARRAY(String))
                 owner.update(session.execute(select(A.c.number, A.c.customer_id)
-                                             .where(A.c.number.in_(chunk))).all())
+                                             .where(A.c.number == any_(arr))).all())
+        else:
+            for i in range(0, len(numbers), MAP_CHUNK):
+                chunk = numbers[i:i + MAP_CHUNK]
+                owner.update(session.execute(select(C.c.number, C.c.id).where(
+                    C.c.number.in_(chunk), C.c.status != "merged")).all())
+            for i in range(0, len(numbers), MAP_CHUNK):
+                chunk = [n for n in numbers[i:i + MAP_CHUNK] if n not in owner]
+                if chunk:
+                    owner.update(session.execute(select(A.c.number, A.c.customer_id)
+                                                 .where(A.c.number.in_(chunk))).all())
     finally:
         if pg and numbers:
             session.execute(text("SET LOCAL enable_bitmapscan = on"))
@@ -342,6 +365,120 @@ class RollupQuery:
             return 0
         y0, y1 = years
         return y0 if (y0 is not None and y1 == y0 + 1) else None
+
+    def _single_pair(self):
+        """Comparing, when each part is one ``crm_order_customer`` period (a year or a
+        month, no edge days): (p0, p1), else None."""
+        if self.parts != 2 or self.edges:
+            return None
+        keep = self.years, self.months
+        try:
+            pair = []
+            for part in (0, 1):
+                self.years, self.months = [keep[0][part]], [keep[1][part]]
+                self.parts = 1
+                pair.append(self._single_year())
+        finally:
+            self.years, self.months = keep
+            self.parts = 2
+        return None if None in pair or 0 in pair else tuple(pair)
+
+    def _pair_side(self, sort):
+        """Comparing two single periods, sorted by ``sort`` (amount or amount_compare):
+        (P, S) — P the rows whose sorted amount is above 0 (the sorted period's rows,
+        the other period's amount looked up by primary key), S the other period's
+        rows that P lacks (sorted amount 0). In any order by that amount, P's rows
+        and S's rows never interleave, so a page is a slice of P then of S (or the
+        other way round, ascending): each walks the (period, amount) index."""
+        C = Customer.__table__
+        p0, p1 = self._single_pair()
+        mine, other = (p0, p1) if sort == "amount" else (p1, p0)
+        a = OrderCustomer.__table__.alias("a")
+        b = OrderCustomer.__table__.alias("b")
+        ob = case((b.c.amount > 0, b.c.amount), else_=0)
+
+        def row(cur, prev):
+            change = case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
+                                                      Numeric(30, 10)), 1)))
+            return [cur.label("amount"), prev.label("amount_compare"),
+                    change.label("amount_change")]
+
+        name_cols = [C.c.name.label("customer_name"), C.c.number.label("_number")]
+        if sort == "amount":
+            p_cols = row(a.c.amount, func.coalesce(ob, 0))
+            s_cols = row(literal(0, BigInteger), a.c.amount)
+        else:
+            p_cols = row(func.coalesce(ob, 0), a.c.amount)
+            s_cols = row(a.c.amount, literal(0, BigInteger))
+        joined = a.join(C, C.c.id == a.c.customer_id)
+        P = (select(a.c.customer_id, *name_cols, *p_cols)
+             .select_from(joined.outerjoin(b, and_(b.c.customer_id == a.c.customer_id,
+                                                   b.c.period == other)))
+             .where(a.c.period == mine, a.c.amount > 0))
+        # S: the other period's positive rows whose customer has none in this one
+        mine_has = (select(literal(1)).where(b.c.customer_id == a.c.customer_id,
+                                             b.c.period == mine, b.c.amount > 0)
+                    .correlate(a).exists())
+        S = (select(a.c.customer_id, *name_cols, *s_cols).select_from(joined)
+             .where(a.c.period == other, a.c.amount > 0, ~mine_has))
+        if self.params.get("customer"):
+            flt = C.c.name.icontains(self.params["customer"], autoescape=True)
+            P, S = P.where(flt), S.where(flt)
+        return P.subquery("p"), S.subquery("s")
+
+    def _pair_counts(self):
+        """Comparing two single periods: {n0, n1: each period's positive rows, count:
+        the report's rows (n0 + the p1 rows without p0), t0, t1: Σ of each period's
+        positive rows} — index aggregates in one statement, no sort (once per report:
+        the page and the chart share it)."""
+        if getattr(self, "_pair_memo", None) is not None:
+            return self._pair_memo
+        C = Customer.__table__
+        p0, p1 = self._single_pair()
+        a = OrderCustomer.__table__.alias("a")
+        b = OrderCustomer.__table__.alias("b")
+        flt = (C.c.name.icontains(self.params["customer"], autoescape=True)
+               if self.params.get("customer") else None)
+
+        def rows_of(t, periods):
+            q = select().select_from(t).where(t.c.period.in_(periods), t.c.amount > 0)
+            if flt is not None:
+                q = q.join(C, C.c.id == t.c.customer_id).where(flt)
+            return q
+
+        c = OrderCustomer.__table__.alias("c")     # its own alias: no correlation to a
+        only1 = (rows_of(c, [p1]).add_columns(func.count())
+                 .where(~select(literal(1)).where(b.c.customer_id == c.c.customer_id,
+                                                  b.c.period == p0, b.c.amount > 0)
+                        .correlate(c).exists())
+                 .scalar_subquery().correlate_except(c, b, C))
+        one = [func.coalesce(func.sum(case((a.c.period == p, 1), else_=0)), 0) for p in (p0, p1)]
+        total = [func.coalesce(func.sum(case((a.c.period == p, a.c.amount), else_=0)), 0)
+                 for p in (p0, p1)]
+        # one scan of both periods' index entries; the anti-join a scalar subquery
+        n0, n1, t0, t1, o1 = self._execute(rows_of(a, [p0, p1]).add_columns(
+            *one, *total, only1))[0]
+        self._pair_memo = {"n0": int(n0), "n1": int(n1), "count": int(n0) + int(o1),
+                           "totals": self._totals([t0, t1])}
+        return self._pair_memo
+
+    def _pair_page(self, sort, desc, offset, limit):
+        """(rows, count, totals) of a page comparing two single periods, sorted by
+        amount or amount_compare: P's slice, then S's (ascending: S first) — at most
+        two LIMITed index walks and the counts."""
+        counts = self._pair_counts()
+        P, S = self._pair_side(sort)
+        n_p = counts["n0"] if sort == "amount" else counts["n1"]
+        first, second = (P, S) if desc else (S, P)
+        n_first = n_p if desc else counts["count"] - n_p
+        rows = []
+        if offset < n_first:
+            rows += self._execute(select(*first.c).order_by(*self._order(first, sort, desc))
+                                  .limit(limit).offset(offset))
+        if len(rows) < limit and offset + limit > n_first:
+            rows += self._execute(select(*second.c).order_by(*self._order(second, sort, desc))
+                                  .limit(limit - len(rows)).offset(max(0, offset - n_first)))
+        return rows, counts["count"], counts["totals"]
 
     def _by_number(self):
         """(customer_id, part, cents) of the edge days (already mapped to customers)."""
@@ -459,8 +596,15 @@ class RollupQuery:
                 "CREATE TEMPORARY TABLE IF NOT EXISTS tmp_contribution_days "
                 "(customer_id INTEGER NOT NULL, part INTEGER NOT NULL, amount BIGINT NOT NULL)")
             conn.execute(EDGE.delete())
-            conn.execute(EDGE.insert(), [{"customer_id": c, "part": p, "amount": a}
-                                         for c, p, a in self.edges])
+            if self.dialect == "postgresql":
+                # one statement of three arrays, not thousands of row batches
+                conn.exec_driver_sql(
+                    "INSERT INTO tmp_contribution_days (customer_id, part, amount) "
+                    "SELECT * FROM unnest(%s::integer[], %s::integer[], %s::bigint[])",
+                    tuple(pg_array(x) for x in zip(*self.edges)))
+            else:
+                conn.execute(EDGE.insert(), [{"customer_id": c, "part": p, "amount": a}
+                                             for c, p, a in self.edges])
             self._edges_loaded = conn.connection.dbapi_connection   # (another → fill again)
         return conn.execute(stmt).all()
 
@@ -496,6 +640,9 @@ class RollupQuery:
             rows = self._execute(stmt)
             count, totals = self.count_totals()
             return self._frame(rows), count, totals
+        if sort in ("amount", "amount_compare") and self._single_pair() is not None:
+            rows, count, totals = self._pair_page(sort, desc, offset, limit)
+            return self._frame(rows), count, totals
         if sort in ("amount", "amount_compare"):
             got = self._cut_page(sort, desc, offset, limit)
             if got is None:
@@ -525,6 +672,9 @@ class RollupQuery:
             row = self._execute(select(func.count(), func.coalesce(func.sum(T.c.amount), 0))
                                 .where(T.c.period == single, T.c.amount > 0))[0]
             return int(row[0]), self._totals(row[1:])
+        if self._single_pair() is not None:
+            counts = self._pair_counts()
+            return counts["count"], counts["totals"]
         r = self._report()
         if r is None:
             return 0, self._totals(None)
@@ -543,6 +693,9 @@ class RollupQuery:
 
     def frame(self, sort, desc, limit=None):
         """Every row (or the first ``limit``) in the given order (exports, chart)."""
+        if limit is not None and sort in ("amount", "amount_compare") \
+                and self._single_pair() is not None:
+            return self._frame(self._pair_page(sort, desc, 0, limit)[0])
         if limit is not None and sort in ("amount", "amount_compare") \
                 and self._single_year() is None:
             got = self._cut_page(sort, desc, 0, limit)
