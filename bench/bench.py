@@ -125,7 +125,7 @@ def raw_export(t):
     return time.perf_counter() - t0
 
 
-def export_step(t, repeats=3):
+def export_step(t, repeats=5):
     app_runs, raw_runs, growth = [], [], []
     info = None
     for k in range(repeats):

@@ -47,6 +47,21 @@ def test_csv_rule_is_defusedcsvs_plus_tab_cr_lf(text):
     assert ss.neutralise(text) == expected
 
 
+def test_a_text_column_is_checked_as_each_cell_would_be():
+    """csv_column's shortcut (one regex over the joined column) gives what the cell
+    rule gives, with the trigger first, not first, after a NUL, beside None / ""."""
+    cells = PAYLOADS + ["正常", "", None, "a\x00=1", "\x00=1", "=", "-", "-5", "x|y", "%x"]
+    for column in ([c for c in cells if c is None or "=" not in c],    # no trigger first
+                   cells, ["正常", None, ""], ["a\x00=1"], [None, None]):
+        assert ss.csv_column(list(column)) == [None if v is None else ss.csv_value(v)
+                                               for v in column], column
+    rows = [["=1", 1, None], ["b", 2, "@x"]]
+    for chunks in (rows, ss.Chunks([rows[:1], rows[1:]])):
+        body = b"".join(ss.csv_stream(["a", "b", "c"], chunks)).decode("utf-8-sig")
+        assert list(csv.reader(io.StringIO(body))) == [["a", "b", "c"], ["'=1", "1", ""],
+                                                       ["b", "2", "'@x"]]
+
+
 def test_typed_values_are_not_escaped():
     assert ss.csv_value(-5) == "-5" and ss.csv_value(Decimal("-5")) == "-5.00"
     assert ss.csv_value(-2.5) == "-2.5" and ss.csv_value(date(2024, 1, 2)) == "2024-01-02"

@@ -40,6 +40,7 @@ from ..workflows import timeline as tl_wf
 from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
+from ..workflows.spreadsheet import Chunks
 from .common import GuardedModelView, choices_without_count, current_actor, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
@@ -164,9 +165,13 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
 
     def export_rows(self):
         """Streamed export of the filtered list, selecting only the exported columns
-        (Core rows with outer joins) instead of whole ORM objects: ~8x faster at 100k."""
+        (outer joins) instead of whole ORM objects, run on the connection: the rows
+        are plain tuples the CSV writer takes column by column — the manager's name
+        and the status label are computed in SQL, so Python touches no row one by one
+        (100k rows: the ORM layer and a per-row generator were half the time)."""
         from flask_appbuilder.security.sqla.models import User
         from flask_appbuilder.urltools import get_filter_args, get_order_args
+        from sqlalchemy import case, func, literal
         from sqlalchemy.orm import aliased
 
         assert list(self.list_columns) == ["number", "name", "region", "manager", "level",
@@ -181,19 +186,26 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
         query = joined.apply_all(dm.session.query(Customer))
         query = self.order_query(query, oc, od)
         region, level, manager = aliased(DictItem), aliased(DictItem), aliased(User)
+        # 「名姓」 as the list shows it, else the user name, else empty
+        full = func.coalesce(manager.first_name, "") + func.coalesce(manager.last_name, "")
+        manager_name = func.coalesce(func.nullif(full, ""), manager.username, "")
+        status = case({code: literal(str(label)) for code, label in wf.STATUS_LABELS.items()},
+                      value=Customer.status, else_=func.coalesce(Customer.status, ""))
         query = (query.outerjoin(region, region.id == Customer.region_id)
                  .outerjoin(level, level.id == Customer.level_id)
                  .outerjoin(manager, manager.id == Customer.manager_id)
-                 .with_entities(Customer.number, Customer.name, region.item, manager.first_name,
-                                manager.last_name, manager.username, level.item,
-                                Customer.satisfaction, Customer.credit, Customer.status)
-                 .execution_options(yield_per=self.export_chunk))
-        labels = {}
-        for number, name, reg, fn, ln, un, lev, sat, credit, status in query:
-            label = labels.get(status)
-            if label is None:
-                label = labels[status] = str(wf.status_label(status))
-            yield [number, name, reg, f"{fn or ''}{ln or ''}" or un or "", lev, sat, credit, label]
+                 .with_entities(Customer.number, Customer.name, region.item, manager_name,
+                                level.item, Customer.satisfaction, Customer.credit, status))
+        stmt = query.statement
+
+        def partitions():       # run when the response streams (in its request context)
+            conn = dm.session.connection(bind_arguments={"mapper": Customer.__mapper__})
+            if conn.dialect.name == "postgresql":
+                # every row is read: plan the cursor for all of them (hash joins), not
+                # for the first tenth (PostgreSQL's default for a cursor)
+                conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+            yield from conn.execution_options(yield_per=self.export_chunk).execute(stmt).partitions()
+        return Chunks(partitions())
     route_base = "/customer"
     class_permission_name = "Customer"
     method_permission_name = VIEW_CRUD
