@@ -317,7 +317,7 @@ def test_the_refresh_swap_does_not_wait_for_customer_readers(app, shop):
 def test_comparing_two_single_periods_walks_the_index(app, shop):
     """year=… & compare (or one month & compare) sorted by an amount: two LIMITed
     reads of crm_order_customer (the sorted period's rows, then the other period's
-    rows it lacks) and one aggregate for the count and totals — no GROUP BY, no
+    rows it lacks) and one aggregate (a distinct count) for the count and totals — no GROUP BY, no
     materialised per-customer sum; the page straddling the two agrees with the
     frame path (the equivalence test above)."""
     _refresh(app)
@@ -338,7 +338,7 @@ def test_comparing_two_single_periods_walks_the_index(app, shop):
                 sql = [s for s in fetched if "crm_order_customer" in s]
                 assert sql and not any("GROUP BY" in s.upper() or "MATERIALIZED" in s.upper()
                                        for s in sql), sql
-                assert all("LIMIT" in s.upper() or "count(*)" in s.lower() for s in sql), sql
+                assert all("LIMIT" in s.upper() or "count(" in s.lower() for s in sql), sql
         finally:
             event.remove(engine, "after_cursor_execute", seen)
             db.session.remove()

@@ -41,14 +41,18 @@ class OrderLast(Model):
 
 class OrderCustomer(Model):
     """Σ of the rollup per CRM customer and period — ``period`` YYYYMM a month, YYYY a
-    calendar year, 0 all time — in integer cents: the numbers of a customer and of its aliases summed (a deleted
-    customer's rows go with it: ON DELETE CASCADE). Built by the
+    calendar year, 0 all time — in integer cents: the numbers of a customer and of its
+    aliases summed (no foreign key: the refresh's swap drops the table, which would lock
+    crm_customer; customers are merged, never deleted). Built by the
     refresh from ``crm_order_month``; a merge folds the merged customer's rows into
     the survivor's in its own transaction (``rollup.fold_merged``), so it never waits
     for the next refresh. What 客户贡献分析 reads for whole months, years and all time."""
 
     __tablename__ = "crm_order_customer"
-    __table_args__ = (Index("ix_order_customer_period_amount", "period", "amount"),)
+    # (period, amount) for the walks in amount order; customer_id in it so that a
+    # period's reads never visit the table (migration 0014)
+    __table_args__ = (Index("ix_order_customer_period_amount_customer",
+                            "period", "amount", "customer_id"),)
 
     customer_id = Column(Integer, primary_key=True, autoincrement=False)
     period = Column(Integer, primary_key=True, autoincrement=False)

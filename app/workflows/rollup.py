@@ -295,8 +295,8 @@ def refresh(session, now=None):
                 conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
                 if dialect == "postgresql":
                     conn.exec_driver_sql(f"ALTER INDEX {nxt}_pkey RENAME TO {live}_pkey")
-            conn.exec_driver_sql("CREATE INDEX ix_order_customer_period_amount "
-                                 "ON crm_order_customer (period, amount)")
+            conn.exec_driver_sql("CREATE INDEX ix_order_customer_period_amount_customer "
+                                 "ON crm_order_customer (period, amount, customer_id)")
             seconds = round(time.perf_counter() - started, 3)
             state = RollupState.__table__
             conn.execute(state.delete())
