@@ -358,3 +358,30 @@ def test_the_postgresql_array_literal_round_trips_any_number(app):
         assert db.session.execute(text("SELECT unnest(CAST(:a AS bigint[]))"),
                                   {"a": pg_array([1, -2, 10**12])}).scalars().all() == [1, -2, 10**12]
         db.session.remove()
+
+
+def test_the_name_walk_gives_the_pages_the_join_gives(app, shop, monkeypatch):
+    """Sorted by name with no name filter, SQLite walks the customers' name index for
+    the first pages; each page (both directions, a page past the walk's depth, the
+    last page) equals the join-and-sort page — and the walk really ran."""
+    from app.reports import contribution
+    _refresh(app)
+    pages = [dict(sort="customer_name", order=o, page_size=str(n), page=str(p), **rng)
+             for o in ("asc", "desc") for n, p in ((3, 0), (2, 1), (4, 2))
+             for rng in ({}, {"year": "2034"})]
+    walked = []
+    real = contribution.RollupQuery._name_walk
+
+    def spy(self, sort, depth):
+        got = real(self, sort, depth)
+        walked.append(got is not None)
+        return got
+    monkeypatch.setattr(contribution.RollupQuery, "_name_walk", spy)
+    with_walk = [_outputs(app, a) for a in pages]
+    monkeypatch.setattr(contribution, "NAME_WALK_MAX", 0)
+    without = [_outputs(app, a) for a in pages]
+    for args, a, b in zip(pages, with_walk, without):
+        assert a == b, args
+    with app.app_context():
+        sqlite = db.engine.dialect.name == "sqlite"
+    assert any(walked) == sqlite

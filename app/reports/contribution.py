@@ -47,6 +47,8 @@ CHART_TOP = 20
 # with a name filter matching at most this many customers, their numbers are sent
 # to the sales database as an IN list instead of aggregating every customer there
 PUSH_DOWN_LIMIT = 1000
+# SQLite, sorted by name: pages ending within this many rows walk the name index
+NAME_WALK_MAX = 10000
 
 
 def sales_engine(session):
@@ -538,6 +540,27 @@ class RollupQuery:
             q = q.where(C.c.name.icontains(self.params["customer"], autoescape=True))
         return q
 
+    def _name_walk(self, sort, depth):
+        """SQLite, one period sorted by name, no name filter, a page within the first
+        NAME_WALK_MAX rows: the rows as a walk of the customers' name index, each
+        customer's period row looked up by primary key (an EXISTS keeps crm_customer
+        the outer loop) — a page of the first pages reads a few dozen customers instead
+        of joining and sorting all of them (SQLite at M: 5 ms against 190 ms). Deeper
+        pages join and sort (the walk's random reads cost more there). Else None."""
+        if (sort != "customer_name" or self.dialect != "sqlite" or self.params.get("customer")
+                or depth > NAME_WALK_MAX):
+            return None
+        C = Customer.__table__
+        T = OrderCustomer.__table__.alias("w")
+        single = self._single_year()
+        amount = (select(T.c.amount).where(T.c.customer_id == C.c.id, T.c.period == single)
+                  .scalar_subquery())
+        has = (select(literal(1)).where(T.c.customer_id == C.c.id, T.c.period == single,
+                                        T.c.amount > 0).exists())
+        return (select(C.c.id.label("customer_id"), C.c.name.label("customer_name"),
+                       C.c.number.label("_number"), amount.label("amount"))
+                .where(has).subquery("report"))
+
     def _cut_page(self, sort, desc, offset, limit):
         """Many grains, sorted by an amount: the aggregate is built once (a
         materialised CTE) and names are joined only for the rows up to the page's
@@ -631,6 +654,9 @@ class RollupQuery:
             return self._frame([]), 0, self._totals(None)
         width = len(r.c)
         if self._single_year() is not None:
+            walk = self._name_walk(sort, offset + limit)
+            if walk is not None:
+                r = walk
             stmt = select(*r.c).order_by(*self._order(r, sort, desc)).limit(limit).offset(offset)
             rows = self._execute(stmt)
             count, totals = self.count_totals()
