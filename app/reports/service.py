@@ -68,26 +68,10 @@ def _range(stmt, params, created=None):
     return stmt
 
 
-# SQLite (no statistics on created_on) walks ix_service_type_created for these scans
-# (for the range and to get the groups in order): one random table read per ticket,
-# 2–3× slower than reading the table straight through once the range holds more than a
-# few per cent of the tickets (200k tickets: 460 → 200 ms for all of them, 120 → 80 ms
-# for a year). Only a range of at most this many days keeps the index (a month of 4k
-# tickets: 10 ms with it, 45 ms without).
-SQLITE_INDEX_MAX_DAYS = 31
-
-
-def _without_index(session, params):
-    """Read the whole table on SQLite (see SQLITE_INDEX_MAX_DAYS)? Never on PostgreSQL,
-    whose planner has the statistics to choose."""
+def _sqlite_unindexed(session, column):
+    """SQLite: ``+column`` (the same value, which no index is used for); else None."""
     if session.get_bind().dialect.name != "sqlite":
-        return False
-    start, stop = params.get("start"), params.get("stop")
-    return not (start and stop and (stop - start).days <= SQLITE_INDEX_MAX_DAYS)
-
-
-def _unindexed(column):
-    """SQLite's ``+column``: the same value, which no index is used for."""
+        return None
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
@@ -177,10 +161,11 @@ def month_of(session, column):
 def month_start(session, column):
     """SQL: the month of ``column``, to group and sort by (:func:`_month_text` makes
     it ``YYYY-MM``): ``date_trunc`` on PostgreSQL (a quarter faster than ``to_char``
-    over 200k tickets), :func:`month_of` on SQLite."""
+    over 200k tickets); on SQLite the stored text's first seven characters (``YYYY-MM``,
+    what ``strftime('%Y-%m')`` gives, without parsing a date per ticket: 95 → 65 ms)."""
     if session.get_bind().dialect.name == "postgresql":
         return func.date_trunc("month", column, type_=DateTime)
-    return month_of(session, column)
+    return func.substr(column, 1, 7)
 
 
 def _month_text(value):
@@ -226,8 +211,11 @@ def _scan(session, params, now):
         if hi is not None:
             cond.append(t.created_on > now - timedelta(days=hi))
         ages.append(func.sum(case((and_(*cond), 1), else_=0)).label(f"age_{key}"))
-    plain = _without_index(session, params)
-    type_id = _unindexed(t.service_type_id) if plain else t.service_type_id
+    # ix_service_report holds every column read here, in the groups' order: the scan
+    # reads the index (no table rows, no sort; SQLite at M: 230 → 90 ms, any range).
+    # On SQLite the range is on ``+created_on``: without statistics SQLite would take
+    # ix_service_created_rating for a range and read the table once per ticket
+    type_id = t.service_type_id
     stmt = _range(select(
         type_id.label("type_id"), t.priority.label("priority"),
         func.min(t.priority_rank).label("rank"), func.count(t.id).label("n"),
@@ -241,9 +229,9 @@ def _scan(session, params, now):
                       else_=0)).label("resolved_in_time"),
         *ages,
         func.sum(case((is_open, 1), else_=0)).label("open"),
-    ).group_by(type_id, t.priority), params, _unindexed(t.created_on) if plain else None)
+    ).group_by(type_id, t.priority), params, _sqlite_unindexed(session, t.created_on))
     rows = session.execute(stmt).all()
-    return {"range": _range_key(params), "now": now, "rows": rows,
+    return {"range": _range_key(params), "now": now, "rows": rows, "stmt": stmt,
             "types": _types(session, {r.type_id for r in rows})}
 
 
@@ -284,12 +272,16 @@ def _by_priority(scan):
     return ("by_priority", _l("服务时效（类型 × 优先级）"), cols, df, total, chart)
 
 
-def _satisfaction(session, params):
+def _satisfaction_stmt(session, params):
+    """The rated tickets of the range per month of creation: (month, count, Σ)."""
     t = ServiceTicket
     month = month_start(session, t.created_on)
-    stmt = _range(select(month, func.count(t.satisfaction), func.sum(t.satisfaction))
-                  .where(t.satisfaction.isnot(None)).group_by(month).order_by(month), params,
-                  _unindexed(t.created_on) if _without_index(session, params) else None)
+    return _range(select(month, func.count(t.satisfaction), func.sum(t.satisfaction))
+                  .where(t.satisfaction.isnot(None)).group_by(month).order_by(month), params)
+
+
+def _satisfaction(session, params):
+    stmt = _satisfaction_stmt(session, params)
     raw = [(_month_text(m), int(n), int(s)) for m, n, s in session.execute(stmt).all()]
     cols = {"month": _l("月份"), "rated": _l("已评价服务数"), "satisfaction": _l("平均满意度")}
     rows = [(m, n, round(s / n, 2)) for m, n, s in raw]
