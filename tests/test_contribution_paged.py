@@ -244,8 +244,9 @@ def test_api_and_page_read_the_rollup(app, api, web, shop):
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
 def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
-    """An install upgraded to 0013 with its rollup built reads crm_order_customer at
-    once: the migration fills it with what the next refresh would build."""
+    """An install upgraded to 0013 (and 0016, quarters) with its rollup built reads
+    crm_order_customer at once: the migrations fill it with what the next refresh
+    would build."""
     import os
 
     from flask_migrate import downgrade, upgrade
@@ -270,6 +271,9 @@ def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
                 "SELECT period, customer_id, amount, orders FROM crm_order_customer")))
             assert (0, c1.id, 1250, 2) in built and (2036, c2.id, 750, 1) in built
             assert (203501, c1.id, 1000, 1) in built and (203605, c1.id, 250, 1) in built
+            # quarters (0016): 2035 Q1, 2036 Q2 and Q3
+            assert {(20351, c1.id, 1000, 1), (20362, c1.id, 250, 1),
+                    (20363, c2.id, 750, 1)} <= set(built)
             db.session.remove()
             downgrade(revision="0012")
             upgrade()
@@ -330,6 +334,7 @@ def test_comparing_two_single_periods_walks_the_index(app, shop):
         event.listen(engine, "after_cursor_execute", seen)
         try:
             for args in ({"year": "2034", "compare": "previous"},
+                         {"from": "2034-01-01", "to": "2034-03-31", "compare": "last_year"},
                          {"from": "2034-02-01", "to": "2034-02-28", "compare": "last_year",
                           "sort": "amount_compare", "order": "asc"}):
                 fetched.clear()
@@ -385,3 +390,23 @@ def test_the_name_walk_gives_the_pages_the_join_gives(app, shop, monkeypatch):
     with app.app_context():
         sqlite = db.engine.dialect.name == "sqlite"
     assert any(walked) == sqlite
+
+
+def test_quarters_years_and_all_time_are_the_sums_of_their_months(app, shop):
+    """After a refresh every derived period of crm_order_customer — quarter YYYYQ, year
+    YYYY, all time 0 — is its customer's months summed (amount and orders)."""
+    _refresh(app)
+    with app.app_context():
+        rows = db.session.execute(text(
+            "SELECT customer_id, period, amount, orders FROM crm_order_customer")).all()
+        db.session.remove()
+    months = [(c, p, a, n) for c, p, a, n in rows if p >= 100000]
+    want = {}
+    for c, p, a, n in months:
+        for key in ((c, (p // 100) * 10 + (p % 100 + 2) // 3), (c, p // 100), (c, 0)):
+            got = want.setdefault(key, [0, 0])
+            got[0] += a
+            got[1] += n
+    derived = {(c, p): [a, n] for c, p, a, n in rows if p < 100000}
+    assert derived == want
+    assert any(10000 <= p < 100000 for _, p in derived)      # quarters are there

@@ -40,13 +40,14 @@ class OrderLast(Model):
 
 
 class OrderCustomer(Model):
-    """Σ of the rollup per CRM customer and period — ``period`` YYYYMM a month, YYYY a
-    calendar year, 0 all time — in integer cents: the numbers of a customer and of its
+    """Σ of the rollup per CRM customer and period — ``period`` YYYYMM a month, YYYYQ a
+    calendar quarter (1–4, since migration 0016), YYYY a calendar year, 0 all time — in
+    integer cents: the numbers of a customer and of its
     aliases summed (no foreign key: the refresh's swap drops the table, which would lock
     crm_customer; customers are merged, never deleted). Built by the
     refresh from ``crm_order_month``; a merge folds the merged customer's rows into
     the survivor's in its own transaction (``rollup.fold_merged``), so it never waits
-    for the next refresh. What 客户贡献分析 reads for whole months, years and all time."""
+    for the next refresh. What 客户贡献分析 reads for whole months, quarters, years and all time."""
 
     __tablename__ = "crm_order_customer"
     # (period, amount) for the walks in amount order; customer_id in it so that a

@@ -310,18 +310,20 @@ class RollupQuery:
             cp = params["compare_period"]
             periods.append((cp.start, cp.stop))
         self.years = []                 # per part: None, 0 (all time) or (y0, y1) [y0, y1)
+        self.quarters = []              # per part: [YYYYQ] whole quarters
         self.months = []                # per part: [(first, end)] month ranges
         raw_days = []                   # [(number, part, amount)] from the sales bind
         for part, (start, stop) in enumerate(periods):
-            years, months = None, []
+            years, quarters, months = None, [], []
             if start is None or stop is None or start < stop:
                 whole, edges = rollup.split_range(start, stop)
                 if whole is not None:
-                    years, months = _split_years(*whole)
+                    years, quarters, months = _split_grains(*whole)
                 for a, b in edges:
                     raw_days.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
                                     if n is not None and amt is not None)
             self.years.append(years)
+            self.quarters.append(quarters)
             self.months.append(months)
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
@@ -330,8 +332,8 @@ class RollupQuery:
 
     # -- SQL --------------------------------------------------------------------------
     def _grain_where(self, T, part):
-        """``crm_order_customer`` rows of a part: its whole years (or all time) and its
-        other whole months; None when it has neither."""
+        """``crm_order_customer`` rows of a part: its whole years (or all time), its
+        whole quarters and its other whole months; None when it has none."""
         conds = []
         years = self.years[part]
         if years == 0:
@@ -344,46 +346,47 @@ class RollupQuery:
             if y1 is not None:
                 cond.append(T.c.period < y1)
             conds.append(and_(*cond))
+        if self.quarters[part]:
+            conds.append(T.c.period.in_(self.quarters[part]))
         for first, end in self.months[part]:
             conds.append(and_(T.c.period >= first.year * 100 + first.month,
                               T.c.period < end.year * 100 + end.month))
         return or_(*conds) if conds else None
 
+    def _single_period(self, part):
+        """The one ``crm_order_customer`` period (0 = all time, a year YYYY, a quarter
+        YYYYQ or a month YYYYMM) that is the whole of ``part`` (edge days aside), or
+        None (several periods, or none)."""
+        years, quarters, months = self.years[part], self.quarters[part], self.months[part]
+        if years is not None:
+            if quarters or months:
+                return None
+            if years == 0:
+                return 0
+            y0, y1 = years
+            return y0 if (y0 is not None and y1 == y0 + 1) else None
+        if len(quarters) == 1 and not months:
+            return quarters[0]
+        if not quarters and len(months) == 1:           # one calendar month
+            first, end = months[0]
+            if (end.year * 12 + end.month) - (first.year * 12 + first.month) == 1:
+                return first.year * 100 + first.month
+        return None
+
     def _single_year(self):
-        """The one ``crm_order_customer`` period (0 = all time, a year YYYY or a month
-        YYYYMM) that is the whole report, or None (a comparison, edge days, several
-        periods)."""
-        years, months = self.years[0], self.months[0]
+        """The one period that is the whole report (no comparison, no edge days), or
+        None."""
         if self.parts != 1 or self.edges:
             return None
-        if years is None and len(months) == 1:          # one calendar month
-            first, end = months[0]
-            return (first.year * 100 + first.month
-                    if (end.year * 12 + end.month) - (first.year * 12 + first.month) == 1
-                    else None)
-        if months or years is None:
-            return None
-        if years == 0:
-            return 0
-        y0, y1 = years
-        return y0 if (y0 is not None and y1 == y0 + 1) else None
+        return self._single_period(0)
 
     def _single_pair(self):
-        """Comparing, when each part is one ``crm_order_customer`` period (a year or a
-        month, no edge days): (p0, p1), else None."""
+        """Comparing, when each part is one ``crm_order_customer`` period (a year, a
+        quarter or a month, no edge days): (p0, p1), else None."""
         if self.parts != 2 or self.edges:
             return None
-        keep = self.years, self.months
-        try:
-            pair = []
-            for part in (0, 1):
-                self.years, self.months = [keep[0][part]], [keep[1][part]]
-                self.parts = 1
-                pair.append(self._single_year())
-        finally:
-            self.years, self.months = keep
-            self.parts = 2
-        return None if None in pair or 0 in pair else tuple(pair)
+        pair = (self._single_period(0), self._single_period(1))
+        return None if None in pair or 0 in pair else pair
 
     def _pair_side(self, sort):
         """Comparing two single periods, sorted by ``sort`` (amount or amount_compare):
@@ -730,19 +733,44 @@ class RollupQuery:
         return self._frame(self._execute(stmt))
 
 
-def _split_years(first, end):
-    """Whole months [first, end) (either None = open) → (years, month ranges): the
-    whole calendar years inside as ``(y0, y1)`` (``year >= y0 AND year < y1``, None
-    open) — or 0 for all time, None for none — and the months before and after them."""
+def _next_quarter(day):
+    month = day.month + 3
+    return date(day.year + (month > 12), (month - 1) % 12 + 1, 1)
+
+
+def _split_quarters(first, end):
+    """Whole months [first, end) (both set, inside at most two calendar years) →
+    (quarters, month ranges): the whole calendar quarters inside as YYYYQ and the
+    months before and after them."""
+    qs = first if (first.month - 1) % 3 == 0 else _next_quarter(first.replace(
+        month=first.month - (first.month - 1) % 3))
+    qe = end.replace(month=end.month - (end.month - 1) % 3)
+    if qs >= qe:
+        return [], [(first, end)]
+    quarters, d = [], qs
+    while d < qe:
+        quarters.append(d.year * 10 + (d.month - 1) // 3 + 1)
+        d = _next_quarter(d)
+    months = [(a, b) for a, b in ((first, qs), (qe, end)) if a < b]
+    return quarters, months
+
+
+def _split_grains(first, end):
+    """Whole months [first, end) (either None = open) → (years, quarters, month ranges):
+    the whole calendar years inside as ``(y0, y1)`` (``year >= y0 AND year < y1``, None
+    open) — or 0 for all time, None for none —, the whole quarters outside them (YYYYQ)
+    and the months left over."""
     if first is None and end is None:
-        return 0, []
+        return 0, [], []
     y0 = None if first is None else (first.year if first.month == 1 else first.year + 1)
     y1 = None if end is None else end.year
     if y0 is not None and y1 is not None and y0 >= y1:
-        return None, [(first, end)]
-    months = []
-    if first is not None and first < date(y0, 1, 1):
-        months.append((first, date(y0, 1, 1)))
-    if end is not None and date(y1, 1, 1) < end:
-        months.append((date(y1, 1, 1), end))
-    return (y0, y1), months
+        return (None, *_split_quarters(first, end))
+    quarters, months = [], []
+    for a, b in ((first, None if y0 is None else date(y0, 1, 1)),
+                 (None if y1 is None else date(y1, 1, 1), end)):
+        if a is not None and b is not None and a < b:
+            q, m = _split_quarters(a, b)
+            quarters += q
+            months += m
+    return (y0, y1), quarters, months

@@ -120,10 +120,15 @@ def _ym_sql(dialect, col):
     return f"CAST(substr({col}, 1, 4) || substr({col}, 6, 2) AS INTEGER)"
 
 
+# a month's period YYYYMM → its quarter's YYYYQ (integer division on both databases;
+# no ``%``, which the PostgreSQL driver would read as a parameter)
+QUARTER_OF_MONTH = "(period / 100) * 10 + (period - (period / 100) * 100 + 2) / 3"
+
+
 def customer_rollup_sql(dialect, months_table, target):
     """The statements that fill ``target`` (crm_order_customer's shape) from
     ``months_table`` (crm_order_month's): per CRM customer and period — each month
-    (YYYYMM), each year (YYYY) and all time (0) — in cents. First the customers' own
+    (YYYYMM), each quarter (YYYYQ), each year (YYYY) and all time (0) — in cents. First the customers' own
     numbers, in (customer, month) order and without a GROUP BY (a number belongs to
     one customer, a month is one row); then the numbers of merged customers
     (``crm_customer_alias``, few) added to the survivor's months (an UPDATE for the
@@ -148,6 +153,9 @@ def customer_rollup_sql(dialect, months_table, target):
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
         f"SELECT x.customer_id, x.p, x.cents, x.n FROM ({merged}) x WHERE NOT EXISTS "
         f"(SELECT 1 FROM {target} t WHERE t.customer_id = x.customer_id AND t.period = x.p)",
+        f"INSERT INTO {target} (customer_id, period, amount, orders) "
+        f"SELECT customer_id, {QUARTER_OF_MONTH}, SUM(amount), SUM(orders) FROM {target} "
+        f"WHERE period >= 100000 GROUP BY customer_id, {QUARTER_OF_MONTH}",
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
         f"SELECT customer_id, period / 100, SUM(amount), SUM(orders) FROM {target} "
         f"WHERE period >= 100000 GROUP BY customer_id, period / 100",

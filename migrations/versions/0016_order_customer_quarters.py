@@ -1,0 +1,28 @@
+"""order rollup per customer: calendar quarters too (period YYYYQ, e.g. 20252 for
+April–June 2025), summed from the months — 客户贡献分析 reads 本季度 and other
+whole-quarter ranges as one period, long ranges as quarters instead of three months
+each (issue 23). The refresh builds them from now on; this fills a rollup already
+built so that no range reads a missing quarter.
+
+Revision ID: 0016
+Revises: 0015
+"""
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+T = "crm_order_customer"
+QUARTER = "(period / 100) * 10 + (period - (period / 100) * 100 + 2) / 3"   # YYYYMM → YYYYQ
+
+
+def upgrade():
+    op.execute(f"INSERT INTO {T} (customer_id, period, amount, orders) "
+               f"SELECT customer_id, {QUARTER}, SUM(amount), SUM(orders) FROM {T} "
+               f"WHERE period >= 100000 GROUP BY customer_id, {QUARTER}")
+
+
+def downgrade():
+    op.execute(f"DELETE FROM {T} WHERE period >= 10000 AND period < 100000")
