@@ -493,6 +493,12 @@ def main():
                  lambda: best_of(raw_contribution, raw, raw_sales, year)),
                 ("contribution", f"from={year}-03-10&to={year}-10-20",
                  lambda: best_of(raw_contribution, raw, raw_sales, year)),
+                # 本季度 (a whole quarter) and the same compared with the quarter before;
+                # raw reference: the year's scan, as for the ranges above
+                ("contribution", f"from={year}-04-01&to={year}-06-30",
+                 lambda: best_of(raw_contribution, raw, raw_sales, year)),
+                ("contribution", f"from={year}-04-01&to={year}-06-30&compare=previous",
+                 lambda: best_of(raw_contribution, raw, raw_sales, year)),
                 ("composition", "", lambda: raw_composition(raw, "level")),
                 ("composition", "by=credit", lambda: raw_composition(raw, "credit")),
                 ("service", "", lambda: raw_service(raw, None)),

@@ -233,6 +233,8 @@ def _day_rows(session, raw):
         key = (number, part)
         per_number[key] = per_number.get(key, Decimal(0)) + Decimal(amount)
     numbers = sorted({n for n, _ in per_number})
+    if not numbers:
+        return []
     C, A = Customer.__table__, CustomerNumberAlias.__table__
     owner = {}
     pg = session.get_bind(mapper=Customer.__mapper__).dialect.name == "postgresql"
