@@ -218,7 +218,7 @@ def _scan(session, params, now):
     type_id = t.service_type_id
     stmt = _range(select(
         type_id.label("type_id"), t.priority.label("priority"),
-        func.min(t.priority_rank).label("rank"), func.count(t.id).label("n"),
+        func.min(t.priority_rank).label("rank"), func.count().label("n"),
         func.sum(case((missed_condition(now), 1), else_=0)).label("missed"),
         func.sum(case((t.response_due.isnot(None), 1), else_=0)).label("with_due"),
         func.sum(response).label("response_sum"), func.count(response).label("response_n"),

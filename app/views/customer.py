@@ -204,7 +204,10 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
                 # every row is read: plan the cursor for all of them (hash joins), not
                 # for the first tenth (PostgreSQL's default for a cursor)
                 conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-            yield from conn.execution_options(yield_per=self.export_chunk).execute(stmt).partitions()
+            # the option on this statement only (Connection.execution_options would set
+            # it on the session's connection for the rest of its transaction)
+            yield from conn.execute(stmt, execution_options={
+                "yield_per": self.export_chunk}).partitions()
         return Chunks(partitions())
     route_base = "/customer"
     class_permission_name = "Customer"

@@ -14,9 +14,12 @@ depends_on = None
 
 
 def upgrade():
+    # a refresh by this code may have run before the upgrade (it builds the new index
+    # and drops the old one with the table): then there is nothing to do
     op.create_index("ix_order_customer_period_amount_customer", "crm_order_customer",
-                    ["period", "amount", "customer_id"])
-    op.drop_index("ix_order_customer_period_amount", table_name="crm_order_customer")
+                    ["period", "amount", "customer_id"], if_not_exists=True)
+    op.drop_index("ix_order_customer_period_amount", table_name="crm_order_customer",
+                  if_exists=True)
 
 
 def downgrade():

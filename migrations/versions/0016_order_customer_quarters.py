@@ -19,6 +19,8 @@ QUARTER = "(period / 100) * 10 + (period - (period / 100) * 100 + 2) / 3"   # YY
 
 
 def upgrade():
+    # quarters a refresh by this code may already have built are built again
+    op.execute(f"DELETE FROM {T} WHERE period >= 10000 AND period < 100000")
     op.execute(f"INSERT INTO {T} (customer_id, period, amount, orders) "
                f"SELECT customer_id, {QUARTER}, SUM(amount), SUM(orders) FROM {T} "
                f"WHERE period >= 100000 GROUP BY customer_id, {QUARTER}")
