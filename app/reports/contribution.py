@@ -29,6 +29,9 @@ from sqlalchemy import (ARRAY, BigInteger, Column, Integer, MetaData, Numeric, S
                         and_, any_, bindparam, case, cast, func, literal, or_, select, text,
                         union_all)
 
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BooleanClauseList
+
 from ..workflows import rollup
 from ..models import Customer, CustomerNumberAlias, Order, OrderLine
 from ..models.rollup import OrderCustomer
@@ -355,6 +358,16 @@ class RollupQuery:
                               T.c.period < end.year * 100 + end.month))
         return or_(*conds) if conds else None
 
+    def _grain_conds(self, T, part):
+        """The conditions of :meth:`_grain_where` one by one (each a range of the
+        period index: one SELECT each reads the index alone, where an OR of them is a
+        bitmap scan that visits the table)."""
+        where = self._grain_where(T, part)
+        if where is None:
+            return []
+        return list(where.clauses) if isinstance(where, BooleanClauseList) and \
+            where.operator is operators.or_ else [where]
+
     def _single_period(self, part):
         """The one ``crm_order_customer`` period (0 = all time, a year YYYY, a quarter
         YYYYQ or a month YYYYMM) that is the whole of ``part`` (edge days aside), or
@@ -495,8 +508,8 @@ class RollupQuery:
         C = Customer.__table__
         T = OrderCustomer.__table__
         selects = [select(T.c.customer_id, literal(part).label("part"), T.c.amount)
-                   .where(self._grain_where(T, part))
-                   for part in range(self.parts) if self._grain_where(T, part) is not None]
+                   .where(cond)
+                   for part in range(self.parts) for cond in self._grain_conds(T, part)]
         by_number = self._by_number()
         if by_number is not None:
             selects.append(by_number)
