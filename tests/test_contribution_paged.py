@@ -6,6 +6,7 @@ same count, totals, chart and drill-down links, the same CSV and XLSX — for ra
 whole months, partial months (edge days from the sales system), a range inside one
 month, both comparisons, every sort, every page, a name filter and merged customers.
 And it reads only the page: a bounded number of statements, never every row."""
+from contextlib import contextmanager
 from datetime import date
 from itertools import product as combos
 
@@ -45,6 +46,22 @@ def _refresh(app):
             rollup.refresh(db.session)
         finally:
             db.session.remove()
+
+
+@contextmanager
+def _statements():
+    """The SQL statements run on the app's engine inside the block (in an app
+    context), as a list; the session is removed afterwards."""
+    fetched = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        fetched.append(statement)
+    event.listen(db.engine, "after_cursor_execute", seen)
+    try:
+        yield fetched
+    finally:
+        event.remove(db.engine, "after_cursor_execute", seen)
+        db.session.remove()
 
 
 def _forget_rollup(app):
@@ -179,20 +196,10 @@ def test_a_page_reads_only_the_page(app, shop):
     """The paged path runs a few statements and fetches the page's rows (plus the
     chart's top 20), never every customer; the frame path fetches them all."""
     _refresh(app)
-    fetched = []
-    with app.app_context():
-        engine = db.engine
-
-        def count_rows(conn, cursor, statement, parameters, context, executemany):
-            fetched.append(statement)
-        event.listen(engine, "after_cursor_execute", count_rows)
-        try:
-            r = reports.build(db.session, "contribution", {"page_size": "2", "sort": "customer_name"})
-            assert len(r.main.df) == 2 and r.count > 2
-            assert len(r.chart["categories"]) == min(20, r.count)
-        finally:
-            event.remove(engine, "after_cursor_execute", count_rows)
-            db.session.remove()
+    with app.app_context(), _statements() as fetched:
+        r = reports.build(db.session, "contribution", {"page_size": "2", "sort": "customer_name"})
+        assert len(r.main.df) == 2 and r.count > 2
+        assert len(r.chart["categories"]) == min(20, r.count)
     report_sql = [s for s in fetched if "crm_order_customer" in s]
     # all time is one row per customer in crm_order_customer (period 0): the page, its
     # count and totals, the chart's top 20 — the page and the chart are LIMITed
@@ -334,28 +341,18 @@ def test_comparing_two_single_periods_walks_the_index(app, shop):
     materialised per-customer sum; the page straddling the two agrees with the
     frame path (the equivalence test above)."""
     _refresh(app)
-    fetched = []
-    with app.app_context():
-        engine = db.engine
-
-        def seen(conn, cursor, statement, parameters, context, executemany):
-            fetched.append(statement)
-        event.listen(engine, "after_cursor_execute", seen)
-        try:
-            for args in ({"year": "2034", "compare": "previous"},
-                         {"from": "2034-01-01", "to": "2034-03-31", "compare": "last_year"},
-                         {"from": "2034-02-01", "to": "2034-02-28", "compare": "last_year",
-                          "sort": "amount_compare", "order": "asc"}):
-                fetched.clear()
-                r = reports.build(db.session, "contribution", dict(args, page_size="2"))
-                assert r.row_count is not None and r.count >= len(r.main.df)
-                sql = [s for s in fetched if "crm_order_customer" in s]
-                assert sql and not any("GROUP BY" in s.upper() or "MATERIALIZED" in s.upper()
-                                       for s in sql), sql
-                assert all("LIMIT" in s.upper() or "count(" in s.lower() for s in sql), sql
-        finally:
-            event.remove(engine, "after_cursor_execute", seen)
-            db.session.remove()
+    with app.app_context(), _statements() as fetched:
+        for args in ({"year": "2034", "compare": "previous"},
+                     {"from": "2034-01-01", "to": "2034-03-31", "compare": "last_year"},
+                     {"from": "2034-02-01", "to": "2034-02-28", "compare": "last_year",
+                      "sort": "amount_compare", "order": "asc"}):
+            fetched.clear()
+            r = reports.build(db.session, "contribution", dict(args, page_size="2"))
+            assert r.row_count is not None and r.count >= len(r.main.df)
+            sql = [s for s in fetched if "crm_order_customer" in s]
+            assert sql and not any("GROUP BY" in s.upper() or "MATERIALIZED" in s.upper()
+                                   for s in sql), sql
+            assert all("LIMIT" in s.upper() or "count(" in s.lower() for s in sql), sql
 
 
 def test_the_postgresql_array_literal_round_trips_any_number(app):
