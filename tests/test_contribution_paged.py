@@ -282,11 +282,15 @@ def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
             assert {(20351, c1.id, 1000, 1), (20362, c1.id, 250, 1),
                     (20363, c2.id, 750, 1)} <= set(built)
             db.session.remove()
+            assert (20350102, c1.id, 1000, 1) in built                  # a day
             downgrade(revision="0012")
             upgrade()
             again = sorted(tuple(r) for r in db.session.execute(text(
                 "SELECT period, customer_id, amount, orders FROM crm_order_customer")))
-            assert again == built
+            # the migrations sum the months (the days need the sales system: the next
+            # refresh builds them; until then a partial month is read from the sales)
+            assert again == [r for r in built if r[0] < 10000000]
+            assert not rollup.has_days(db.session)
             # a refresh by this code before the upgrade (the new index and the quarters
             # already there): 0014 and 0016 still apply and change nothing
             db.session.remove()
@@ -296,6 +300,7 @@ def test_migration_0013_sums_a_rollup_already_built(tmp_path, backend_name):
             upgrade()
             assert sorted(tuple(r) for r in db.session.execute(text(
                 "SELECT period, customer_id, amount, orders FROM crm_order_customer"))) == built
+            assert rollup.has_days(db.session)
             assert Customer  # the model still maps the table
             db.session.remove()
     finally:
@@ -400,13 +405,14 @@ def test_the_name_walk_gives_the_pages_the_join_gives(app, shop, monkeypatch):
 
 def test_quarters_years_and_all_time_are_the_sums_of_their_months(app, shop):
     """After a refresh every derived period of crm_order_customer — quarter YYYYQ, year
-    YYYY, all time 0 — is its customer's months summed (amount and orders)."""
+    YYYY, all time 0 — is its customer's months summed (amount and orders), and every
+    month is the sum of its days (YYYYMMDD)."""
     _refresh(app)
     with app.app_context():
         rows = db.session.execute(text(
             "SELECT customer_id, period, amount, orders FROM crm_order_customer")).all()
         db.session.remove()
-    months = [(c, p, a, n) for c, p, a, n in rows if p >= 100000]
+    months = [(c, p, a, n) for c, p, a, n in rows if 100000 <= p < 1000000]
     want = {}
     for c, p, a, n in months:
         for key in ((c, (p // 100) * 10 + (p % 100 + 2) // 3), (c, p // 100), (c, 0)):
@@ -416,3 +422,66 @@ def test_quarters_years_and_all_time_are_the_sums_of_their_months(app, shop):
     derived = {(c, p): [a, n] for c, p, a, n in rows if p < 100000}
     assert derived == want
     assert any(10000 <= p < 100000 for _, p in derived)      # quarters are there
+    by_days = {}
+    for c, p, a, n in rows:
+        if p >= 10000000:
+            got = by_days.setdefault((c, p // 100), [0, 0])
+            got[0] += a
+            got[1] += n
+    assert by_days == {(c, p): [a, n] for c, p, a, n in months}
+    assert by_days                                           # days are there
+
+
+PARTIAL = [{"from": "2034-01-10", "to": "2034-02-20"}, {"from": "2034-02-01", "to": "2034-02-14"},
+           {"from": "2033-12-15", "to": "2035-01-01"}, {"from": "2034-02-15", "to": "2034-02-15"},
+           {"from": "2034-01-10", "to": "2034-02-20", "compare": "previous"},
+           {"from": "2034-02-15", "to": "2034-02-15", "compare": "last_year"}]
+
+
+def _sales_statements(app):
+    """The statements run on the sales bind inside the block, as a list."""
+    seen = []
+    engine = db.engines["sales"]
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+    event.listen(engine, "after_cursor_execute", listen)
+    return seen, lambda: event.remove(engine, "after_cursor_execute", listen)
+
+
+def test_partial_months_are_read_from_the_rollup_days(app, shop):
+    """A range's partial first/last month (and a single day) is read from the rollup's
+    day rows: the same report as the frame path, and not one statement on the sales
+    system per request; a rollup built by older code (no day rows) reads those days
+    from the sales system and gives the same report too."""
+    cases = [dict(r, customer=shop, page_size="3", **({"sort": s} if s else {}))
+             for r in PARTIAL for s in (None, "amount", "customer_name")]
+    _forget_rollup(app)
+    before = [_outputs(app, a) for a in cases]
+    _refresh(app)
+    with app.app_context():
+        seen, stop = _sales_statements(app)
+        try:
+            after = [_outputs(app, a) for a in cases]
+        finally:
+            stop()
+    assert after == before
+    assert seen == []
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM crm_order_customer WHERE period >= 10000000"))
+        seen, stop = _sales_statements(app)
+        try:
+            older = [_outputs(app, a) for a in cases]
+        finally:
+            stop()
+    assert older == before
+    assert any("sales_order" in s for s in seen)
+    # one day alone is one period of the rollup: the single-period walk, no GROUP BY
+    _refresh(app)
+    with app.app_context(), _statements() as fetched:
+        reports.build(db.session, "contribution",
+                      {"from": "2034-02-15", "to": "2034-02-15", "page_size": "2"})
+    day_sql = [s for s in fetched if "crm_order_customer" in s]
+    assert any("customer_name" in s for s in day_sql)
+    assert not any("GROUP BY" in s.upper() for s in day_sql), day_sql

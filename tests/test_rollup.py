@@ -133,6 +133,54 @@ def test_status_change_after_a_refresh_counts_after_the_next(app, dbs, orders):
         assert rollup.refreshed_at(s) == datetime(2031, 5, 1, 10)
 
 
+def raw_days(s):
+    """The raw query per CRM customer id and day: {(customer_id, YYYYMMDD): cents} of
+    the counted orders (aliases → the survivor)."""
+    owner = dict(s.execute(select(Customer.number, Customer.id)
+                           .where(Customer.status != "merged")).all())
+    owner.update(s.execute(select(CustomerNumberAlias.number,
+                                  CustomerNumberAlias.customer_id)).all())
+    q = (select(Order.customer_number, Order.date, func.sum(OrderLine.quantity * OrderLine.price))
+         .join(OrderLine, OrderLine.order_id == Order.id)
+         .where(Order.status.in_((5, 6))).group_by(Order.customer_number, Order.date))
+    out = {}
+    for number, day, amount in s.execute(q).all():
+        if number in owner:
+            key = (owner[number], day.year * 10000 + day.month * 100 + day.day)
+            out[key] = out.get(key, 0) + int(round(Decimal(str(amount)) * 100))
+    return out
+
+
+def rollup_days(s, ids):
+    from app.models.rollup import OrderCustomer as T
+    return {(c, p): a for c, p, a in s.execute(
+        select(T.customer_id, T.period, T.amount)
+        .where(T.period >= 10000000, T.customer_id.in_(ids))).all()}
+
+
+def test_the_days_match_the_raw_query_after_a_status_change(app, dbs, orders):
+    """crm_order_customer's day rows (what a partial month reads) are the raw per-day
+    sums for every customer, the merged number's orders counted for the survivor,
+    before and after an order's status changes to 5."""
+    with dbs() as s:
+        ids = [s.scalar(select(Customer.id).where(Customer.number == orders[k]))
+               for k in ("a", "c")]
+    _refresh(app)
+    with dbs() as s:
+        got, want = rollup_days(s, ids), raw_days(s)
+        assert got == {k: v for k, v in want.items() if k[0] in ids}
+        assert got[(ids[0], 20310201)] == 4960                 # the alias's order → A
+        assert (ids[0], 20310331) not in got                   # status 2: not counted
+        oid = orders["orders"][(orders["a"], date(2031, 3, 31))]
+        s.execute(Order.__table__.update().where(Order.id == oid).values(status=5))
+        s.commit()
+    _refresh(app)
+    with dbs() as s:
+        got = rollup_days(s, ids)
+        assert got == {k: v for k, v in raw_days(s).items() if k[0] in ids}
+        assert got[(ids[0], 20310331)] == 9 * 1250
+
+
 def test_a_killed_refresh_leaves_the_previous_rollup(app, dbs, orders, monkeypatch):
     _refresh(app, now=datetime(2031, 6, 1, 8))
     with dbs() as s:

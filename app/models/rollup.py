@@ -7,9 +7,8 @@ customer's old numbers (``CustomerNumberAlias``) are mapped to the survivor when
 the rollup is read, so a merge needs no refresh. ``crm_rollup_state`` is one row
 (id 1): when the rollup now in place was built.
 
-``crm_order_customer`` sums the months per CRM customer and month / year / all time
-(aliases folded in)
-for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
+``crm_order_customer`` sums the orders per CRM customer and day / month / quarter /
+year / all time (aliases folded in) for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
 transaction (app/workflows/rollup.py); the ``*_next`` tables are not models.
 """
 from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, Numeric, String
@@ -40,14 +39,16 @@ class OrderLast(Model):
 
 
 class OrderCustomer(Model):
-    """Σ of the rollup per CRM customer and period — ``period`` YYYYMM a month, YYYYQ a
+    """Σ of the rollup per CRM customer and period — ``period`` YYYYMMDD a day, YYYYMM a
+    month, YYYYQ a
     calendar quarter (1–4, since migration 0016), YYYY a calendar year, 0 all time — in
     integer cents: the numbers of a customer and of its
     aliases summed (no foreign key: the refresh's swap drops the table, which would lock
     crm_customer; customers are merged, never deleted). Built by the
     refresh from ``crm_order_month``; a merge folds the merged customer's rows into
     the survivor's in its own transaction (``rollup.fold_merged``), so it never waits
-    for the next refresh. What 客户贡献分析 reads for whole months, quarters, years and all time."""
+    for the next refresh. What 客户贡献分析 reads for days, whole months, quarters,
+    years and all time."""
 
     __tablename__ = "crm_order_customer"
     # (period, amount) for the walks in amount order; customer_id in it so that a

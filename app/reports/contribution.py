@@ -17,10 +17,13 @@ the period (and of the comparison period) summed per customer number, the number
 mapped to their customer (merged customers' aliases to the survivor), joined to
 the names, filtered, sorted, paged; the count and the totals come with the page
 (window functions), so Python only sees the rows shown. The days of a partial
-first/last month come from the sales bind and join the statement through a
-temporary table. Exports read every row through the same statement.
+first/last month are the rollup's day rows too (the whole figure is one snapshot
+and a request never queries the sales system); a rollup built by older code has
+no days, and they then come from the sales bind and join the
+statement through a temporary table. Exports read every row through the same
+statement.
 """
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -296,9 +299,11 @@ class RollupQuery:
     the comparison period (when comparing).
 
     A period is read from ``crm_order_customer`` (per customer, aliases already
-    folded, cents): its whole calendar years (or all time) as year rows, its other
-    whole months as month rows; the days of a partial first/last month come from the
-    sales bind (a temporary table, per sales number, mapped to the customer here).
+    folded, cents): its whole calendar years (or all time) as year rows, its whole
+    quarters as quarter rows, its other whole months as month rows and the days of a
+    partial first/last month as day rows (a rollup built by older code has no day
+    rows: those days then come from the sales bind, a temporary table, per
+    sales number, mapped to the customer here).
 
     Rows: customer_id, customer_name, _number (the survivor's own number, for the
     drill-down link), amount (cents), and with a comparison amount_compare (cents)
@@ -317,19 +322,29 @@ class RollupQuery:
         self.years = []                 # per part: None, 0 (all time) or (y0, y1) [y0, y1)
         self.quarters = []              # per part: [YYYYQ] whole quarters
         self.months = []                # per part: [(first, end)] month ranges
+        self.days = []                  # per part: [(first, end)] day ranges (the rollup's days)
         raw_days = []                   # [(number, part, amount)] from the sales bind
+        # the days of a partial first/last month: from the rollup once it holds them
+        # (every refresh builds them), else straight from the sales system
+        rollup_days = None              # asked once, when a range has such days
         for part, (start, stop) in enumerate(periods):
-            years, quarters, months = None, [], []
+            years, quarters, months, days = None, [], [], []
             if start is None or stop is None or start < stop:
                 whole, edges = rollup.split_range(start, stop)
                 if whole is not None:
                     years, quarters, months = _split_grains(*whole)
                 for a, b in edges:
+                    if rollup_days is None:
+                        rollup_days = rollup.has_days(session)
+                    if rollup_days:
+                        days.append((a, b))
+                        continue
                     raw_days.extend((n, part, amt) for n, amt in rollup.raw_totals(session, a, b)
                                     if n is not None and amt is not None)
             self.years.append(years)
             self.quarters.append(quarters)
             self.months.append(months)
+            self.days.append(days)
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
         self._edges_loaded = None       # the DB-API connection the edge rows are in
@@ -356,6 +371,8 @@ class RollupQuery:
         for first, end in self.months[part]:
             conds.append(and_(T.c.period >= first.year * 100 + first.month,
                               T.c.period < end.year * 100 + end.month))
+        for first, end in self.days[part]:
+            conds.append(and_(T.c.period >= _ymd(first), T.c.period < _ymd(end)))
         return or_(*conds) if conds else None
 
     def _grain_conds(self, T, part):
@@ -373,6 +390,12 @@ class RollupQuery:
         YYYYQ or a month YYYYMM) that is the whole of ``part`` (edge days aside), or
         None (several periods, or none)."""
         years, quarters, months = self.years[part], self.quarters[part], self.months[part]
+        days = self.days[part]
+        if days:                                         # one day alone is a period too
+            if years is None and not quarters and not months and len(days) == 1 \
+                    and days[0][1] - days[0][0] == timedelta(days=1):
+                return _ymd(days[0][0])
+            return None
         if years is not None:
             if quarters or months:
                 return None
@@ -746,6 +769,11 @@ class RollupQuery:
         if limit is not None:
             stmt = stmt.limit(limit)
         return self._frame(self._execute(stmt))
+
+
+def _ymd(day):
+    """A day as crm_order_customer's period YYYYMMDD."""
+    return day.year * 10000 + day.month * 100 + day.day
 
 
 def _next_quarter(day):

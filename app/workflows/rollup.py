@@ -41,6 +41,7 @@ from .errors import Conflict, Forbidden
 
 JOB = "rollup"
 MONTH_NEXT = "crm_order_month_next"
+DAY_NEXT = "crm_order_day_next"       # staging only: per number and day, dropped after the swap
 LAST_NEXT = "crm_order_last_next"
 CUSTOMER_NEXT = "crm_order_customer_next"
 # a merge and the swap of a refresh both fold numbers into customers: on PostgreSQL they
@@ -79,27 +80,35 @@ def _month_sql(dialect, col):
     return f"substr({col}, 1, 7) || '-01'"
 
 
-def _aggregate_sql(dialect, schema=""):
-    """Per customer number and month: amount, orders, last date — counted orders only.
-    Per-order subtotals first, so each order is counted once."""
+def _aggregate_sql(dialect, schema="", by_day=False):
+    """Per customer number and month (``by_day``: and day): amount, orders, last date
+    — counted orders only. Per-order subtotals first, so each order is counted once.
+    The refresh reads the days (one scan of the sales system; the months are summed
+    from them in the CRM database)."""
     p = f"{schema}." if schema else ""
+    key = "o.date" if by_day else _month_sql(dialect, "o.date")
+    cols = ("o.customer_number, o.date AS day, SUM(t.amount) AS amount, COUNT(*) AS orders"
+            if by_day else
+            f"o.customer_number, {key} AS month, SUM(t.amount) AS amount, COUNT(*) AS orders, "
+            f"MAX(o.date) AS last_date")
     return (
-        f"SELECT o.customer_number, {_month_sql(dialect, 'o.date')} AS month, "
-        f"SUM(t.amount) AS amount, COUNT(*) AS orders, MAX(o.date) AS last_date "
+        f"SELECT {cols} "
         f"FROM {p}sales_order o JOIN ("
         f"SELECT order_id, SUM(quantity * price) AS amount FROM {p}sales_order_line "
         f"GROUP BY order_id) t ON t.order_id = o.id "
         f"WHERE o.status IN ({STATUSES}) "
-        f"GROUP BY o.customer_number, {_month_sql(dialect, 'o.date')}")
+        f"GROUP BY o.customer_number, {key}")
 
 
 def raw_aggregate_sql(dialect):
-    """The aggregate the refresh is measured against (bench): the same GROUP BY on the
-    sales database, rows fetched."""
+    """The aggregate the refresh is measured against (bench): the per-customer-number
+    and month GROUP BY on the sales database, rows fetched (the refresh reads the same
+    orders, grouped by day)."""
     return _aggregate_sql(dialect)
 
 
 def _create_next(conn, dialect):
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {DAY_NEXT}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {MONTH_NEXT}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LAST_NEXT}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {CUSTOMER_NEXT}")
@@ -111,6 +120,11 @@ def _create_next(conn, dialect):
     conn.exec_driver_sql(
         f"CREATE TABLE {LAST_NEXT} (number VARCHAR(32) NOT NULL, last_date DATE NOT NULL, "
         f"PRIMARY KEY (number))")
+    # the sales aggregate per number and day; PostgreSQL: never logged (staging only)
+    conn.exec_driver_sql(
+        ("CREATE UNLOGGED TABLE " if dialect == "postgresql" else "CREATE TABLE ")
+        + f"{DAY_NEXT} (number VARCHAR(32) NOT NULL, day DATE NOT NULL, "
+        f"amount NUMERIC(16, 2) NOT NULL, orders INTEGER NOT NULL)")
 
 
 def _ym_sql(dialect, col):
@@ -120,45 +134,69 @@ def _ym_sql(dialect, col):
     return f"CAST(substr({col}, 1, 4) || substr({col}, 6, 2) AS INTEGER)"
 
 
+def _ymd_sql(dialect, col):
+    """The day ``col`` as the integer YYYYMMDD."""
+    if dialect == "postgresql":
+        return (f"CAST(EXTRACT(YEAR FROM {col}) * 10000 + EXTRACT(MONTH FROM {col}) * 100 "
+                f"+ EXTRACT(DAY FROM {col}) AS INTEGER)")
+    return f"CAST(substr({col}, 1, 4) || substr({col}, 6, 2) || substr({col}, 9, 2) AS INTEGER)"
+
+
+# the periods of crm_order_customer: 0 all time, YYYY a year, YYYYQ a quarter, YYYYMM a
+# month, YYYYMMDD a day — each grain a range of integers
+QUARTERS = "period >= 10000 AND period < 100000"
+MONTHS = "period >= 100000 AND period < 1000000"
+DAYS = "period >= 10000000"
+
 # a month's period YYYYMM → its quarter's YYYYQ (integer division on both databases;
 # no ``%``, which the PostgreSQL driver would read as a parameter)
 QUARTER_OF_MONTH = "(period / 100) * 10 + (period - (period / 100) * 100 + 2) / 3"
 
 
-def customer_rollup_sql(dialect, months_table, target):
+def customer_rollup_sql(dialect, months_table, target, days_table=None):
     """The statements that fill ``target`` (crm_order_customer's shape) from
-    ``months_table`` (crm_order_month's): per CRM customer and period — each month
-    (YYYYMM), each quarter (YYYYQ), each year (YYYY) and all time (0) — in cents. First the customers' own
-    numbers, in (customer, month) order and without a GROUP BY (a number belongs to
-    one customer, a month is one row); then the numbers of merged customers
-    (``crm_customer_alias``, few) added to the survivor's months (an UPDATE for the
-    months it has, an INSERT for the others); then years and all time from the
-    months. No unique index is needed on the way (PostgreSQL adds the key last).
-    Migration 0013 holds a frozen, simpler copy (it fills the table once)."""
-    ym = _ym_sql(dialect, "m.month")
-    merged = (
-        f"SELECT a.customer_id, {ym} AS p, SUM(CAST(ROUND(m.amount * 100) AS BIGINT)) AS cents, "
-        f"SUM(m.orders) AS n FROM crm_customer_alias a JOIN {months_table} m "
-        f"ON m.number = a.number WHERE NOT EXISTS (SELECT 1 FROM crm_customer own "
-        f"WHERE own.number = a.number AND own.status <> 'merged') GROUP BY a.customer_id, {ym}")
-    return [
-        f"INSERT INTO {target} (customer_id, period, amount, orders) "
-        f"SELECT own.id, {ym}, CAST(ROUND(m.amount * 100) AS BIGINT), m.orders "
-        f"FROM crm_customer own JOIN {months_table} m ON m.number = own.number "
-        f"WHERE own.status <> 'merged'"
-        + (" ORDER BY own.id, m.month" if dialect == "sqlite" else ""),   # SQLite: key order
-        f"UPDATE {target} SET amount = {target}.amount + x.cents, "
-        f"orders = {target}.orders + x.n FROM ({merged}) x "
-        f"WHERE {target}.customer_id = x.customer_id AND {target}.period = x.p",
-        f"INSERT INTO {target} (customer_id, period, amount, orders) "
-        f"SELECT x.customer_id, x.p, x.cents, x.n FROM ({merged}) x WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {target} t WHERE t.customer_id = x.customer_id AND t.period = x.p)",
+    ``months_table`` (crm_order_month's) and ``days_table`` (number, day, amount,
+    orders; None: no days): per CRM customer and period — each day (YYYYMMDD), each
+    month (YYYYMM), each quarter (YYYYQ), each year (YYYY) and all time (0) — in cents.
+    First the customers' own numbers, in (customer, period) order and without a GROUP
+    BY (a number belongs to one customer, a month or day is one row); then the numbers
+    of merged customers (``crm_customer_alias``, few) added to the survivor's periods
+    (an UPDATE for the periods it has, an INSERT for the others); then quarters and
+    years from the months, all time from the years. No unique index is needed on the
+    way (PostgreSQL adds the key last). Migration 0013 holds a frozen, simpler copy (it
+    fills the table once)."""
+    def grain(table, period, order):
+        merged = (
+            f"SELECT a.customer_id, {period} AS p, "
+            f"SUM(CAST(ROUND(m.amount * 100) AS BIGINT)) AS cents, "
+            f"SUM(m.orders) AS n FROM crm_customer_alias a JOIN {table} m "
+            f"ON m.number = a.number WHERE NOT EXISTS (SELECT 1 FROM crm_customer own "
+            f"WHERE own.number = a.number AND own.status <> 'merged') "
+            f"GROUP BY a.customer_id, {period}")
+        return [
+            f"INSERT INTO {target} (customer_id, period, amount, orders) "
+            f"SELECT own.id, {period}, CAST(ROUND(m.amount * 100) AS BIGINT), m.orders "
+            f"FROM crm_customer own JOIN {table} m ON m.number = own.number "
+            f"WHERE own.status <> 'merged'"
+            + (f" ORDER BY own.id, m.{order}" if dialect == "sqlite" else ""),  # key order
+            f"UPDATE {target} SET amount = {target}.amount + x.cents, "
+            f"orders = {target}.orders + x.n FROM ({merged}) x "
+            f"WHERE {target}.customer_id = x.customer_id AND {target}.period = x.p",
+            f"INSERT INTO {target} (customer_id, period, amount, orders) "
+            f"SELECT x.customer_id, x.p, x.cents, x.n FROM ({merged}) x WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {target} t WHERE t.customer_id = x.customer_id AND t.period = x.p)",
+        ]
+
+    out = grain(months_table, _ym_sql(dialect, "m.month"), "month")
+    if days_table is not None:
+        out += grain(days_table, _ymd_sql(dialect, "m.day"), "day")
+    return out + [
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
         f"SELECT customer_id, {QUARTER_OF_MONTH}, SUM(amount), SUM(orders) FROM {target} "
-        f"WHERE period >= 100000 GROUP BY customer_id, {QUARTER_OF_MONTH}",
+        f"WHERE {MONTHS} GROUP BY customer_id, {QUARTER_OF_MONTH}",
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
-        f"SELECT customer_id, period / 100, SUM(amount), SUM(orders) FROM {target} "
-        f"WHERE period >= 100000 GROUP BY customer_id, period / 100",
+        f"SELECT customer_id, period / 10, SUM(amount), SUM(orders) FROM {target} "
+        f"WHERE {QUARTERS} GROUP BY customer_id, period / 10",
         f"INSERT INTO {target} (customer_id, period, amount, orders) "
         f"SELECT customer_id, 0, SUM(amount), SUM(orders) FROM {target} "
         f"WHERE period > 0 AND period < 10000 GROUP BY customer_id",
@@ -174,7 +212,7 @@ def _build_customer_next(conn, dialect):
     conn.exec_driver_sql(
         f"CREATE TABLE {CUSTOMER_NEXT} (customer_id INTEGER NOT NULL, period INTEGER NOT NULL, "
         f"amount BIGINT NOT NULL, orders INTEGER NOT NULL{pk})")
-    for sql in customer_rollup_sql(dialect, MONTH_NEXT, CUSTOMER_NEXT):
+    for sql in customer_rollup_sql(dialect, MONTH_NEXT, CUSTOMER_NEXT, DAY_NEXT):
         conn.exec_driver_sql(sql)
     if dialect == "postgresql":
         conn.exec_driver_sql(f"ALTER TABLE {CUSTOMER_NEXT} ADD CONSTRAINT "
@@ -211,50 +249,53 @@ def _sqlite_file(engine):
 
 
 def _fill_next(session, conn, dialect):
-    """Step 1: the sales aggregate into crm_order_month_next; returns its row count."""
+    """Step 1: the sales aggregate per number and day into crm_order_day_next, then
+    crm_order_month_next summed from it (in the CRM database)."""
     sales = _sales_engine(session)
     sales_file = _sqlite_file(sales)
+    cols = f"{DAY_NEXT} (number, day, amount, orders)"
     if dialect == "sqlite" and sales_file:
         conn.exec_driver_sql("ATTACH DATABASE ? AS rollup_src", (sales_file,))
         try:
-            conn.exec_driver_sql(
-                f"INSERT INTO {MONTH_NEXT} (number, month, amount, orders, last_date) "
-                + _aggregate_sql("sqlite", "rollup_src") + " ORDER BY 1, 2")
+            conn.exec_driver_sql(f"INSERT INTO {cols} "
+                                 + _aggregate_sql("sqlite", "rollup_src", by_day=True))
         finally:
             conn.commit()
             conn.exec_driver_sql("DETACH DATABASE rollup_src")
-        return
-    if dialect == "postgresql" and sales.dialect.name == "postgresql":
+    elif dialect == "postgresql" and sales.dialect.name == "postgresql":
         buf = io.BytesIO()
         raw_src = sales.raw_connection()
         try:
             with raw_src.cursor() as cur:
-                cur.copy_expert(f"COPY ({_aggregate_sql('postgresql')}) TO STDOUT", buf)
+                cur.copy_expert(f"COPY ({_aggregate_sql('postgresql', by_day=True)}) "
+                                f"TO STDOUT", buf)
             raw_src.rollback()
         finally:
             raw_src.close()
         buf.seek(0)
-        conn.connection.dbapi_connection.cursor().copy_expert(
-            f"COPY {MONTH_NEXT} (number, month, amount, orders, last_date) FROM STDIN", buf)
-        return
-    # any other pair (e.g. tests: CRM on PostgreSQL, sales on SQLite): stream in chunks
-    with sales.connect() as src:
-        result = src.execution_options(stream_results=True, yield_per=CHUNK).exec_driver_sql(
-            _aggregate_sql(sales.dialect.name))
-        for rows in result.partitions(CHUNK):
-            rows = [(r[0], _as_date(r[1]), r[2], r[3], _as_date(r[4])) for r in rows]
-            if dialect == "postgresql":
-                out = io.StringIO()
-                csv.writer(out).writerows(rows)
-                out.seek(0)
-                conn.connection.dbapi_connection.cursor().copy_expert(
-                    f"COPY {MONTH_NEXT} (number, month, amount, orders, last_date) "
-                    f"FROM STDIN WITH (FORMAT csv)", out)
-            else:
-                conn.exec_driver_sql(
-                    f"INSERT INTO {MONTH_NEXT} (number, month, amount, orders, last_date) "
-                    f"VALUES (?, ?, ?, ?, ?)", [(a, b.isoformat(), float(c), d, e.isoformat())
-                                               for a, b, c, d, e in rows])
+        conn.connection.dbapi_connection.cursor().copy_expert(f"COPY {cols} FROM STDIN", buf)
+    else:
+        # any other pair (e.g. tests: CRM on PostgreSQL, sales on SQLite): stream in chunks
+        with sales.connect() as src:
+            result = src.execution_options(stream_results=True, yield_per=CHUNK) \
+                .exec_driver_sql(_aggregate_sql(sales.dialect.name, by_day=True))
+            for rows in result.partitions(CHUNK):
+                rows = [(r[0], _as_date(r[1]), r[2], r[3]) for r in rows]
+                if dialect == "postgresql":
+                    out = io.StringIO()
+                    csv.writer(out).writerows(rows)
+                    out.seek(0)
+                    conn.connection.dbapi_connection.cursor().copy_expert(
+                        f"COPY {cols} FROM STDIN WITH (FORMAT csv)", out)
+                else:
+                    conn.exec_driver_sql(f"INSERT INTO {cols} VALUES (?, ?, ?, ?)",
+                                         [(a, b.isoformat(), float(c), d)
+                                          for a, b, c, d in rows])
+    month = _month_sql(dialect, "day")
+    conn.exec_driver_sql(
+        f"INSERT INTO {MONTH_NEXT} (number, month, amount, orders, last_date) "
+        f"SELECT number, {month}, SUM(amount), SUM(orders), MAX(day) FROM {DAY_NEXT} "
+        f"GROUP BY number, {month}" + (" ORDER BY 1, 2" if dialect == "sqlite" else ""))
 
 
 def _as_date(value):
@@ -297,6 +338,7 @@ def refresh(session, now=None):
             # per customer and period, with the numbers → customers of this moment (a merge
             # waits for the lock above, then folds into the new table)
             _build_customer_next(conn, dialect)
+            conn.exec_driver_sql(f"DROP TABLE {DAY_NEXT}")
             for live, nxt in (("crm_order_month", MONTH_NEXT), ("crm_order_last", LAST_NEXT),
                               ("crm_order_customer", CUSTOMER_NEXT)):
                 conn.exec_driver_sql(f"DROP TABLE {live}")
@@ -359,6 +401,16 @@ def is_fresh(session, max_age_minutes, now=None):
         return False
     now = now or datetime.now()
     return now - at <= timedelta(minutes=max_age_minutes)
+
+
+def has_days(session):
+    """Whether the rollup in place holds the days (``crm_order_customer`` periods
+    YYYYMMDD, built by every refresh since issue 23's day grain): one probe of the
+    period index. A rollup built by older code has none; a partial month's days are
+    then read from the sales system (as they were), until the next refresh."""
+    T = OrderCustomer.__table__
+    return session.execute(select(literal(1)).where(T.c.period >= 10000000).limit(1)) \
+        .first() is not None
 
 
 def status(session):
