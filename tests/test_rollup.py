@@ -341,3 +341,31 @@ def test_amounts_are_exact_decimals(app, dbs, orders):
         row = s.scalar(select(OrderMonth.amount).where(OrderMonth.number == orders["c"],
                                                        OrderMonth.month == date(2031, 1, 1)))
         assert Decimal(str(row)) == Decimal("12.50")
+
+
+def test_the_postgresql_copy_runs_through_a_pipe_and_fails_whole(app):
+    """PostgreSQL to PostgreSQL, the sales aggregate streams into the CRM staging table
+    through a pipe (``rollup._copy_piped``): every row arrives, in bounded memory; a
+    failing source raises (the refresh then never swaps) and a failing target ends the
+    source too."""
+    from sqlalchemy import text as sql
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the pipe joins two PostgreSQL servers")
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE tmp_pipe_in (n INTEGER, t VARCHAR(20))")
+            rollup._copy_piped(db.engine, conn, "SELECT g, 'x' || g FROM generate_series(1, 200000) g",
+                               "tmp_pipe_in (n, t)")
+            assert conn.execute(sql("SELECT count(*), sum(n), max(t) FROM tmp_pipe_in")).one() == \
+                (200000, 200000 * 200001 // 2, "x99999")
+            conn.commit()
+            with pytest.raises(Exception, match="no_such_table"):
+                rollup._copy_piped(db.engine, conn, "SELECT * FROM no_such_table", "tmp_pipe_in (n, t)")
+            conn.connection.dbapi_connection.rollback()   # the COPY ran on the DB-API level
+            with pytest.raises(Exception):       # the target rejects the rows
+                rollup._copy_piped(db.engine, conn, "SELECT 'not a number', 'x' FROM "
+                                   "generate_series(1, 100000)", "tmp_pipe_in (n, t)")
+            conn.connection.dbapi_connection.rollback()
+            assert conn.execute(sql("SELECT count(*) FROM tmp_pipe_in")).scalar() == 200000
+        db.session.remove()

@@ -248,6 +248,49 @@ def _sqlite_file(engine):
     return path if path and path != ":memory:" and not path.startswith("file:") else None
 
 
+def _copy_piped(sales, conn, select_sql, target):
+    """``COPY (select_sql) TO STDOUT`` on the sales server into ``COPY target FROM
+    STDIN`` on the CRM connection ``conn``, through an OS pipe: the sales server's
+    aggregate and the CRM server's load run at the same time (a thread reads from the
+    sales side; psycopg2 releases the GIL while it waits), and no more than the pipe's
+    buffer is held in memory (1M customers' days are hundreds of MB). A failure on
+    either side ends both and is raised here."""
+    import os
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    out = os.fdopen(write_fd, "wb")
+    failed = []
+
+    def produce():
+        try:
+            raw_src = sales.raw_connection()
+            try:
+                with raw_src.cursor() as cur:
+                    cur.copy_expert(f"COPY ({select_sql}) TO STDOUT", out)
+                raw_src.rollback()
+            finally:
+                raw_src.close()
+        except BaseException as exc:        # noqa: BLE001 — re-raised by the caller
+            failed.append(exc)
+        finally:
+            try:
+                out.close()                 # the reader sees the end
+            except OSError as exc:          # the reader is gone (it failed)
+                failed.append(exc)
+
+    worker = threading.Thread(target=produce, name="rollup-copy", daemon=True)
+    worker.start()
+    try:
+        with os.fdopen(read_fd, "rb") as inp:
+            conn.connection.dbapi_connection.cursor().copy_expert(
+                f"COPY {target} FROM STDIN", inp)
+    finally:
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
 def _fill_next(session, conn, dialect):
     """Step 1: the sales aggregate per number and day into crm_order_day_next, then
     crm_order_month_next summed from it (in the CRM database)."""
@@ -263,17 +306,7 @@ def _fill_next(session, conn, dialect):
             conn.commit()
             conn.exec_driver_sql("DETACH DATABASE rollup_src")
     elif dialect == "postgresql" and sales.dialect.name == "postgresql":
-        buf = io.BytesIO()
-        raw_src = sales.raw_connection()
-        try:
-            with raw_src.cursor() as cur:
-                cur.copy_expert(f"COPY ({_aggregate_sql('postgresql', by_day=True)}) "
-                                f"TO STDOUT", buf)
-            raw_src.rollback()
-        finally:
-            raw_src.close()
-        buf.seek(0)
-        conn.connection.dbapi_connection.cursor().copy_expert(f"COPY {cols} FROM STDIN", buf)
+        _copy_piped(sales, conn, _aggregate_sql("postgresql", by_day=True), cols)
     else:
         # any other pair (e.g. tests: CRM on PostgreSQL, sales on SQLite): stream in chunks
         with sales.connect() as src:
