@@ -62,41 +62,6 @@ def test_a_text_column_is_checked_as_each_cell_would_be():
                                                        ["b", "2", "'@x"]]
 
 
-SQL_CELLS = PAYLOADS + ["-5", "-", "-5a", "1,234.50", "-1,2.", "--5", "-.", "5-", "+", "@",
-                        "a,b", 'say "hi"', '"=1"', "a\r\nb", "x\ny", "\r", "|calc", "a|b",
-                        "=a|b,c", "%x", "", None, " =1", "'=1", "\\|", "正常文本", "\t", "=",
-                        "a" * 300]
-
-
-def test_the_database_writes_the_same_csv_lines_as_python(app):
-    """spreadsheet.csv_line_sql (the customer export's CSV, written by the database)
-    gives byte for byte what the Python writer gives for the same cells: the formula
-    rule, the quoting of , " CR LF, NULL and "" as empty, ints as digits."""
-    from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
-
-    from app.extensions import db
-
-    probe = Table("tmp_csv_probe", MetaData(), Column("i", Integer), Column("t", String(400)),
-                  Column("n", Integer), prefixes=["TEMPORARY"])
-    rows = [(i, v, None if i % 4 == 0 else i - 3) for i, v in enumerate(SQL_CELLS)]
-    with app.app_context(), db.engine.connect() as conn:
-        probe.create(conn)
-        conn.execute(insert(probe), [{"i": i, "t": t, "n": n} for i, t, n in rows])
-        line = ss.csv_line_sql([(probe.c.t, "text"), (probe.c.n, "int"), (probe.c.t, "text")])
-        got = "".join(conn.execute(select(line).order_by(probe.c.i)).scalars())
-        conn.rollback()
-    buf = io.StringIO()
-    ss.csv_writer(buf).writerows([[t, n, t] for _, t, n in rows], uniform=True)
-    assert got == buf.getvalue()
-    parsed = list(csv.reader(io.StringIO(got)))
-    assert [r[0] for r in parsed] == [ss.csv_value(v) if v is not None else "" for v in SQL_CELLS]
-    # the export streams the lines as they are; they are no rows for an XLSX
-    body = b"".join(ss.csv_stream(["a", "b", "c"], ss.CsvLines([[got]])))
-    assert body == b"\xef\xbb\xbfa,b,c\r\n" + got.encode("utf-8")
-    with pytest.raises(TypeError):
-        list(ss.CsvLines([[got]]))
-
-
 def test_typed_values_are_not_escaped():
     assert ss.csv_value(-5) == "-5" and ss.csv_value(Decimal("-5")) == "-5.00"
     assert ss.csv_value(-2.5) == "-2.5" and ss.csv_value(date(2024, 1, 2)) == "2024-01-02"

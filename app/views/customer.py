@@ -40,7 +40,7 @@ from ..workflows import timeline as tl_wf
 from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from ..workflows.spreadsheet import Chunks, CsvLines, csv_line_sql
+from ..workflows.spreadsheet import Chunks
 from .common import GuardedModelView, choices_without_count, current_actor, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
@@ -163,15 +163,12 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
     sort_columns = {"region": "region.item", "manager": "manager.first_name",
                     "level": "level.item"}
 
-    def export_rows(self, lines=False):
+    def export_rows(self):
         """Streamed export of the filtered list, selecting only the exported columns
         (outer joins) instead of whole ORM objects, run on the connection: the rows
-        are plain tuples the XLSX writer takes — the manager's name and the status
-        label are computed in SQL, so Python touches no row one by one (100k rows: the
-        ORM layer and a per-row generator were half the time). ``lines``: each row
-        as its finished CSV line instead, written by the database
-        (``spreadsheet.csv_line_sql``: the formula rule and the quoting in SQL, the
-        same bytes as the Python writer), which Python only joins."""
+        are plain tuples the CSV writer takes column by column — the manager's name
+        and the status label are computed in SQL, so Python touches no row one by one
+        (100k rows: the ORM layer and a per-row generator were half the time)."""
         from flask_appbuilder.security.sqla.models import User
         from flask_appbuilder.urltools import get_filter_args, get_order_args
         from sqlalchemy import case, func, literal
@@ -196,15 +193,10 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
                       value=Customer.status, else_=func.coalesce(Customer.status, ""))
         query = (query.outerjoin(region, region.id == Customer.region_id)
                  .outerjoin(level, level.id == Customer.level_id)
-                 .outerjoin(manager, manager.id == Customer.manager_id))
-        columns = [(Customer.number, "text"), (Customer.name, "text"), (region.item, "text"),
-                   (manager_name, "text"), (level.item, "text"),
-                   (Customer.satisfaction, "int"), (Customer.credit, "int"), (status, "text")]
-        if lines:
-            # CSV: the database writes each line (spreadsheet.csv_line_sql)
-            stmt = query.with_entities(csv_line_sql(columns)).statement
-        else:
-            stmt = query.with_entities(*[c for c, _ in columns]).statement
+                 .outerjoin(manager, manager.id == Customer.manager_id)
+                 .with_entities(Customer.number, Customer.name, region.item, manager_name,
+                                level.item, Customer.satisfaction, Customer.credit, status))
+        stmt = query.statement
 
         def partitions():       # run when the response streams (in its request context)
             conn = dm.session.connection(bind_arguments={"mapper": Customer.__mapper__})
@@ -214,14 +206,9 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
                 conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
             # the option on this statement only (Connection.execution_options would set
             # it on the session's connection for the rest of its transaction)
-            result = conn.execute(stmt, execution_options={"yield_per": self.export_chunk})
-            yield from (result.scalars() if lines else result).partitions()
-        return CsvLines(partitions()) if lines else Chunks(partitions())
-
-    def export_csv_lines(self):
-        """The CSV export as lines the database writes (:meth:`export_rows`)."""
-        return self.export_rows(lines=True)
-
+            yield from conn.execute(stmt, execution_options={
+                "yield_per": self.export_chunk}).partitions()
+        return Chunks(partitions())
     route_base = "/customer"
     class_permission_name = "Customer"
     method_permission_name = VIEW_CRUD

@@ -156,11 +156,6 @@ class ExportMixin:
             value = str(value)  # related objects → their __str__
         return value
 
-    def export_csv_lines(self):
-        """A view whose database writes the CSV lines itself returns them here
-        (``spreadsheet.CsvLines``); None: the CSV is written from :meth:`export_rows`."""
-        return None
-
     def export_rows(self):
         cols = self._export_columns()
         for item in self.export_query():
@@ -175,8 +170,7 @@ class ExportMixin:
             abort(404)
         stem = str(self.export_name or self.list_title or self.__class__.__name__)
         ascii_stem = self.__class__.__name__.replace("View", "").lower() or "export"
-        rows = (self.export_csv_lines() if fmt == "csv" else None) or self.export_rows()
-        return export_response(fmt, stem, ascii_stem, self.export_headers(), rows)
+        return export_response(fmt, stem, ascii_stem, self.export_headers(), self.export_rows())
 
     def export_url(self, fmt):
         """URL of the export for the current list request (same query string)."""

@@ -211,59 +211,6 @@ class Chunks:
         return chain.from_iterable(self.chunks)
 
 
-class CsvLines(Chunks):
-    """Chunks (lists) of finished CSV lines, each a str ending in CRLF, that the
-    database wrote itself (:func:`csv_line_sql`): the writer only joins and encodes
-    them. Only for CSV: an XLSX needs the typed values."""
-
-    def __iter__(self):
-        raise TypeError("CsvLines are CSV text, not rows: an XLSX reads the rows")
-
-
-# -- the same CSV, written by the database ----------------------------------------------
-# What csv.writer (QUOTE_MINIMAL, CRLF) writes for the cells csv_column gives, as one SQL
-# expression per row: a 100k-row export then costs the database's string functions,
-# not a Python call per row. tests/test_export_safety.py holds the two to the same bytes.
-
-def _sql_text(v):
-    """SQL: the CSV cell of the text ``v``. Each test reads ``v`` itself (a NULL makes
-    every test NULL, so the cell NULL, and the caller's COALESCE empty): the neutralised
-    text differs from ``v`` only by a leading ``'`` and ``\\|``, which never change
-    whether csv.writer quotes it."""
-    from sqlalchemy import and_, case, func, literal, not_, or_
-
-    first = func.substr(v, 1, 1)
-    # defusedcsv: a plain number ("-5", "1,234.50") is no formula; of the triggers only
-    # "-" can start one: "-" then one or more of 0-9 , .
-    number = and_(first == "-", func.length(v) > 1,
-                  func.rtrim(func.substr(v, 2), "0123456789,.") == "")
-    safe = case((and_(first.in_(sorted(FORMULA_TRIGGERS)), not_(number)),
-                 literal("'") + func.replace(v, "|", "\\|")), else_=v)
-    quote = or_(*[v.contains(c, autoescape=False) for c in (",", '"', "\r", "\n")])
-    return case((quote, literal('"') + func.replace(safe, '"', '""') + literal('"')),
-                else_=safe)
-
-
-def csv_line_sql(columns):
-    """SQL: one CSV line (CRLF included) of ``columns`` [(expression, kind)] — kind
-    "text" (the formula rule, then quoted where csv.writer quotes) or "int" (its
-    digits; NULL → empty)."""
-    from sqlalchemy import String, cast, func, literal
-
-    cells = []
-    for expr, kind in columns:
-        if kind == "int":
-            cells.append(func.coalesce(cast(expr, String), ""))
-        elif kind == "text":
-            cells.append(func.coalesce(_sql_text(expr), ""))
-        else:
-            raise ValueError(kind)
-    line = cells[0]
-    for cell in cells[1:]:
-        line = line + literal(",") + cell
-    return line + literal("\r\n")
-
-
 def _chunks(rows, chunk_rows):
     if isinstance(rows, Chunks):
         yield from rows.chunks
@@ -285,10 +232,6 @@ def csv_stream(header, rows, chunk_rows=500, zone=None):
     yield (BOM + buf.getvalue()).encode("utf-8")
     buf.seek(0)
     buf.truncate()
-    if isinstance(rows, CsvLines):
-        for lines in rows.chunks:
-            yield "".join(lines).encode("utf-8")
-        return
     uniform = isinstance(rows, Chunks)      # a result's rows: one width
     for chunk in _chunks(rows, chunk_rows):
         writer.writerows(chunk, uniform)
