@@ -605,13 +605,59 @@ def rollup_step(add, repeats):
 
     state = {}
 
-    def app_fn(_i):
-        state.update(rollup.refresh(db.session))
-        db.session.remove()
+    def refresh(full):
+        def app_fn(_i):
+            state.update(rollup.refresh(db.session, full=full))
+            db.session.remove()
+        return app_fn
 
-    a, r = Pair(max(3, min(repeats, 3)), 0, min_n=3, warm=0).run(app_fn, raw_fn)
-    add("10 rollup refresh", f"rebuild + swap ({state['months']:,} customer-months, "
+    rounds = max(3, min(repeats, 3))
+    a, r = Pair(rounds, 0, min_n=3, warm=0).run(refresh(True), raw_fn)
+    add("10 rollup refresh", f"full rebuild + swap ({state['months']:,} customer-months, "
         f"{state['customers']:,} customers)", a, r)
+    a, r = Pair(rounds, 0, min_n=3, warm=1).run(refresh(False), raw_fn)
+    assert state["changed"] == 0, state
+    add("10 rollup refresh", "incremental, no order changed since the last refresh", a, r)
+    # an hour's changes: CHANGED shipped orders (of as many customers) cancelled, then
+    # shipped again, before each timed refresh (untimed); restored at the end, the
+    # rollup refreshed again: the data set is left as found
+    from sqlalchemy import text
+    with sales.connect() as conn:
+        ids = [r[0] for r in conn.execute(text(
+            "SELECT min(id) FROM sales_order WHERE status = 5 GROUP BY customer_number "
+            "ORDER BY 1 LIMIT :n"), {"n": CHANGED})]
+    marks = ",".join(str(i) for i in ids)
+
+    def set_status(status):
+        with sales.begin() as conn:
+            conn.execute(text(f"UPDATE sales_order SET status = :s WHERE id IN ({marks})"),
+                         {"s": status})
+
+    app_t, raw_t = [], []
+    try:
+        for i in range(rounds):
+            set_status(4 if i % 2 == 0 else 5)
+            for step in ("app", "raw") if i % 2 == 0 else ("raw", "app"):
+                t0 = time.perf_counter()
+                if step == "app":
+                    state.update(rollup.refresh(db.session))
+                    db.session.remove()
+                    assert state["changed"] == len(ids), state
+                    app_t.append(time.perf_counter() - t0)
+                else:
+                    raw_fn(i)
+                    raw_t.append(time.perf_counter() - t0)
+    finally:
+        set_status(5)
+        rollup.refresh(db.session)
+        db.session.remove()
+    a = summary(app_t)
+    a["statements"] = 0
+    add("10 rollup refresh", f"incremental, {len(ids):,} orders of as many customers "
+        f"changed status", a, summary(raw_t))
+
+
+CHANGED = 1000
 
 
 if __name__ == "__main__":

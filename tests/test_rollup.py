@@ -369,3 +369,108 @@ def test_the_postgresql_copy_runs_through_a_pipe_and_fails_whole(app):
             conn.connection.dbapi_connection.rollback()
             assert conn.execute(sql("SELECT count(*) FROM tmp_pipe_in")).scalar() == 200000
         db.session.remove()
+
+
+ROLLUP_TABLES = ("crm_order_day", "crm_order_month", "crm_order_last", "crm_order_customer",
+                 "crm_order_owner")
+
+
+def _snapshot(app):
+    from sqlalchemy import text as sql
+    with app.app_context():
+        try:
+            return {t: sorted(tuple(str(v) for v in r)
+                              for r in db.session.execute(sql(f"SELECT * FROM {t}")))
+                    for t in ROLLUP_TABLES}
+        finally:
+            db.session.remove()
+
+
+def _refresh_both_ways(app, full_first=False):
+    """An incremental refresh, then a full rebuild: (what the incremental one
+    changed, its tables, the rebuild's tables)."""
+    with app.app_context():
+        try:
+            changed = rollup.refresh(db.session)["changed"]
+        finally:
+            db.session.remove()
+    incremental = _snapshot(app)
+    with app.app_context():
+        try:
+            assert rollup.refresh(db.session, full=True)["changed"] is None
+        finally:
+            db.session.remove()
+    return changed, incremental, _snapshot(app)
+
+
+def test_an_incremental_refresh_equals_a_full_rebuild(app, dbs, orders, user_id):
+    """After every kind of change — none, an order's status, a new order, an order
+    moved to another day, an order deleted, a new CRM customer whose number already has
+    orders, a merge — the incremental refresh (only the changed numbers' customers
+    rebuilt) leaves every rollup table exactly as a full rebuild does."""
+    with app.app_context():
+        rollup.refresh(db.session, full=True)
+        db.session.remove()
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed == 0 and inc == full
+    ids = orders["orders"]
+    with dbs() as s:                                        # a status, 2 → 5
+        s.execute(Order.__table__.update().where(Order.id == ids[(orders["a"], date(2031, 3, 31))])
+                  .values(status=5))
+        s.commit()
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed == 1 and inc == full
+    with dbs() as s:                                        # new, moved, deleted orders
+        p = f.product(s, price="7.00")
+        f.order(s, orders["c"], [(p, 3, "7.00")], status=6, day=date(2031, 5, 9))
+        s.execute(Order.__table__.update().where(Order.id == ids[(orders["b"], date(2031, 4, 2))])
+                  .values(date=date(2031, 6, 30)))
+        gone = ids[(orders["c"], date(2031, 1, 31))]
+        s.execute(OrderLine.__table__.delete().where(OrderLine.order_id == gone))
+        s.execute(Order.__table__.delete().where(Order.id == gone))
+        s.commit()
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed == 2 and inc == full                      # c's number, the alias
+    with dbs() as s:                                        # a new customer, orders already there
+        number = f"KHNEW{orders['orders'][(orders['a'], date(2031, 1, 5))]:06d}"
+        f.order(s, number, [(f.product(s, price="7.00"), 1, "7.00")], status=5,
+                day=date(2031, 7, 1))
+        s.commit()
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed == 1 and inc == full                      # a number no customer has
+    with dbs() as s:
+        d = f.customer(s, user_id("manager1"), number=number)
+        s.commit()
+        d_id = d.id
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed == 1 and inc == full
+    assert any(r[0] == str(d_id) for r in inc["crm_order_customer"])
+    with dbs() as s:                                        # merge d into c
+        c = s.scalar(select(Customer).where(Customer.number == orders["c"]))
+        rollup.fold_merged(s, c.id, d_id)
+        s.add(CustomerNumberAlias(number=number, customer_id=c.id, note="合并",
+                                  created_by_fk=user_id("admin"), changed_by_fk=user_id("admin")))
+        s.execute(Customer.__table__.update().where(Customer.id == d_id)
+                  .values(status="merged", changed_by_fk=user_id("admin")))
+        s.commit()
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed == 1 and inc == full
+    assert not any(r[0] == str(d_id) for r in inc["crm_order_customer"])
+
+
+def test_many_changes_rebuild_everything(app, dbs, orders, monkeypatch):
+    """More changed numbers than INCREMENTAL_MAX of them: the refresh rebuilds all
+    (``changed`` None), with the same tables."""
+    with app.app_context():
+        rollup.refresh(db.session, full=True)
+        db.session.remove()
+    with dbs() as s:
+        s.execute(Order.__table__.update().where(Order.customer_number == orders["c"])
+                  .values(status=6))
+        s.commit()
+    monkeypatch.setattr(rollup, "INCREMENTAL_MAX", 0.0)
+    monkeypatch.setattr(rollup, "INCREMENTAL_FLOOR", 0)
+    changed, inc, full = _refresh_both_ways(app)
+    assert changed is None and inc == full
+    with dbs() as s:
+        assert as_dict(rollup.order_totals(s)) == raw_totals(s)

@@ -13,4 +13,6 @@ from .sales import Order, OrderLine, Product, Stock  # noqa: F401
 from .notification import JobRun, Notification, NotificationSetting  # noqa: F401
 from .session import LoginSession  # noqa: F401
 from .list_prefs import ListPreference  # noqa: F401
-from .rollup import OrderCustomer, OrderLast, OrderMonth, RollupState  # noqa: F401
+from .rollup import (  # noqa: F401
+    OrderCustomer, OrderDay, OrderLast, OrderMonth, OrderOwner, RollupState,
+)

@@ -29,6 +29,31 @@ class OrderMonth(Model):
     last_date = Column(Date, nullable=False)
 
 
+class OrderDay(Model):
+    """Σ of the counted orders of one customer number on one day: the sales aggregate
+    the last refresh read, kept so that the next refresh can tell which numbers
+    changed (an incremental refresh rebuilds only their customers). PostgreSQL: an
+    UNLOGGED table (a crash empties it, and the next refresh then rebuilds all)."""
+
+    __tablename__ = "crm_order_day"
+
+    number = Column(String(32), primary_key=True)
+    day = Column(Date, primary_key=True)
+    amount = Column(Numeric(16, 2), nullable=False)
+    orders = Column(Integer, nullable=False)
+
+
+class OrderOwner(Model):
+    """The CRM customer each customer number belonged to when the rollup was built
+    (own numbers and merged customers' aliases): a number whose owner has changed
+    since (a merge, a new customer, a changed number) is rebuilt by the next refresh."""
+
+    __tablename__ = "crm_order_owner"
+
+    number = Column(String(32), primary_key=True)
+    customer_id = Column(Integer, nullable=False)
+
+
 class OrderLast(Model):
     """The date of the last counted order of one customer number."""
 

@@ -120,11 +120,14 @@ def _create_next(conn, dialect):
     conn.exec_driver_sql(
         f"CREATE TABLE {LAST_NEXT} (number VARCHAR(32) NOT NULL, last_date DATE NOT NULL, "
         f"PRIMARY KEY (number))")
-    # the sales aggregate per number and day; PostgreSQL: never logged (staging only)
+    # the sales aggregate per number and day (crm_order_day's shape); PostgreSQL: never
+    # logged (a crash empties it: the next refresh then rebuilds all), the key added
+    # after the load; SQLite: declared (the rows arrive in its order)
     conn.exec_driver_sql(
         ("CREATE UNLOGGED TABLE " if dialect == "postgresql" else "CREATE TABLE ")
         + f"{DAY_NEXT} (number VARCHAR(32) NOT NULL, day DATE NOT NULL, "
-        f"amount NUMERIC(16, 2) NOT NULL, orders INTEGER NOT NULL)")
+        f"amount NUMERIC(16, 2) NOT NULL, orders INTEGER NOT NULL"
+        + (", PRIMARY KEY (number, day)" if dialect != "postgresql" else "") + ")")
 
 
 def _ym_sql(dialect, col):
@@ -292,8 +295,8 @@ def _copy_piped(sales, conn, select_sql, target):
 
 
 def _fill_next(session, conn, dialect):
-    """Step 1: the sales aggregate per number and day into crm_order_day_next, then
-    crm_order_month_next summed from it (in the CRM database)."""
+    """Step 1: the sales aggregate per number and day into crm_order_day_next (the
+    only read of the sales system)."""
     sales = _sales_engine(session)
     sales_file = _sqlite_file(sales)
     cols = f"{DAY_NEXT} (number, day, amount, orders)"
@@ -301,7 +304,8 @@ def _fill_next(session, conn, dialect):
         conn.exec_driver_sql("ATTACH DATABASE ? AS rollup_src", (sales_file,))
         try:
             conn.exec_driver_sql(f"INSERT INTO {cols} "
-                                 + _aggregate_sql("sqlite", "rollup_src", by_day=True))
+                                 + _aggregate_sql("sqlite", "rollup_src", by_day=True)
+                                 + " ORDER BY 1, 2")
         finally:
             conn.commit()
             conn.exec_driver_sql("DETACH DATABASE rollup_src")
@@ -324,11 +328,15 @@ def _fill_next(session, conn, dialect):
                     conn.exec_driver_sql(f"INSERT INTO {cols} VALUES (?, ?, ?, ?)",
                                          [(a, b.isoformat(), float(c), d)
                                           for a, b, c, d in rows])
+
+
+def _months_sql(dialect, target, days, where=""):
+    """INSERT into ``target`` (crm_order_month's shape) the months summed from the day
+    rows of ``days`` (``where``: a condition on them)."""
     month = _month_sql(dialect, "day")
-    conn.exec_driver_sql(
-        f"INSERT INTO {MONTH_NEXT} (number, month, amount, orders, last_date) "
-        f"SELECT number, {month}, SUM(amount), SUM(orders), MAX(day) FROM {DAY_NEXT} "
-        f"GROUP BY number, {month}" + (" ORDER BY 1, 2" if dialect == "sqlite" else ""))
+    return (f"INSERT INTO {target} (number, month, amount, orders, last_date) "
+            f"SELECT number, {month}, SUM(amount), SUM(orders), MAX(day) FROM {days} {where} "
+            f"GROUP BY number, {month}" + (" ORDER BY 1, 2" if dialect == "sqlite" else ""))
 
 
 def _as_date(value):
@@ -339,58 +347,192 @@ def _as_date(value):
     return date.fromisoformat(str(value)[:10])
 
 
-def refresh(session, now=None):
-    """Rebuild the rollup from the sales system and swap it in; returns the state
-    as :func:`status` gives it. See the module doc for the steps."""
+# an incremental refresh rebuilds the customers of the changed numbers; above this
+# share of the numbers with orders, a full rebuild is the cheaper one
+INCREMENTAL_MAX = 0.2
+INCREMENTAL_FLOOR = 1000        # … but this many are always cheap to rebuild one by one
+# the numbers' owners now: own numbers of customers not merged, merged customers' old
+# numbers (aliases) that no such customer carries
+OWNER_NOW_SQL = (
+    "SELECT number, id AS customer_id FROM crm_customer WHERE status <> 'merged' "
+    "UNION ALL SELECT a.number, a.customer_id FROM crm_customer_alias a WHERE NOT EXISTS "
+    "(SELECT 1 FROM crm_customer own WHERE own.number = a.number AND own.status <> 'merged')")
+
+
+def _lock_swap(conn, dialect):
+    if dialect == "sqlite":
+        # pysqlite opens its transaction before the first DML only, and DDL would
+        # otherwise run in autocommit: make the swap one transaction
+        conn.exec_driver_sql("DELETE FROM crm_rollup_state WHERE id = 0")
+    else:
+        # a merge (fold_merged) takes the same lock: it commits before the numbers'
+        # owners are read here, or folds into what this transaction wrote
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % FOLD_LOCK_KEY)
+
+
+def _write_state(conn, now, started):
+    months = conn.exec_driver_sql("SELECT count(*) FROM crm_order_month").scalar()
+    customers = conn.exec_driver_sql("SELECT count(*) FROM crm_order_last").scalar()
+    seconds = round(time.perf_counter() - started, 3)
+    state = RollupState.__table__
+    conn.execute(state.delete())
+    conn.execute(state.insert().values(id=1, refreshed_at=now, seconds=seconds,
+                                       months=months, customers=customers))
+    return {"refreshed_at": now, "seconds": seconds, "months": months, "customers": customers}
+
+
+def _owners_sql(dialect):
+    """(Re)create crm_order_owner (if missing) and fill it with the owners now."""
+    return ["CREATE TABLE IF NOT EXISTS crm_order_owner (number VARCHAR(32) NOT NULL, "
+            "customer_id INTEGER NOT NULL, PRIMARY KEY (number))",
+            "DELETE FROM crm_order_owner",
+            f"INSERT INTO crm_order_owner (number, customer_id) {OWNER_NOW_SQL}"]
+
+
+def _full_swap(conn, dialect):
+    """Every table rebuilt from crm_order_day_next and swapped in (inside the caller's
+    transaction)."""
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE {DAY_NEXT} ADD CONSTRAINT {DAY_NEXT}_pkey "
+                             f"PRIMARY KEY (number, day)")
+    conn.exec_driver_sql(_months_sql(dialect, MONTH_NEXT, DAY_NEXT))
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE {MONTH_NEXT} ADD CONSTRAINT "
+                             f"{MONTH_NEXT}_pkey PRIMARY KEY (number, month)")
+    conn.exec_driver_sql(f"INSERT INTO {LAST_NEXT} (number, last_date) "
+                         f"SELECT number, MAX(last_date) FROM {MONTH_NEXT} GROUP BY number")
+    # per customer and period, with the numbers → customers of this moment
+    _build_customer_next(conn, dialect)
+    for live, nxt in (("crm_order_day", DAY_NEXT), ("crm_order_month", MONTH_NEXT),
+                      ("crm_order_last", LAST_NEXT), ("crm_order_customer", CUSTOMER_NEXT)):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {live}")
+        conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
+        if dialect == "postgresql":
+            conn.exec_driver_sql(f"ALTER INDEX {nxt}_pkey RENAME TO {live}_pkey")
+    conn.exec_driver_sql("CREATE INDEX ix_order_customer_period_amount_customer "
+                         "ON crm_order_customer (period, amount, customer_id)")
+    for sql in _owners_sql(dialect):
+        conn.exec_driver_sql(sql)
+
+
+TMP_OWNER, TMP_NUMBERS, TMP_CUSTOMERS, TMP_AFFECTED, TMP_ROWS = (
+    "tmp_rollup_owner_now", "tmp_rollup_numbers", "tmp_rollup_customers",
+    "tmp_rollup_affected", "tmp_rollup_rows")
+
+
+def _incremental(conn, dialect):
+    """Inside the caller's transaction: compare crm_order_day_next with crm_order_day
+    (the aggregate the last refresh read) and the numbers' owners now with
+    crm_order_owner; rebuild the rows of the numbers that changed (day, month, last
+    date) and every period of the customers they belong to, then or before.
+    Returns the number of changed numbers, or None (nothing written) when they are
+    more than ``INCREMENTAL_MAX`` of the numbers with orders (and more than
+    ``INCREMENTAL_FLOOR``): the caller then rebuilds all."""
+    run = conn.exec_driver_sql
+    for t in (TMP_OWNER, TMP_NUMBERS, TMP_CUSTOMERS, TMP_AFFECTED, TMP_ROWS):
+        run(f"DROP TABLE IF EXISTS {t}")
+    run(f"CREATE TEMPORARY TABLE {TMP_OWNER} (number VARCHAR(32) NOT NULL PRIMARY KEY, "
+        f"customer_id INTEGER NOT NULL)")
+    run(f"INSERT INTO {TMP_OWNER} (number, customer_id) {OWNER_NOW_SQL}")
+    run(f"CREATE TEMPORARY TABLE {TMP_NUMBERS} (number VARCHAR(32) NOT NULL PRIMARY KEY)")
+    # a day row new, gone or different; an owner new, gone or different
+    run(f"INSERT INTO {TMP_NUMBERS} (number) "
+        f"SELECT n.number FROM {DAY_NEXT} n LEFT JOIN crm_order_day o "
+        f"ON o.number = n.number AND o.day = n.day "
+        f"WHERE o.number IS NULL OR o.amount <> n.amount OR o.orders <> n.orders "
+        f"UNION SELECT o.number FROM crm_order_day o LEFT JOIN {DAY_NEXT} n "
+        f"ON n.number = o.number AND n.day = o.day WHERE n.number IS NULL "
+        f"UNION SELECT w.number FROM {TMP_OWNER} w LEFT JOIN crm_order_owner p "
+        f"ON p.number = w.number WHERE p.number IS NULL OR p.customer_id <> w.customer_id "
+        f"UNION SELECT p.number FROM crm_order_owner p LEFT JOIN {TMP_OWNER} w "
+        f"ON w.number = p.number WHERE w.number IS NULL")
+    changed = run(f"SELECT count(*) FROM {TMP_NUMBERS}").scalar()
+    with_orders = run("SELECT count(*) FROM crm_order_last").scalar()
+    if changed > max(INCREMENTAL_MAX * with_orders, INCREMENTAL_FLOOR):
+        run(f"DROP TABLE {TMP_OWNER}")
+        run(f"DROP TABLE {TMP_NUMBERS}")
+        return None
+    numbers = f"(SELECT number FROM {TMP_NUMBERS})"
+    # the customers those numbers belong to (then or now), and all of their numbers
+    run(f"CREATE TEMPORARY TABLE {TMP_CUSTOMERS} (customer_id INTEGER NOT NULL PRIMARY KEY)")
+    run(f"INSERT INTO {TMP_CUSTOMERS} (customer_id) "
+        f"SELECT customer_id FROM crm_order_owner WHERE number IN {numbers} "
+        f"UNION SELECT customer_id FROM {TMP_OWNER} WHERE number IN {numbers}")
+    customers = f"(SELECT customer_id FROM {TMP_CUSTOMERS})"
+    run(f"CREATE TEMPORARY TABLE {TMP_AFFECTED} (number VARCHAR(32) NOT NULL PRIMARY KEY)")
+    run(f"INSERT INTO {TMP_AFFECTED} (number) SELECT number FROM {TMP_OWNER} "
+        f"WHERE customer_id IN {customers}")
+    # the numbers' rows
+    run(f"DELETE FROM crm_order_day WHERE number IN {numbers}")
+    run(f"INSERT INTO crm_order_day (number, day, amount, orders) SELECT number, day, "
+        f"amount, orders FROM {DAY_NEXT} WHERE number IN {numbers}")
+    run(f"DELETE FROM crm_order_month WHERE number IN {numbers}")
+    run(_months_sql(dialect, "crm_order_month", "crm_order_day", f"WHERE number IN {numbers}"))
+    run(f"DELETE FROM crm_order_last WHERE number IN {numbers}")
+    run(f"INSERT INTO crm_order_last (number, last_date) SELECT number, MAX(day) "
+        f"FROM crm_order_day WHERE number IN {numbers} GROUP BY number")
+    # the customers' periods, built as the full rebuild builds them, from their numbers
+    run(f"CREATE TEMPORARY TABLE {TMP_ROWS} (customer_id INTEGER NOT NULL, "
+        f"period INTEGER NOT NULL, amount BIGINT NOT NULL, orders INTEGER NOT NULL, "
+        f"PRIMARY KEY (customer_id, period))")
+    affected = f"(SELECT number FROM {TMP_AFFECTED})"
+    for sql in customer_rollup_sql(
+            dialect, f"(SELECT * FROM crm_order_month WHERE number IN {affected})", TMP_ROWS,
+            f"(SELECT * FROM crm_order_day WHERE number IN {affected})"):
+        run(sql)
+    run(f"DELETE FROM crm_order_customer WHERE customer_id IN {customers}")
+    run(f"INSERT INTO crm_order_customer (customer_id, period, amount, orders) "
+        f"SELECT customer_id, period, amount, orders FROM {TMP_ROWS}")
+    run(f"DELETE FROM crm_order_owner WHERE number IN {numbers}")
+    run(f"INSERT INTO crm_order_owner (number, customer_id) SELECT number, customer_id "
+        f"FROM {TMP_OWNER} WHERE number IN {numbers}")
+    for t in (TMP_OWNER, TMP_NUMBERS, TMP_CUSTOMERS, TMP_AFFECTED, TMP_ROWS):
+        run(f"DROP TABLE {t}")
+    for t in (DAY_NEXT, MONTH_NEXT, LAST_NEXT):
+        run(f"DROP TABLE {t}")
+    return changed
+
+
+def _can_increment(conn):
+    """An incremental refresh needs a rollup in place built by this code: its state,
+    its day rows' table and its owners' table."""
+    from sqlalchemy import inspect
+
+    if conn.exec_driver_sql("SELECT count(*) FROM crm_rollup_state WHERE id = 1").scalar() == 0:
+        return False
+    names = set(inspect(conn).get_table_names())
+    return {"crm_order_day", "crm_order_owner"} <= names
+
+
+def refresh(session, now=None, full=False):
+    """Bring the rollup up to date with the sales system; returns the state as
+    :func:`status` gives it, with ``changed`` (customer numbers rebuilt; None for a
+    full rebuild). See the module doc for the steps. ``full``: rebuild everything
+    even when only a few numbers changed."""
     started = time.perf_counter()
     now = (now or datetime.now()).replace(microsecond=0)
     engine = _crm_engine(session)
     dialect = engine.dialect.name
-    # 1–2: build the staging tables, committed, on their own connection
+    # 1: the sales aggregate into the staging table, committed, on its own connection
     with engine.connect() as conn:
         _create_next(conn, dialect)
         conn.commit()
         _fill_next(session, conn, dialect)
         conn.commit()
-        if dialect == "postgresql":
-            conn.exec_driver_sql(f"ALTER TABLE {MONTH_NEXT} ADD CONSTRAINT "
-                                 f"{MONTH_NEXT}_pkey PRIMARY KEY (number, month)")
-        conn.exec_driver_sql(f"INSERT INTO {LAST_NEXT} (number, last_date) "
-                             f"SELECT number, MAX(last_date) FROM {MONTH_NEXT} GROUP BY number")
-        months = conn.exec_driver_sql(f"SELECT count(*) FROM {MONTH_NEXT}").scalar()
-        customers = conn.exec_driver_sql(f"SELECT count(*) FROM {LAST_NEXT}").scalar()
+        incremental = not full and _can_increment(conn)
         conn.commit()
-        # 3: the swap, one short transaction
+        # 2: the changes (or the rebuild and swap) and the state, one transaction
         with conn.begin():
-            if dialect == "sqlite":
-                # pysqlite opens its transaction before the first DML only, and DDL
-                # would otherwise run in autocommit: make the swap one transaction
-                conn.exec_driver_sql("DELETE FROM crm_rollup_state WHERE id = 0")
-            else:
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % FOLD_LOCK_KEY)
-            # per customer and period, with the numbers → customers of this moment (a merge
-            # waits for the lock above, then folds into the new table)
-            _build_customer_next(conn, dialect)
-            conn.exec_driver_sql(f"DROP TABLE {DAY_NEXT}")
-            for live, nxt in (("crm_order_month", MONTH_NEXT), ("crm_order_last", LAST_NEXT),
-                              ("crm_order_customer", CUSTOMER_NEXT)):
-                conn.exec_driver_sql(f"DROP TABLE {live}")
-                conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
-                if dialect == "postgresql":
-                    conn.exec_driver_sql(f"ALTER INDEX {nxt}_pkey RENAME TO {live}_pkey")
-            conn.exec_driver_sql("CREATE INDEX ix_order_customer_period_amount_customer "
-                                 "ON crm_order_customer (period, amount, customer_id)")
-            seconds = round(time.perf_counter() - started, 3)
-            state = RollupState.__table__
-            conn.execute(state.delete())
-            conn.execute(state.insert().values(id=1, refreshed_at=now, seconds=seconds,
-                                               months=months, customers=customers))
-        if dialect == "postgresql":
-            conn.exec_driver_sql("ANALYZE crm_order_month")
-            conn.exec_driver_sql("ANALYZE crm_order_last")
-            conn.exec_driver_sql("ANALYZE crm_order_customer")
+            _lock_swap(conn, dialect)
+            changed = _incremental(conn, dialect) if incremental else None
+            if changed is None:
+                _full_swap(conn, dialect)
+            state = _write_state(conn, now, started)
+        if dialect == "postgresql" and (changed is None or changed > 1000):
+            for t in ("crm_order_day", "crm_order_month", "crm_order_last", "crm_order_customer"):
+                conn.exec_driver_sql(f"ANALYZE {t}")
             conn.commit()
-    return {"refreshed_at": now, "seconds": seconds, "months": months, "customers": customers}
+    return dict(state, changed=changed)
 
 
 def refresh_locked(session, now=None):
