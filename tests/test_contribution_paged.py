@@ -438,15 +438,18 @@ PARTIAL = [{"from": "2034-01-10", "to": "2034-02-20"}, {"from": "2034-02-01", "t
            {"from": "2034-02-15", "to": "2034-02-15", "compare": "last_year"}]
 
 
-def _sales_statements(app):
-    """The statements run on the sales bind inside the block, as a list."""
+def _outputs_and_sales_sql(app, cases):
+    """(the outputs of ``cases``, the statements they ran on the sales bind)."""
     seen = []
     engine = db.engines["sales"]
 
     def listen(conn, cursor, statement, parameters, context, executemany):
         seen.append(statement)
     event.listen(engine, "after_cursor_execute", listen)
-    return seen, lambda: event.remove(engine, "after_cursor_execute", listen)
+    try:
+        return [_outputs(app, a) for a in cases], seen
+    finally:
+        event.remove(engine, "after_cursor_execute", listen)
 
 
 def test_partial_months_are_read_from_the_rollup_days(app, shop):
@@ -460,21 +463,13 @@ def test_partial_months_are_read_from_the_rollup_days(app, shop):
     before = [_outputs(app, a) for a in cases]
     _refresh(app)
     with app.app_context():
-        seen, stop = _sales_statements(app)
-        try:
-            after = [_outputs(app, a) for a in cases]
-        finally:
-            stop()
+        after, seen = _outputs_and_sales_sql(app, cases)
     assert after == before
     assert seen == []
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(text("DELETE FROM crm_order_customer WHERE period >= 10000000"))
-        seen, stop = _sales_statements(app)
-        try:
-            older = [_outputs(app, a) for a in cases]
-        finally:
-            stop()
+        older, seen = _outputs_and_sales_sql(app, cases)
     assert older == before
     assert any("sales_order" in s for s in seen)
     # one day alone is one period of the rollup: the single-period walk, no GROUP BY
