@@ -470,3 +470,74 @@ def test_product_and_stock_exports_follow_the_list(app, web, dbs, uniq):
         assert r.status_code in (302, 401) and not r.data.startswith(BOM)
         assert web("manager1").get(url.replace("/csv/", "/pdf/").replace("/xlsx/", "/pdf/")
                                    ).status_code == 404
+
+
+# ---- E. the customer CSV written by PostgreSQL (COPY) ----------------------------------------
+
+RULE_CASES = PAYLOADS + ["%0A=1", "|calc", "-5", "1,234.50", "-1,5.", "--5", "-", "正常文本", "",
+                         "a=1", " =1", "\n=1", "\r1", "a|b", "it's", 'say "hi", ok', "x\ny",
+                         "\\.", "=a|b|c"]
+
+
+def test_the_sql_formula_rule_is_the_python_rule(app):
+    """``neutralised_sql`` gives what ``neutralise`` gives for every kind of text (and
+    NULL for ''); a statement with a column that is not text or an integer, or any
+    database but PostgreSQL, takes the Python writer."""
+    from sqlalchemy import String, literal, select
+
+    from app.extensions import db
+    from app.models import Customer
+
+    with app.app_context():
+        conn = db.session.connection()
+        typed = ss.StatementRows(lambda: conn, select(Customer.number, Customer.created_on))
+        assert typed.copy_csv() is None
+        plain = ss.StatementRows(lambda: conn, select(Customer.number, Customer.satisfaction))
+        if conn.dialect.name != "postgresql":
+            assert plain.copy_csv() is None
+            return
+        got = conn.execute(select(*[ss.neutralised_sql(literal(t, String))
+                                    for t in RULE_CASES])).one()
+        assert list(got) == [ss.neutralise(t) or None for t in RULE_CASES]
+        db.session.rollback()
+
+
+def test_customer_csv_from_the_database_reads_as_the_python_writers(web, dbs, user_id, uniq,
+                                                                    app, backend, monkeypatch):
+    """On PostgreSQL the customer export is COPY's CSV (LF line ends); opened as a
+    spreadsheet reads it, it holds the very cells the Python writer gives, including
+    formula-like, quoted, multi-line and empty texts and a manager whose name is a
+    formula; elsewhere it is the Python writer's (CRLF)."""
+    tag = uniq("副本")
+    names = [t + tag for t in RULE_CASES]
+    with dbs() as s:
+        from flask_appbuilder.security.sqla.models import User
+        sup = s.get(User, user_id("supervisor"))
+        first, sup_last = sup.first_name, sup.last_name or ""
+        sup.first_name = "=HYPERLINK(1)"
+        for i, n in enumerate(names):
+            f.customer(s, user_id("supervisor") if i % 2 else user_id("manager1"), name=n,
+                       satisfaction=i % 5 + 1)
+        s.commit()
+    try:
+        c = web("supervisor")
+        url = f"/customer/export/csv/?_flt_2_name={quote(tag)}"
+        body = c.get(url)
+        rows = assert_safe_csv(body, [n for n in names if ss.is_formula_like(n)]
+                               + ["=HYPERLINK(1)" + sup_last])
+        assert len(rows) == 1 + len(names)
+        lines_end = body.data.split(b"\n")[1]
+        if backend == "postgresql":
+            assert not body.data.split(b"\n")[0].endswith(b"\r")     # one line end throughout
+            assert not lines_end.endswith(b"\r")
+        else:
+            assert body.data.split(b"\n")[0].endswith(b"\r")
+        monkeypatch.setattr(ss.StatementRows, "copy_csv", lambda self: None)
+        python = c.get(url)
+        assert python.data.split(b"\n")[0].endswith(b"\r")
+        assert csv_rows(python) == rows
+        assert sorted(r[1] for r in rows[1:]) == sorted(ss.neutralise(n) for n in names)
+    finally:
+        with dbs() as s:
+            s.get(User, user_id("supervisor")).first_name = first
+            s.commit()
