@@ -215,8 +215,9 @@ class StatementRows(Chunks):
     """An export's rows as one SQL statement of text and integer columns, run when the
     response streams: on PostgreSQL the CSV is written by the database itself
     (``COPY (…) TO STDOUT WITH (FORMAT csv)``, the formula rule as SQL:
-    :func:`neutralised_sql`), no Python object per row; elsewhere — or when a column
-    is neither text nor an integer — the rows come in partitions like :class:`Chunks`.
+    :func:`neutralised_sql`), no Python object per row; on SQLite the rows are the
+    DBAPI cursor's tuples, in lists for the column-wise CSV writer; when a column is
+    neither text nor an integer, SQLAlchemy's partitions, as :class:`Chunks`.
 
     ``connect``: a callable giving the SQLAlchemy connection to run on (the request's
     session, so the export sees the list's transaction)."""
@@ -233,29 +234,50 @@ class StatementRows(Chunks):
             # every row is read: plan the cursor for all of them (hash joins), not for
             # the first tenth (PostgreSQL's default for a cursor)
             conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+        if conn.dialect.name == "sqlite" and self._columns() is not None:
+            return self._sqlite_chunks(conn)
         # the option on this statement only (Connection.execution_options would set it on
         # the session's connection for the rest of its transaction)
         return conn.execute(self.stmt, execution_options={
             "yield_per": self.chunk_rows}).partitions()
+
+    def _sqlite_chunks(self, conn):
+        """Text and integer columns need no result processing on SQLite: the rows are
+        read from the DBAPI cursor as they are (SQLAlchemy still binds the filters)."""
+        result = conn.execute(self.stmt)
+        try:
+            while True:
+                rows = result.cursor.fetchmany(self.chunk_rows)
+                if not rows:
+                    return
+                yield rows
+        finally:
+            result.close()
+
+    def _columns(self):
+        """The columns for COPY (text ones under the formula rule), or None when one is
+        neither text nor an integer (dates, money, booleans: formatted by cell_text)."""
+        from sqlalchemy import Boolean, Enum, Integer, String
+
+        columns = []
+        for col in self.stmt.selected_columns:
+            if isinstance(col.type, String) and not isinstance(col.type, Enum):
+                columns.append(neutralised_sql(col))
+            elif isinstance(col.type, Integer) and not isinstance(col.type, Boolean):
+                columns.append(col)
+            else:
+                return None
+        return columns
 
     def copy_csv(self):
         """The CSV rows (no header, lines end in LF) as byte chunks from PostgreSQL's
         COPY, or None where that does not apply. The output goes to an anonymous
         temporary file first and is streamed from there: memory stays flat, and the
         connection is never left in the middle of a COPY by a client that goes away."""
-        from sqlalchemy import Integer, String
-
         conn = self.connect()
-        if conn.dialect.name != "postgresql":
+        columns = self._columns() if conn.dialect.name == "postgresql" else None
+        if columns is None:
             return None
-        columns = []
-        for col in self.stmt.selected_columns:
-            if isinstance(col.type, String):
-                columns.append(neutralised_sql(col))
-            elif isinstance(col.type, Integer) and not isinstance(col.type, bool):
-                columns.append(col)
-            else:
-                return None         # dates, money, booleans: formatted by cell_text
         stmt = self.stmt.with_only_columns(*columns, maintain_column_froms=True)
         compiled = stmt.compile(dialect=conn.dialect,
                                 compile_kwargs={"render_postcompile": True})
