@@ -25,7 +25,7 @@ from defusedcsv.csv import _escape as defusedcsv_escape
 from openpyxl import load_workbook
 from sqlalchemy import delete
 
-from app.models import ChurnMeasure, ChurnWarning, DictItem, Stock
+from app.models import ChurnMeasure, ChurnWarning, Customer, DictItem, Stock
 from app.workflows import spreadsheet as ss
 
 from . import factories as f
@@ -519,14 +519,19 @@ def test_customer_csv_from_the_database_reads_as_the_python_writers(web, dbs, us
         for i, n in enumerate(names):
             f.customer(s, user_id("supervisor") if i % 2 else user_id("manager1"), name=n,
                        satisfaction=i % 5 + 1)
+        # a dictionary text that looks like a formula (decoded from its id on SQLite)
+        level = DictItem(type="客户等级", item="=等级" + tag, value="=等级" + tag,
+                         created_by_fk=user_id("admin"), changed_by_fk=user_id("admin"))
+        s.add(level)
+        f.customer(s, user_id("manager1"), name="等级" + tag, level=level)
         s.commit()
     try:
         c = web("supervisor")
         url = f"/customer/export/csv/?_flt_2_name={quote(tag)}"
         body = c.get(url)
         rows = assert_safe_csv(body, [n for n in names if ss.is_formula_like(n)]
-                               + ["=HYPERLINK(1)" + sup_last])
-        assert len(rows) == 1 + len(names)
+                               + ["=HYPERLINK(1)" + sup_last, "=等级" + tag])
+        assert len(rows) == 2 + len(names)
         lines_end = body.data.split(b"\n")[1]
         if backend == "postgresql":
             assert not body.data.split(b"\n")[0].endswith(b"\r")     # one line end throughout
@@ -538,8 +543,11 @@ def test_customer_csv_from_the_database_reads_as_the_python_writers(web, dbs, us
         python = c.get(url)
         assert python.data.split(b"\n")[0].endswith(b"\r")
         assert csv_rows(python) == rows
-        assert sorted(r[1] for r in rows[1:]) == sorted(ss.neutralise(n) for n in names)
+        assert sorted(r[1] for r in rows[1:]) == sorted([ss.neutralise(n) for n in names]
+                                                        + ["等级" + tag])
     finally:
         with dbs() as s:
             s.get(User, user_id("supervisor")).first_name = first
+            s.execute(delete(Customer).where(Customer.name == "等级" + tag))
+            s.execute(delete(DictItem).where(DictItem.item == "=等级" + tag))
             s.commit()

@@ -40,7 +40,7 @@ from ..workflows import timeline as tl_wf
 from ..workflows.names import display_name
 from ..workflows.actors import EXECUTIVE, MANAGER, SUPERVISOR
 from ..workflows.errors import DomainError, ValidationError
-from ..workflows.spreadsheet import StatementRows
+from ..workflows.spreadsheet import Labels, StatementRows
 from .common import GuardedModelView, choices_without_count, current_actor, show_form_errors
 from .common import VIEW_CRUD
 from .export import ExportMixin, export_response
@@ -172,7 +172,7 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
         per-row generator were half the time)."""
         from flask_appbuilder.security.sqla.models import User
         from flask_appbuilder.urltools import get_filter_args, get_order_args
-        from sqlalchemy import case, func, literal
+        from sqlalchemy import case, func, literal, select
         from sqlalchemy.orm import aliased
 
         assert list(self.list_columns) == ["number", "name", "region", "manager", "level",
@@ -192,6 +192,19 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
         manager_name = func.coalesce(func.nullif(full, ""), manager.username, "")
         status = case({code: literal(str(label)) for code, label in wf.STATUS_LABELS.items()},
                       value=Customer.status, else_=func.coalesce(Customer.status, ""))
+        coded = query.with_entities(Customer.number, Customer.name, Customer.region_id,
+                                    Customer.manager_id, Customer.level_id,
+                                    Customer.satisfaction, Customer.credit, Customer.status)
+
+        def decoders(conn):
+            """The joined texts of the statement below, as lookup tables."""
+            items = dict(conn.execute(select(DictItem.id, DictItem.item)).all())
+            names = {uid: (f"{first or ''}{last or ''}" or username or "")
+                     for uid, first, last, username in conn.execute(
+                         select(User.id, User.first_name, User.last_name, User.username))}
+            labels = Labels({code: str(label) for code, label in wf.STATUS_LABELS.items()})
+            return {2: items, 3: names, 4: items, 7: labels}
+
         query = (query.outerjoin(region, region.id == Customer.region_id)
                  .outerjoin(level, level.id == Customer.level_id)
                  .outerjoin(manager, manager.id == Customer.manager_id)
@@ -199,7 +212,7 @@ class CustomerView(ListMixin, ExportMixin, GuardedModelView):
                                 level.item, Customer.satisfaction, Customer.credit, status))
         return StatementRows(
             lambda: dm.session.connection(bind_arguments={"mapper": Customer.__mapper__}),
-            query.statement, self.export_chunk)
+            query.statement, self.export_chunk, coded=(coded.statement, decoders))
     route_base = "/customer"
     class_permission_name = "Customer"
     method_permission_name = VIEW_CRUD
