@@ -474,3 +474,23 @@ def test_many_changes_rebuild_everything(app, dbs, orders, monkeypatch):
     assert changed is None and inc == full
     with dbs() as s:
         assert as_dict(rollup.order_totals(s)) == raw_totals(s)
+
+
+def test_a_full_rebuild_leaves_the_tables_vacuumed_on_postgresql(app, dbs, orders):
+    """After a full rebuild the rollup tables are vacuumed and analysed (PostgreSQL):
+    their visibility map is set, so the reports' index-only reads need not visit the
+    table (a freshly built table has no visibility map until autovacuum comes by)."""
+    from sqlalchemy import text as sql
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("VACUUM and the visibility map are PostgreSQL's")
+        state = rollup.refresh(db.session, full=True)
+        db.session.remove()
+        assert state["changed"] is None
+        with db.engine.connect() as conn:
+            for t in ("crm_order_customer", "crm_order_last", "crm_order_month", "crm_order_day"):
+                pages, visible = conn.execute(sql(
+                    "SELECT relpages, relallvisible FROM pg_class WHERE relname = :t"),
+                    {"t": t}).one()
+                assert pages > 0 and visible == pages, (t, pages, visible)

@@ -556,10 +556,19 @@ def refresh(session, now=None, full=False):
                 _full_swap(conn, dialect)
             state = _write_state(conn, now, started)
         if dialect == "postgresql" and (changed is None or changed > 1000):
-            for t in ("crm_order_day", "crm_order_month", "crm_order_last", "crm_order_customer"):
-                conn.exec_driver_sql(f"ANALYZE {t}")
-            conn.commit()
+            _vacuum(conn)
     return dict(state, changed=changed)
+
+
+def _vacuum(conn):
+    """``VACUUM (ANALYZE)`` of the rollup tables after a rebuild (PostgreSQL, outside
+    any transaction): statistics for the planner, and the visibility map — a freshly
+    built table has none, so until autovacuum comes by every index-only read of the
+    reports visits the table too (at L: 客户贡献分析 of a year against the year before
+    1,040 → 360 ms; the VACUUM itself 1.9 s there)."""
+    auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+    for t in ("crm_order_customer", "crm_order_last", "crm_order_month", "crm_order_day"):
+        auto.exec_driver_sql(f"VACUUM (ANALYZE) {t}")
 
 
 def refresh_locked(session, now=None):
