@@ -234,6 +234,8 @@ def create_app(config=None, views=True):
         audit.install(_signed_in_user_id)
         from .security import install_permission_labels
         install_permission_labels(appbuilder)
+        from .views.common import install_schema_once
+        install_schema_once()
         # server-side sessions (logout / password change / deactivation end them) and
         # CSRF for cookie-authenticated writes on /api/ (app/sessions.py)
         from . import sessions

@@ -44,3 +44,40 @@ def test_customer_list_search_choices_without_counts(app, web):
     assert dict_counts == [] and user_counts == []
     assert sum("ab_permission_view_role" in s for s in seen) == 1
     assert len(seen) <= 12, seen
+
+
+def test_fab_checks_each_argument_schema_once(app, api, monkeypatch):
+    """FAB's ``@rison(schema)`` validated the schema itself against its meta-schema on
+    every REST request (5–14 ms); ``SchemaOnce`` checks it once and then validates only
+    the arguments: the meta-schema check is not repeated, a valid ``q`` still works and
+    an invalid one is still refused with the same error as ``jsonschema.validate``."""
+    import flask_appbuilder.api as fab_api
+    import jsonschema
+    import pytest
+
+    from app.views.common import SchemaOnce
+
+    assert isinstance(fab_api.jsonschema, SchemaOnce)
+    checks = []
+    real = jsonschema.Draft202012Validator.check_schema.__func__
+
+    def counting(cls, schema, *a, **k):
+        checks.append(schema)
+        return real(cls, schema, *a, **k)
+    once = SchemaOnce()
+    monkeypatch.setattr(fab_api, "jsonschema", once)
+    for validator in (jsonschema.Draft4Validator, jsonschema.Draft7Validator,
+                      jsonschema.Draft202012Validator):
+        monkeypatch.setattr(validator, "check_schema", classmethod(counting))
+    c = api("manager1")
+    for _ in range(3):
+        assert c.get("/api/v1/customer/?q=(page:0,page_size:5)").status_code == 200
+        assert c.get("/api/v1/dict_item/").status_code == 200
+    assert 1 <= len(checks) <= 2, len(checks)       # the list schema (and _info's), once each
+    schema = {"type": "object", "properties": {"page": {"type": "integer"}}}
+    with pytest.raises(jsonschema.ValidationError) as mine:
+        once.validate(instance={"page": "x"}, schema=schema)
+    with pytest.raises(jsonschema.ValidationError) as theirs:
+        jsonschema.validate(instance={"page": "x"}, schema=schema)
+    assert mine.value.message == theirs.value.message
+    once.validate(instance={"page": 1}, schema=schema)
