@@ -363,7 +363,10 @@ class CrmSecurityManager(SecurityManager):
         from .views.common import menu_item_permission
 
         appbuilder = self.appbuilder
-        key = (len(appbuilder.baseviews), len(appbuilder.menu.get_flat_name_list()))
+        # the cache's key: views and menu items registered so far (a cheap count —
+        # FAB's get_flat_name_list recurses and repeats itself; it ran ~100 times a page)
+        key = (len(appbuilder.baseviews),
+               sum(1 + len(item.childs or ()) for item in appbuilder.menu.get_list()))
         cached = getattr(appbuilder, "_crm_menu_rights", None)
         if cached is not None and cached[0] == key:
             return cached[1]
