@@ -551,3 +551,23 @@ def test_customer_csv_from_the_database_reads_as_the_python_writers(web, dbs, us
             s.execute(delete(Customer).where(Customer.name == "等级" + tag))
             s.execute(delete(DictItem).where(DictItem.item == "=等级" + tag))
             s.commit()
+
+
+def test_decoded_codes_are_neutralised_even_when_unknown():
+    """SQLite's decoded columns skip the writer's per-column check, so the decoder
+    itself writes the CSV form: known texts and a code shown as itself alike."""
+    from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
+
+    eng = create_engine("sqlite://")
+    t = Table("t", MetaData(), Column("code", String), Column("name", String))
+    t.metadata.create_all(eng)
+    with eng.connect() as conn:
+        conn.execute(insert(t), [{"code": "ok", "name": "-2+3"}, {"code": "=坏", "name": "a"},
+                                 {"code": "f", "name": "b"}, {"code": None, "name": "c"}])
+        rows = ss.StatementRows(lambda: conn, select(t.c.code, t.c.name),
+                                coded=(select(t.c.code, t.c.name),
+                                       lambda _c: {0: ss.Labels({"ok": "好", "f": "=公式"})}))
+        body = b"".join(ss.csv_stream(["代码", "名称"], rows)).decode("utf-8-sig")
+        assert list(csv.reader(io.StringIO(body))) == [
+            ["代码", "名称"], ["好", "'-2+3"], ["'=坏", "a"], ["'=公式", "b"], ["", "c"]]
+        assert list(rows) == [("好", "-2+3"), ("=坏", "a"), ("=公式", "b"), (None, "c")]

@@ -262,7 +262,7 @@ class StatementRows(Chunks):
             stmt, make = self.coded
             decoders = {i: _Decoder({code: neutralise(text) if csv and text else text
                                      for code, text in table.items()},
-                                    keep=isinstance(table, Labels))
+                                    keep=isinstance(table, Labels), csv=csv)
                         for i, table in make(conn).items()}
         result = conn.execute(stmt)
         try:
@@ -318,8 +318,12 @@ class StatementRows(Chunks):
         try:
             query = cursor.mogrify(str(compiled), compiled.params)    # bytes, quoted
             out = tempfile.TemporaryFile()
-            cursor.copy_expert(b"COPY (" + query + b") TO STDOUT WITH (FORMAT csv)", out,
-                               size=COPY_BLOCK)
+            try:
+                cursor.copy_expert(b"COPY (" + query + b") TO STDOUT WITH (FORMAT csv)",
+                                   out, size=COPY_BLOCK)
+            except BaseException:
+                out.close()
+                raise
         finally:
             cursor.close()
         return _file_chunks(out)
@@ -343,12 +347,16 @@ class Labels(dict):
 
 
 class _Decoder(dict):
-    def __init__(self, table, keep):
+    def __init__(self, table, keep, csv=False):
         super().__init__(table)
         self.keep = keep
+        self.csv = csv
 
     def __missing__(self, code):
-        return code if self.keep else None
+        if not self.keep:
+            return None
+        # an unknown code shown as itself is user data too: in CSV form like every cell
+        return neutralise(code) if self.csv and isinstance(code, str) and code else code
 
 
 def _file_chunks(fh):
