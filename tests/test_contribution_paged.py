@@ -480,3 +480,31 @@ def test_partial_months_are_read_from_the_rollup_days(app, shop):
     day_sql = [s for s in fetched if "crm_order_customer" in s]
     assert any("customer_name" in s for s in day_sql)
     assert not any("GROUP BY" in s.upper() for s in day_sql), day_sql
+
+
+def test_ranges_of_several_grains_read_the_running_totals_on_postgresql(app, shop, monkeypatch):
+    """PostgreSQL: a range that is not one period (several grains, partial months) is
+    read from crm_order_running — one row per customer, the difference of two running
+    totals — not from the period rows; with every comparison, sort and page it gives
+    what summing the period rows gives (and the frame path, above)."""
+    _refresh(app)
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the running totals are PostgreSQL's (arrays)")
+        db.session.remove()
+    cases = [a for a in _cases(shop) if "from" in a or a.get("compare")]
+    with app.app_context(), _statements() as seen:
+        _build(app, dict(RANGES[4], customer=shop, compare="previous"))
+    assert any(rollup.RUNNING in q for q in seen)
+    # (the one probe of crm_order_customer left: whether the rollup holds days)
+    assert not any("crm_order_customer" in q and "GROUP BY" in q for q in seen), seen
+    running = [_outputs(app, a) for a in cases]
+    monkeypatch.setattr(rollup, "has_running", lambda session: False)
+    with app.app_context(), _statements() as seen:
+        _build(app, dict(RANGES[4], customer=shop, compare="previous"))
+    assert not any(rollup.RUNNING in q for q in seen)
+    assert any("crm_order_customer" in q and "GROUP BY" in q for q in seen)
+    grains = [_outputs(app, a) for a in cases]
+    assert len(cases) > 100
+    for args, r, g in zip(cases, running, grains):
+        assert r == g, args

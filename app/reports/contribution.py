@@ -204,6 +204,11 @@ def link(row, params):
 # ---- the rollup path: one statement per page --------------------------------------------
 
 _EDGE_META = MetaData()
+# crm_order_running (PostgreSQL; app/workflows/rollup.py): per customer its days with
+# orders (YYYYMMDD, ascending) and the running total of its cents up to each
+RUNNING = Table(rollup.RUNNING, _EDGE_META,
+                Column("customer_id", Integer, primary_key=True),
+                Column("days", ARRAY(Integer)), Column("cents", ARRAY(BigInteger)))
 # the partial-month days of the period(s): fetched from the sales bind per request,
 # mapped to customers in Python, then joined to the statement as this temporary table
 EDGE = Table("tmp_contribution_days", _EDGE_META,
@@ -347,6 +352,10 @@ class RollupQuery:
             self.days.append(days)
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
+        self.periods = periods
+        # a range that is not one period: the running totals, once the rollup has them
+        self.running = (self.dialect == "postgresql" and not raw_days
+                        and rollup.has_running(session))
         self._edges_loaded = None       # the DB-API connection the edge rows are in
         self.edges = _day_rows(session, raw_days)   # [(customer_id, part, cents)]
 
@@ -524,10 +533,47 @@ class RollupQuery:
             return None
         return select(EDGE.c.customer_id, EDGE.c.part, EDGE.c.amount)
 
+    def _running_per_customer(self):
+        """:meth:`_per_customer` from crm_order_running (PostgreSQL): each part is the
+        difference of two running totals, each found by a binary search of the
+        customer's days (``width_bucket``: how many of them are ≤ the bound) — one
+        row per customer instead of its grain rows, no GROUP BY. The same rows."""
+        R = RUNNING
+
+        def before(day):        # cents of the customer's days before ``day``
+            if day is None:
+                return literal(0, BigInteger)
+            bucket = func.width_bucket(_ymd(day) - 1, R.c.days)
+            return func.coalesce(R.c.cents[bucket], 0)
+
+        def upto_end():         # all of them
+            return func.coalesce(R.c.cents[func.cardinality(R.c.cents)], 0)
+
+        sums = []
+        for start, stop in self.periods:
+            if start is not None and stop is not None and start >= stop:
+                sums.append(literal(0, BigInteger))
+                continue
+            sums.append((upto_end() if stop is None else before(stop)) - before(start))
+        inner = select(R.c.customer_id, *[s.label(f"s{i}") for i, s in enumerate(sums)])
+        if self.params.get("customer"):
+            C = Customer.__table__
+            inner = inner.where(R.c.customer_id.in_(
+                select(C.c.id).where(C.c.name.icontains(self.params["customer"],
+                                                        autoescape=True))))
+        inner = inner.subquery("running")
+        cols = [inner.c[f"s{i}"] for i in range(self.parts)]
+        return (select(inner.c.customer_id,
+                       *[case((c > 0, c), else_=0).label(f"a{i}") for i, c in enumerate(cols)])
+                .where(or_(*[c > 0 for c in cols])))
+
     def _per_customer(self):
         """The many-grain case: (customer_id, a0[, a1]) — cents per part, Σ over the
         grains, a customer kept when a part is above 0; names not joined (a name
-        filter is an ``IN`` on the customer ids). None when no grain has rows."""
+        filter is an ``IN`` on the customer ids). None when no grain has rows.
+        PostgreSQL with the running totals: :meth:`_running_per_customer`."""
+        if self.running:
+            return self._running_per_customer()
         C = Customer.__table__
         T = OrderCustomer.__table__
         selects = [select(T.c.customer_id, literal(part).label("part"), T.c.amount)

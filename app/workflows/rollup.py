@@ -45,6 +45,14 @@ MONTH_NEXT = "crm_order_month_next"
 DAY_NEXT = "crm_order_day_next"       # staging only: per number and day, dropped after the swap
 LAST_NEXT = "crm_order_last_next"
 CUSTOMER_NEXT = "crm_order_customer_next"
+# PostgreSQL only: per customer, its days with orders and the running total of its cents
+# up to each of them (two arrays) — any date range of a customer is the difference of
+# two running totals, found by binary search (``width_bucket``). Derived from the day
+# rows of crm_order_customer and written with them (rebuild, incremental, merge); read
+# by 客户贡献分析 for a range that is not one period (at L, a range of several grains
+# summed ~1.4M period rows per customer range before the page could be cut)
+RUNNING = "crm_order_running"
+RUNNING_NEXT = "crm_order_running_next"
 # a merge and the swap of a refresh both fold numbers into customers: on PostgreSQL they
 # take this transaction lock first (SQLite has one writer at a time anyway)
 FOLD_LOCK_KEY = 0x43524D46  # "CRMF"
@@ -119,6 +127,7 @@ def _create_next(conn, dialect):
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {MONTH_NEXT}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LAST_NEXT}")
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {CUSTOMER_NEXT}")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {RUNNING_NEXT}")
     # the live tables' shape (migration 0009); keys added after the load (faster)
     conn.exec_driver_sql(
         f"CREATE TABLE {MONTH_NEXT} (number VARCHAR(32) NOT NULL, month DATE NOT NULL, "
@@ -219,6 +228,28 @@ def derived_periods_sql(target):
     ]
 
 
+def running_sql(target, source, where=""):
+    """INSERT into ``target`` (crm_order_running's shape) each customer's days with
+    orders and the running total of its cents up to each day, from the day rows
+    (periods YYYYMMDD) of ``source`` (crm_order_customer's shape; ``where``: more
+    conditions on them, joined with AND). PostgreSQL (arrays, window sums)."""
+    return (f"INSERT INTO {target} (customer_id, days, cents) "
+            f"SELECT customer_id, array_agg(period ORDER BY period), "
+            f"array_agg(run ORDER BY period) FROM (SELECT customer_id, period, "
+            f"CAST(SUM(amount) OVER (PARTITION BY customer_id ORDER BY period) AS BIGINT) "
+            f"AS run FROM {source} WHERE {DAYS}{where}) d GROUP BY customer_id")
+
+
+def _build_running_next(conn):
+    """crm_order_running_next from crm_order_customer_next (PostgreSQL)."""
+    conn.exec_driver_sql(
+        f"CREATE TABLE {RUNNING_NEXT} (customer_id INTEGER NOT NULL, "
+        f"days INTEGER[] NOT NULL, cents BIGINT[] NOT NULL)")
+    conn.exec_driver_sql(running_sql(RUNNING_NEXT, CUSTOMER_NEXT))
+    conn.exec_driver_sql(f"ALTER TABLE {RUNNING_NEXT} ADD CONSTRAINT {RUNNING_NEXT}_pkey "
+                         f"PRIMARY KEY (customer_id)")
+
+
 def _build_customer_next(conn, dialect):
     """crm_order_customer_next from crm_order_month_next (:func:`customer_rollup_sql`)."""
     # no foreign key to crm_customer: dropping one (the swap drops the live table) would
@@ -255,6 +286,11 @@ def fold_merged(session, survivor_id, merged_id):
         select(m.c.period).where(m.c.customer_id == survivor_id))))
     session.execute(T.update().where(T.c.customer_id == merged_id)
                     .values(customer_id=survivor_id))
+    if has_running(session):    # the survivor's running totals from its folded day rows
+        session.execute(text(f"DELETE FROM {RUNNING} WHERE customer_id IN (:a, :b)"),
+                        {"a": survivor_id, "b": merged_id})
+        session.execute(text(running_sql(RUNNING, "crm_order_customer",
+                                         " AND customer_id = :a")), {"a": survivor_id})
 
 
 def _sqlite_file(engine):
@@ -416,8 +452,12 @@ def _full_swap(conn, dialect):
                          f"SELECT number, MAX(last_date) FROM {MONTH_NEXT} GROUP BY number")
     # per customer and period, with the numbers → customers of this moment
     _build_customer_next(conn, dialect)
-    for live, nxt in (("crm_order_day", DAY_NEXT), ("crm_order_month", MONTH_NEXT),
-                      ("crm_order_last", LAST_NEXT), ("crm_order_customer", CUSTOMER_NEXT)):
+    swaps = [("crm_order_day", DAY_NEXT), ("crm_order_month", MONTH_NEXT),
+             ("crm_order_last", LAST_NEXT), ("crm_order_customer", CUSTOMER_NEXT)]
+    if dialect == "postgresql":
+        _build_running_next(conn)
+        swaps.append((RUNNING, RUNNING_NEXT))
+    for live, nxt in swaps:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {live}")
         conn.exec_driver_sql(f"ALTER TABLE {nxt} RENAME TO {live}")
         if dialect == "postgresql":
@@ -520,6 +560,9 @@ def _incremental(conn, dialect):
     run(f"DELETE FROM crm_order_customer WHERE customer_id IN {customers}")
     run(f"INSERT INTO crm_order_customer (customer_id, period, amount, orders) "
         f"SELECT customer_id, period, amount, orders FROM {TMP_ROWS}")
+    if dialect == "postgresql":
+        run(f"DELETE FROM {RUNNING} WHERE customer_id IN {customers}")
+        run(running_sql(RUNNING, TMP_ROWS))
     run(f"DELETE FROM crm_order_owner WHERE number IN {numbers}")
     run(f"INSERT INTO crm_order_owner (number, customer_id) SELECT number, customer_id "
         f"FROM {TMP_OWNER} WHERE number IN {numbers}")
@@ -538,7 +581,10 @@ def _can_increment(conn):
     if conn.exec_driver_sql("SELECT count(*) FROM crm_rollup_state WHERE id = 1").scalar() == 0:
         return False
     names = set(inspect(conn).get_table_names())
-    return {"crm_order_day", "crm_order_owner"} <= names
+    need = {"crm_order_day", "crm_order_owner"}
+    if conn.dialect.name == "postgresql":
+        need.add(RUNNING)       # (a rollup built before it: the next refresh rebuilds all)
+    return need <= names
 
 
 # SQLite: the refresh's connection reads and writes a few hundred MB at M; SQLite's
@@ -599,7 +645,8 @@ def _vacuum(conn):
     reports visits the table too (at L: 客户贡献分析 of a year against the year before
     1,040 → 360 ms; the VACUUM itself 1.9 s there)."""
     auto = conn.execution_options(isolation_level="AUTOCOMMIT")
-    for t in ("crm_order_customer", "crm_order_last", "crm_order_month", "crm_order_day"):
+    for t in ("crm_order_customer", "crm_order_last", "crm_order_month", "crm_order_day",
+              RUNNING):
         auto.exec_driver_sql(f"VACUUM (ANALYZE) {t}")
 
 
@@ -654,6 +701,16 @@ def has_days(session):
     T = OrderCustomer.__table__
     return session.execute(select(literal(1)).where(T.c.period >= 10000000).limit(1)) \
         .first() is not None
+
+
+def has_running(session):
+    """Whether crm_order_running is in place (PostgreSQL, built by every refresh since
+    it was added; before the first such refresh 客户贡献分析 sums the period rows)."""
+    bind = session.get_bind(mapper=OrderCustomer.__mapper__)
+    if bind.dialect.name != "postgresql":
+        return False
+    return session.execute(text("SELECT to_regclass(:t) IS NOT NULL"),
+                           {"t": RUNNING}).scalar()
 
 
 def status(session):
