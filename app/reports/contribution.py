@@ -353,9 +353,8 @@ class RollupQuery:
         self.dialect = session.get_bind(mapper=Customer.__mapper__).dialect.name
         self.parts = len(periods)
         self.periods = periods
-        # a range that is not one period: the running totals, once the rollup has them
-        self.running = (self.dialect == "postgresql" and not raw_days
-                        and rollup.has_running(session))
+        self._raw_days = bool(raw_days)
+        self._running = None            # asked once, when a range is not one period
         self._edges_loaded = None       # the DB-API connection the edge rows are in
         self.edges = _day_rows(session, raw_days)   # [(customer_id, part, cents)]
 
@@ -537,42 +536,57 @@ class RollupQuery:
         """:meth:`_per_customer` from crm_order_running (PostgreSQL): each part is the
         difference of two running totals, each found by a binary search of the
         customer's days (``width_bucket``: how many of them are ≤ the bound) — one
-        row per customer instead of its grain rows, no GROUP BY. The same rows."""
+        row per customer instead of its grain rows, no GROUP BY. The same rows.
+        Each bound is looked up once per customer (a comparison shares one; the
+        ``OFFSET 0`` keeps PostgreSQL from copying the lookups into every place
+        that uses them: at L, 1.05 → 0.6 s for a range and its comparison)."""
         R = RUNNING
+        bounds = {}             # bound (a day, or None: after the last) → column name
 
-        def before(day):        # cents of the customer's days before ``day``
-            if day is None:
-                return literal(0, BigInteger)
-            bucket = func.width_bucket(_ymd(day) - 1, R.c.days)
-            return func.coalesce(R.c.cents[bucket], 0)
+        def at(day):            # cents of the customer's days before ``day``
+            if day not in bounds:
+                bounds[day] = f"c{len(bounds)}"
+            return bounds[day]
 
-        def upto_end():         # all of them
-            return func.coalesce(R.c.cents[func.cardinality(R.c.cents)], 0)
-
-        sums = []
+        parts = []
         for start, stop in self.periods:
             if start is not None and stop is not None and start >= stop:
-                sums.append(literal(0, BigInteger))
-                continue
-            sums.append((upto_end() if stop is None else before(stop)) - before(start))
-        inner = select(R.c.customer_id, *[s.label(f"s{i}") for i, s in enumerate(sums)])
+                parts.append(None)
+            else:
+                parts.append((at(stop), None if start is None else at(start)))
+        cols = []
+        for day, name in bounds.items():
+            if day is None:
+                value = R.c.cents[func.cardinality(R.c.cents)]
+            else:
+                value = R.c.cents[func.width_bucket(_ymd(day) - 1, R.c.days)]
+            cols.append(func.coalesce(value, 0).label(name))
+        looked = select(R.c.customer_id, *cols)
         if self.params.get("customer"):
             C = Customer.__table__
-            inner = inner.where(R.c.customer_id.in_(
+            looked = looked.where(R.c.customer_id.in_(
                 select(C.c.id).where(C.c.name.icontains(self.params["customer"],
                                                         autoescape=True))))
-        inner = inner.subquery("running")
-        cols = [inner.c[f"s{i}"] for i in range(self.parts)]
-        return (select(inner.c.customer_id,
-                       *[case((c > 0, c), else_=0).label(f"a{i}") for i, c in enumerate(cols)])
-                .where(or_(*[c > 0 for c in cols])))
+        looked = looked.offset(0).subquery("looked")
+        sums = [literal(0, BigInteger) if p is None else
+                (looked.c[p[0]] - looked.c[p[1]] if p[1] else looked.c[p[0]])
+                for p in parts]
+        diff = (select(looked.c.customer_id, *[x.label(f"s{i}") for i, x in enumerate(sums)])
+                .offset(0).subquery("running"))
+        ss = [diff.c[f"s{i}"] for i in range(self.parts)]
+        return (select(diff.c.customer_id,
+                       *[func.greatest(x, 0).label(f"a{i}") for i, x in enumerate(ss)])
+                .where(or_(*[x > 0 for x in ss])))
 
     def _per_customer(self):
         """The many-grain case: (customer_id, a0[, a1]) — cents per part, Σ over the
         grains, a customer kept when a part is above 0; names not joined (a name
         filter is an ``IN`` on the customer ids). None when no grain has rows.
         PostgreSQL with the running totals: :meth:`_running_per_customer`."""
-        if self.running:
+        if self._running is None:       # the running totals, once the rollup has them
+            self._running = (self.dialect == "postgresql" and not self._raw_days
+                             and rollup.has_running(self.session))
+        if self._running:
             return self._running_per_customer()
         C = Customer.__table__
         T = OrderCustomer.__table__
@@ -597,18 +611,29 @@ class RollupQuery:
                                                         autoescape=True))))
         return q
 
-    def _named(self, per_customer):
+    def _named(self, per_customer, lookup=False):
         """The rows of ``per_customer`` (a subquery or CTE) with names, the survivor's
-        number and, comparing, the comparison and the change."""
+        number and, comparing, the comparison and the change. ``lookup``: the name
+        and number as a lookup per row instead of a join (for a few rows; customers
+        are merged, never deleted, so every row has its customer)."""
         C = Customer.__table__
-        cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
-                C.c.number.label("_number"), per_customer.c.a0.label("amount")]
+        if lookup:
+            def of(col):
+                return (select(col).where(C.c.id == per_customer.c.customer_id)
+                        .scalar_subquery())
+            cols = [per_customer.c.customer_id, of(C.c.name).label("customer_name"),
+                    of(C.c.number).label("_number"), per_customer.c.a0.label("amount")]
+        else:
+            cols = [per_customer.c.customer_id, C.c.name.label("customer_name"),
+                    C.c.number.label("_number"), per_customer.c.a0.label("amount")]
         if self.compare:
             cur, prev = per_customer.c.a0, per_customer.c.a1
             cols += [prev.label("amount_compare"),
                      case((prev != 0, func.round(cast((cur - prev) * 100.0 / prev,
                                                       Numeric(30, 10)), 1))
                           ).label("amount_change")]
+        if lookup:
+            return select(*cols).select_from(per_customer)
         return select(*cols).select_from(per_customer.join(C, C.c.id == per_customer.c.customer_id))
 
     def _rows(self):
@@ -662,9 +687,11 @@ class RollupQuery:
         key = pc.c[col]
         cut = (select(key).order_by(key.desc() if desc else key.asc())
                .limit(1).offset(offset + limit - 1).scalar_subquery())
-        # one reading of the cut (``x OR cut IS NULL`` read it twice: two top-N sorts)
-        named = self._named(pc).where(func.coalesce(key >= cut if desc else key <= cut,
-                                                    true()))
+        # one reading of the cut (``x OR cut IS NULL`` read it twice: two top-N sorts);
+        # names looked up per row past the cut (by primary key: the planner, which cannot
+        # know how few rows pass, would otherwise hash all 1M customers at L)
+        named = self._named(pc, lookup=True).where(
+            func.coalesce(key >= cut if desc else key <= cut, true()))
         # the count and the totals: one pass over the aggregate, joined to every row
         sums = [func.count().label("n"), func.coalesce(func.sum(pc.c.a0), 0).label("t0")]
         if self.compare:
@@ -698,12 +725,16 @@ class RollupQuery:
         for a per-customer aggregate over several grains, where a customer has one or
         two rows per range, partial aggregation in workers cannot shrink the rows, and
         gathering ~1.2M partial groups in order costs more than it saves (at L, quiet:
-        1.35–1.40 → 1.05 s)."""
+        1.35–1.40 → 1.05 s). And no JIT compilation for it: a statement over 1M
+        customers is costed far above ``jit_above_cost``, and compiling its
+        expressions took 90–300 ms of a sub-second statement."""
         conn = self.session.connection(bind_arguments={"mapper": Customer.__mapper__})
         if serial and self.dialect == "postgresql":
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+            conn.exec_driver_sql("SET LOCAL jit = off")
             rows = self._execute(stmt)      # (a failure rolls the transaction back: SET too)
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather TO DEFAULT")
+            conn.exec_driver_sql("SET LOCAL jit TO DEFAULT")
             return rows
         if self.edges and self._edges_loaded is not conn.connection.dbapi_connection:
             # the connection's own temporary table (each connection has its own; it
