@@ -493,6 +493,13 @@ def main():
                  lambda: best_of(raw_contribution, raw, raw_sales, year)),
                 ("contribution", f"from={year}-03-10&to={year}-10-20",
                  lambda: best_of(raw_contribution, raw, raw_sales, year)),
+                # the same ranges compared (several grains on both sides)
+                ("contribution", f"from={year}-03-01&to={year}-10-31&compare=previous",
+                 lambda: (best_of(raw_contribution, raw, raw_sales, year),
+                          best_of(raw_contribution, raw, raw_sales, year - 1))),
+                ("contribution", f"from={year}-03-10&to={year}-10-20&compare=last_year",
+                 lambda: (best_of(raw_contribution, raw, raw_sales, year),
+                          best_of(raw_contribution, raw, raw_sales, year - 1))),
                 # 本季度 (a whole quarter) and the same compared with the quarter before;
                 # raw reference: the year's scan, as for the ranges above
                 ("contribution", f"from={year}-04-01&to={year}-06-30",

@@ -87,8 +87,8 @@ def table_contents(app):
             meta.reflect(bind=conn, only=lambda n, _m: not n.startswith("crm_search_"))
             out = {}
             for name, tbl in meta.tables.items():
-                if name.startswith("crm_search_"):
-                    continue            # the SQLite search index: rebuilt, not restored
+                if name.startswith("crm_search_") or bk._is_derived(name):
+                    continue            # search index, running totals: rebuilt, not restored
                 if name == "crm_job_run":
                     # the backup's own run is recorded after its snapshot was taken: the
                     # source has that one row more than any restore of it can have

@@ -30,8 +30,9 @@ SalesBase = declarative_base(metadata=sales_metadata, cls=_SalesBase)
 SEARCH_TABLE_PREFIX = "crm_search_"
 SEARCH_INDEX_PREFIX = "ix_trgm_"
 ROLLUP_STAGING_TABLES = ("crm_order_month_next", "crm_order_last_next",
-                         # PostgreSQL only, derived from crm_order_customer and built by
-                         # the refresh itself (arrays: no model, app/workflows/rollup.py)
+                         # PostgreSQL only (migration 0018), derived from
+                         # crm_order_customer and rebuilt by the refresh (arrays: no
+                         # model, app/workflows/rollup.py)
                          "crm_order_running", "crm_order_running_next")
 
 

@@ -10,6 +10,12 @@ the rollup is read, so a merge needs no refresh. ``crm_rollup_state`` is one row
 ``crm_order_customer`` sums the orders per CRM customer and day / month / quarter /
 year / all time (aliases folded in) for the reports. A refresh builds ``*_next`` tables next to these and swaps them in one
 transaction (app/workflows/rollup.py); the ``*_next`` tables are not models.
+
+PostgreSQL also has ``crm_order_running`` (migration 0018): per customer its days with
+orders and the running total of its cents up to each (two arrays), derived from the
+day rows of ``crm_order_customer`` and written with them. Arrays have no SQLite type,
+so it is not a model either (``models.base.ROLLUP_STAGING_TABLES`` keeps it out of the
+schema comparison).
 """
 from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, Numeric, String
 

@@ -584,8 +584,10 @@ class RollupQuery:
         filter is an ``IN`` on the customer ids). None when no grain has rows.
         PostgreSQL with the running totals: :meth:`_running_per_customer`."""
         if self._running is None:       # the running totals, once the rollup has them
+            # (built from the day rows: a rollup without them has empty running totals)
             self._running = (self.dialect == "postgresql" and not self._raw_days
-                             and rollup.has_running(self.session))
+                             and rollup.has_running(self.session)
+                             and rollup.has_days(self.session))
         if self._running:
             return self._running_per_customer()
         C = Customer.__table__

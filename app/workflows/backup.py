@@ -184,8 +184,27 @@ def _is_search_index(name):
     return name.startswith(SEARCH_TABLE_PREFIX)
 
 
+def _is_derived(name):
+    """PostgreSQL's running totals of the order rollup (``crm_order_running``, migration
+    0018) are derived from ``crm_order_customer``: not backed up (a SQLite target could
+    not hold their arrays), rebuilt after a restore (:func:`_rebuild_derived`)."""
+    from .rollup import RUNNING
+
+    return name == RUNNING
+
+
 def _tables(conn):
-    return sorted(n for n in inspect(conn).get_table_names() if not _is_search_index(n))
+    return sorted(n for n in inspect(conn).get_table_names()
+                  if not _is_search_index(n) and not _is_derived(n))
+
+
+def _rebuild_derived(conn):
+    """After a logical load into PostgreSQL: the running totals from the loaded rollup."""
+    from .rollup import RUNNING, running_sql
+
+    if conn.exec_driver_sql("SELECT to_regclass(%s) IS NOT NULL", (RUNNING,)).scalar():
+        conn.exec_driver_sql(f"DELETE FROM {RUNNING}")
+        conn.exec_driver_sql(running_sql(RUNNING, "crm_order_customer"))
 
 
 def _rebuild_search_indexes(conn):
@@ -717,6 +736,7 @@ def _restore_logical(site, engine, path, manifest, progress):
                     if batch:
                         conn.execute(tbl.insert(), batch)
                 if engine.dialect.name == "postgresql":
+                    _rebuild_derived(conn)
                     for name in names:
                         for col in meta.tables[name].columns:
                             seq = conn.execute(text("SELECT pg_get_serial_sequence(:t, :c)"),
