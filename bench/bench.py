@@ -374,10 +374,18 @@ def main():
             cmd = [PYTHON, os.path.join(ROOT, "bench", "inproc.py"), label, db, path,
                    "--requests", str(args.requests), "--budget", str(args.budget),
                    "--steps", ",".join(inproc_steps)]
-            subprocess.run(cmd, cwd=ROOT, env=app_env(t), check=True)
-            with open(path) as fh:
-                res = json.load(fh)
+            rc = subprocess.run(cmd, cwd=ROOT, env=app_env(t)).returncode
+            if os.path.getsize(path):
+                with open(path) as fh:
+                    res = json.load(fh)
             os.unlink(path)
+            if rc != 0 or not res.get("complete"):
+                # a miss is a miss: say that the run died and where, keep what it measured
+                why = (f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}")
+                last = res["rows"][-1]["case"] if res["rows"] else "none"
+                log(f"  [{db}] inproc.py stopped early ({why}); last case measured: {last}")
+                res["rows"].append({"step": "–", "case": "the in-process steps stopped early",
+                                    "na": f"inproc.py {why} after “{last}”; later cases not measured"})
         if "churn" in steps:
             res["rows"].extend(churn_cli_step(t))
         if "export" in steps:

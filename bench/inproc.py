@@ -427,6 +427,15 @@ def main():
             if app_s:
                 msg += f", ratio {app_s['median'] / raw_s['median']:.2f}"
         print(msg, flush=True)
+        save()
+
+    def save():
+        # after every case: a run that dies later (killed for memory, a crash) still
+        # leaves what it measured for bench.py to print
+        tmp = args.out + ".part"
+        with open(tmp, "w") as fh:
+            json.dump(results, fh, ensure_ascii=False, indent=1, default=str)
+        os.replace(tmp, args.out)
 
     timer = Timer(args.requests, args.budget)
     pair = Pair(args.requests, args.budget)
@@ -563,8 +572,8 @@ def main():
         raw.close()
         raw_sales.close()
 
-    with open(args.out, "w") as fh:
-        json.dump(results, fh, ensure_ascii=False, indent=1, default=str)
+    results["complete"] = True
+    save()
 
 
 _BEST = {}

@@ -504,9 +504,9 @@ def _sqlite_app(app):
 
 
 def test_the_sqlite_refresh_tunes_its_connection_and_gives_it_back_as_found(app, dbs, orders):
-    """SQLite: the refresh's connection runs with a large page cache and sorts in memory
-    (the comparison and the key lookups at M re-read pages otherwise); every connection
-    that goes back to the pool has SQLite's defaults again."""
+    """SQLite: the refresh's connection runs with a large page cache and two sorter
+    threads (the comparison and the key lookups at M re-read pages otherwise); every
+    connection that goes back to the pool has SQLite's defaults again."""
     from sqlalchemy import event
 
     _sqlite_app(app)
@@ -544,6 +544,51 @@ def test_the_sqlite_refresh_tunes_its_connection_and_gives_it_back_as_found(app,
     wanted = tuple(rollup.SQLITE_REFRESH_PRAGMAS.values())
     assert during and set(during) == {wanted}
     assert returned and set(returned) == {defaults} and defaults != wanted
+
+
+def test_a_sqlite_refresh_that_fails_half_way_gives_its_connection_back_as_found(
+        app, dbs, orders, monkeypatch):
+    """A refresh that dies half-way (its transaction open, a temporary table in it)
+    still leaves the pool with SQLite's defaults, raises its own error, and keeps the
+    previous rollup in place."""
+    from sqlalchemy import event
+
+    _sqlite_app(app)
+    returned = []
+
+    def checkin(dbapi_connection, record):
+        cur = dbapi_connection.cursor()
+        try:
+            returned.append(tuple(cur.execute(f"PRAGMA {k}").fetchone()[0]
+                                  for k in rollup.SQLITE_REFRESH_PRAGMAS))
+        finally:
+            cur.close()
+
+    with app.app_context():
+        rollup.refresh(db.session, full=True)
+        db.session.remove()
+        before = db.session.execute(db.text("SELECT count(*), sum(amount), sum(orders) FROM crm_order_customer")).one()
+        db.session.remove()
+        with db.engine.connect() as conn:
+            defaults = tuple(conn.exec_driver_sql(f"PRAGMA {k}").scalar()
+                             for k in rollup.SQLITE_REFRESH_PRAGMAS)
+
+        def boom(session, conn, dialect):
+            conn.exec_driver_sql("CREATE TEMP TABLE crm_boom (x INTEGER)")
+            conn.exec_driver_sql("INSERT INTO crm_boom VALUES (1)")
+            raise RuntimeError("killed mid-run")
+
+        monkeypatch.setattr(rollup, "_fill_next", boom)
+        event.listen(db.engine, "checkin", checkin)
+        try:
+            with pytest.raises(RuntimeError):
+                rollup.refresh(db.session, full=True)
+        finally:
+            event.remove(db.engine, "checkin", checkin)
+        db.session.remove()
+        after = db.session.execute(db.text("SELECT count(*), sum(amount), sum(orders) FROM crm_order_customer")).one()
+    assert returned and set(returned) == {defaults}
+    assert tuple(after) == tuple(before)
 
 
 def test_the_sqlite_incremental_refresh_reads_changed_numbers_by_key(app, dbs, orders):

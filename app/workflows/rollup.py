@@ -590,8 +590,10 @@ def _can_increment(conn):
 # SQLite: the refresh's connection reads and writes a few hundred MB at M; SQLite's
 # default page cache (2 MB per connection) makes its key lookups read the same pages
 # again and again. For the refresh only (restored before the connection goes back to
-# the pool): a 256 MB cache, and sorts and temporary tables in memory.
-SQLITE_REFRESH_PRAGMAS = {"cache_size": -262144, "temp_store": 2, "threads": 2}
+# the pool): a 256 MB page cache and two sorter threads. Sorts and temporary tables stay
+# where SQLite puts them (a file, in the OS cache): in memory, a rebuild at scale L
+# would hold GBs of sort runs in the worker.
+SQLITE_REFRESH_PRAGMAS = {"cache_size": -262144, "threads": 2}
 
 
 @contextmanager
@@ -600,13 +602,22 @@ def _refresh_pragmas(conn, dialect):
         yield
         return
     before = {k: conn.exec_driver_sql(f"PRAGMA {k}").scalar() for k in SQLITE_REFRESH_PRAGMAS}
-    for k, v in SQLITE_REFRESH_PRAGMAS.items():
-        conn.exec_driver_sql(f"PRAGMA {k} = {int(v)}")
     try:
+        for k, v in SQLITE_REFRESH_PRAGMAS.items():
+            conn.exec_driver_sql(f"PRAGMA {k} = {int(v)}")
         yield
     finally:
-        for k, v in before.items():
-            conn.exec_driver_sql(f"PRAGMA {k} = {int(v)}")
+        # a refresh that failed half-way may leave its transaction open; end it first,
+        # then put each setting back. A connection that cannot be put back is dropped
+        # from the pool rather than handed to a request with the refresh's settings.
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            for k, v in before.items():
+                conn.exec_driver_sql(f"PRAGMA {k} = {int(v)}")
+            conn.commit()
+        except Exception:
+            conn.invalidate()
 
 
 def refresh(session, now=None, full=False):
