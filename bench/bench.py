@@ -30,7 +30,9 @@ from bench.common import (  # noqa: E402
 )
 
 TARGETS = {  # step prefix → (ratio max, p95 max seconds)
-    "1": (3.0, 0.3), "2": (3.0, 0.3), "4": (1.5, None), "5": (2.0, None), "6": (2.0, None),
+    # reports (issue 23.4): p95 < 300 ms at M, < 1 s at L (main() sets L's). The ratio is
+    # shown, not judged: the raw contribution reads the orders, the report the rollup
+    "1": (3.0, 0.3), "2": (3.0, 0.3), "4": (None, 0.3), "5": (2.0, None), "6": (2.0, None),
     "8": (None, 0.3),   # 工作台: p95 < 300 ms (issue 20), shown beside its raw counts
     "10": (1.5, None),  # 订单汇总 refresh ≤ 1.5 × the raw aggregate (issue 23)
     "9": (None, 0.2),   # 全局搜索: p95 < 200 ms, 1–2 characters included (issue 21)
@@ -358,6 +360,8 @@ def main():
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
     label, scale = parse_scale(args.scale)
+    if label == "L":
+        TARGETS["4"] = (None, 1.0)      # "at L every report < 1 s"
     steps = args.steps.split(",")
     results = []
     seeds = {}

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -223,12 +223,58 @@ def raw_composition(raw, by):
 
 
 def raw_service(raw, year):
+    """The same work as 客户服务分析 (app/reports/service.py), by hand: one GROUP BY
+    (type, priority) over the tickets of the range with the main table's counts, the
+    type × priority hours and the open tickets by age (conditional sums), one GROUP BY
+    month of the rated tickets, and the service types. (Until session 11 this was the
+    count per type only — the report of issue 11 — which made the report look 4–15×
+    its raw SQL while it did the work of issue 22 as well.)"""
+    pg = raw.dialect == "postgresql"
+    now = datetime.now().replace(microsecond=0)
+
+    def ts(d):
+        return d.strftime("%Y-%m-%d %H:%M:%S")
+
+    def hours(later, earlier):
+        return (f"date_part('epoch', {later} - {earlier}) / 3600.0" if pg else
+                f"(julianday({later}) - julianday({earlier})) * 24.0")
+    n = "?"
+    params = []
+    ages = []
+    for lo, hi in ((0, 1), (1, 3), (3, 7), (7, 30), (30, None)):
+        cond = f"status <> 'archived' AND created_on <= {n}"
+        params.append(ts(now - timedelta(days=lo)))
+        if hi is not None:
+            cond += f" AND created_on > {n}"
+            params.append(ts(now - timedelta(days=hi)))
+        ages.append(f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)")
+    missed = (f"(response_due IS NOT NULL AND (first_response_on > response_due OR "
+              f"(first_response_on IS NULL AND response_due < {n}))) OR "
+              f"(resolution_due IS NOT NULL AND (resolved_on > resolution_due OR "
+              f"(resolved_on IS NULL AND resolution_due < {n})))")
+    head = [ts(now), ts(now)]
+    created = "created_on" if pg else "+created_on"
+    where, wparams = "", []
     if year:
-        raw.q("SELECT service_type_id, count(id) FROM crm_service WHERE created_on >= ? "
-              "AND created_on < ? GROUP BY service_type_id",
-              (f"{year}-01-01 00:00:00", f"{year + 1}-01-01 00:00:00"))
-    else:
-        raw.q("SELECT service_type_id, count(id) FROM crm_service GROUP BY service_type_id")
+        where = f" WHERE {created} >= ? AND {created} < ?"
+        wparams = [f"{year}-01-01 00:00:00", f"{year + 1}-01-01 00:00:00"]
+    resp = f"CASE WHEN first_response_on IS NOT NULL THEN {hours('first_response_on', 'created_on')} END"
+    reso = f"CASE WHEN resolved_on IS NOT NULL THEN {hours('resolved_on', 'created_on')} END"
+    raw.q("SELECT service_type_id, priority, min(priority_rank), count(*), "
+          f"sum(CASE WHEN {missed} THEN 1 ELSE 0 END), "
+          "sum(CASE WHEN response_due IS NOT NULL THEN 1 ELSE 0 END), "
+          f"sum({resp}), count({resp}), sum({reso}), count({reso}), "
+          "sum(CASE WHEN resolved_on IS NOT NULL AND resolution_due IS NOT NULL THEN 1 ELSE 0 END), "
+          "sum(CASE WHEN resolved_on IS NOT NULL AND resolution_due IS NOT NULL "
+          "AND resolved_on <= resolution_due THEN 1 ELSE 0 END), "
+          + ", ".join(ages) + ", sum(CASE WHEN status <> 'archived' THEN 1 ELSE 0 END) "
+          f"FROM crm_service{where} GROUP BY service_type_id, priority",
+          tuple(head + params + wparams))
+    month = "date_trunc('month', created_on)" if pg else "substr(created_on, 1, 7)"
+    where2 = " AND created_on >= ? AND created_on < ?" if year else ""
+    raw.q(f"SELECT {month}, count(satisfaction), sum(satisfaction) FROM crm_service "
+          f"WHERE satisfaction IS NOT NULL{where2} GROUP BY {month} ORDER BY {month}",
+          tuple(wparams))
     raw.q("SELECT id, item FROM crm_dict_item WHERE type = '服务类型' ORDER BY id")
 
 
