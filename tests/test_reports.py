@@ -432,3 +432,20 @@ def test_chart_values_without_rows_are_null_not_nan():
     data = option["series"][0]["data"]
     assert data == [None, 2.5, None]
     json.dumps(option, allow_nan=False)
+
+
+def test_chart_value_axes_drop_overlapping_labels():
+    """The top-20 chart's amount axis runs to millions in a plot narrowed by the customer
+    names; ECharts printed every tick label on top of its neighbours (seen in Chromium at
+    M: "0 500,000 1,000,000 …" as one smudge). Both value axes drop the labels that
+    would overlap, and the amount axis asks for few ticks."""
+    from app.views.reports import echarts_option
+
+    wide, _ = echarts_option({"type": "bar", "title": "t",
+                              "categories": ["某某科技有限公司（北京1分公司）", "某某网络有限公司"],
+                              "series": [("本期", [3061784, 2952208]), ("上一期", [52685, 645855])]})
+    assert wide["xAxis"]["type"] == "value"
+    assert wide["xAxis"]["axisLabel"]["hideOverlap"] is True and wide["xAxis"]["splitNumber"] <= 5
+    tall, _ = echarts_option({"type": "bar", "title": "t", "categories": ["咨询", "建议"],
+                              "series": [("服务数量", [28041, 9467])]})
+    assert tall["yAxis"]["type"] == "value" and tall["yAxis"]["axisLabel"]["hideOverlap"] is True

@@ -133,7 +133,9 @@ def echarts_option(chart):
             "title": title, "tooltip": {"trigger": "axis"},
             "grid": {"left": 10, "right": 90, "top": 56 if many else 40, "bottom": 10,
                      "containLabel": True},
-            "xAxis": {"type": "value"},
+            # amounts up to millions: ECharts would print every tick's label even where
+            # they overlap in the narrow plot left of the names; it drops those instead
+            "xAxis": {"type": "value", "splitNumber": 4, "axisLabel": {"hideOverlap": True}},
             "yAxis": {"type": "category", "data": cats[::-1],
                       "axisLabel": {"width": 220, "overflow": "truncate"}},
             "series": out,
@@ -142,7 +144,7 @@ def echarts_option(chart):
     else:
         for s in out:
             s["label"]["position"] = "top"
-        y = {"type": "value", "minInterval": 1}
+        y = {"type": "value", "minInterval": 1, "axisLabel": {"hideOverlap": True}}
         if chart.get("max"):
             y.update(max=chart["max"], minInterval=None)
         option = {
