@@ -28,6 +28,7 @@ touches the caller's session transaction. Two refreshes never run at once
 """
 import csv
 import io
+import logging
 import time
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -39,6 +40,8 @@ from ..models import Customer, CustomerNumberAlias, Order, OrderLine
 from ..models.rollup import OrderCustomer, OrderLast, OrderMonth, RollupState
 from ..models.sales import COUNTED_ORDER_STATUSES
 from .errors import Conflict, Forbidden
+
+log = logging.getLogger(__name__)
 
 JOB = "rollup"
 MONTH_NEXT = "crm_order_month_next"
@@ -617,6 +620,8 @@ def _refresh_pragmas(conn, dialect):
                 conn.exec_driver_sql(f"PRAGMA {k} = {int(v)}")
             conn.commit()
         except Exception:
+            log.warning("rollup refresh: could not restore the SQLite connection's settings; "
+                        "the connection is dropped from the pool", exc_info=True)
             conn.invalidate()
 
 
